@@ -1,0 +1,35 @@
+# The two commands that work on a fresh clone: `make serve` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SOURCES := $(wildcard core/*.py ext/*.py ext/*.pxd) setup.py pyproject.toml
+PYTEST_ARGS ?=
+
+.PHONY: install serve test soak bench-engine clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel "Cython>=3.0"
+
+# a regular (non-editable) install: tests exercise exactly what a user installs
+$(STAMP): $(BIN)/python $(SOURCES)
+	$(BIN)/pip install --quiet --no-build-isolation ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/kamicore serve
+
+test: $(STAMP)
+	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+soak: $(STAMP)
+	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+bench-engine: $(STAMP)
+	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/engine_bench.py
+
+clean:
+	rm -rf build dist *.egg-info ext/*.c ext/*.html $(VENV)

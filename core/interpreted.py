@@ -1,0 +1,38 @@
+"""The engine's per-item code (ext/*.py) run by CPython instead of compiled.
+
+Only for tests (the same test body against both) and bench/ (what compiling buys). It needs a
+source checkout: ext/ is found beside this package's folder, or at KAMICORE_EXT_DIR.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import types
+from pathlib import Path
+
+PACKAGE = "kamicore_interpreted"
+
+
+def ext_dir() -> Path:
+    configured = os.environ.get("KAMICORE_EXT_DIR")
+    candidates = [Path(configured)] if configured else []
+    candidates.append(Path(__file__).resolve().parent.parent / "ext")
+    for candidate in candidates:
+        if (candidate / "_engine.py").exists():
+            return candidate
+    raise RuntimeError("the interpreted engine needs ext/ from a source checkout "
+                       "(set KAMICORE_EXT_DIR)")
+
+
+def load() -> types.SimpleNamespace:
+    if PACKAGE not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            PACKAGE, ext_dir() / "__init__.py", submodule_search_locations=[str(ext_dir())])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[PACKAGE] = package
+        spec.loader.exec_module(package)
+    codec = importlib.import_module(f"{PACKAGE}._codec")
+    engine = importlib.import_module(f"{PACKAGE}._engine")
+    return types.SimpleNamespace(engine=engine, codec=codec, name="interpreted")

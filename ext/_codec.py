@@ -1,0 +1,293 @@
+"""Record layouts and key encodings of the code store, format version 1.
+
+Cython pure-Python mode: compiled into ``kamicore._codec`` by setup.py, and importable as plain
+Python from this folder (tests and bench/ run the engine both ways to hold them equal and to
+measure what compiling buys).
+
+Every layout here is fixed. Integers in keys are big-endian so that LMDB's byte order is their
+numeric order; integers in values are little-endian. A layout change bumps the version byte that
+leads every record and is refused by an older reader.
+"""
+
+import struct
+
+import cython
+
+# Code states, numbered as kamicore.statuses.CodeState (tests/test_statuses.py holds them
+# equal). Module-level names are visible to Python; modules that test them per item keep
+# C copies (cython.declare), which compiled code compares as plain ints.
+STATE_AVAILABLE = 1
+STATE_RESERVED = 2
+STATE_SOLD = 3
+STATE_REDEEMED = 4
+STATE_FROZEN = 5
+STATE_INVALID = 6
+STATE_VOID = 7
+
+RECORD_VERSION = cython.declare(cython.int, 1)
+ORDER_RECORD_VERSION = cython.declare(cython.int, 1)
+BATCH_RECORD_VERSION = cython.declare(cython.int, 1)
+
+code_bytes_max = 128
+order_id_bytes_max = 64
+terminal_bytes_max = 64
+request_id_bytes_max = 64
+name_bytes_max = 64  # sku, batch and supplier ids
+time_ms_max = 2**62  # "never expires"
+_code_bytes_max = cython.declare(cython.Py_ssize_t, code_bytes_max)
+
+# Per-code validation outcomes, numbered as kamicore.statuses.ImportStatus.
+CODE_OK = 1
+CODE_EMPTY = 2
+CODE_TOO_LONG = 3
+CODE_CONTROL_CHARACTER = 4
+_CODE_OK = cython.declare(cython.int, CODE_OK)
+_CODE_EMPTY = cython.declare(cython.int, CODE_EMPTY)
+_CODE_TOO_LONG = cython.declare(cython.int, CODE_TOO_LONG)
+_CODE_CONTROL_CHARACTER = cython.declare(cython.int, CODE_CONTROL_CHARACTER)
+
+# version, state, prior_state, spare, sku_no, batch_no, valid_from_ms, valid_until_ms,
+# hold_until_ms, sold_at_ms, redeemed_at_ms, link_code_id, order_len, terminal_len, secret_len;
+# then order id, terminal and sealed code (nonce + ciphertext + tag) bytes.
+_RECORD = struct.Struct("<BBBBIIqqqqqQBBH")
+RECORD_HEADER_BYTES = _RECORD.size  # 64
+_U64_KEY = struct.Struct(">Q")
+_AVAILABLE_KEY = struct.Struct(">IQQ")
+_COUNTER_KEY = struct.Struct(">IB")
+_U32_KEY = struct.Struct(">I")
+_U64_VALUE = struct.Struct("<Q")
+# status, code_id, at_ms, then the 32-byte lookup hash of the code asked for
+_REDEMPTION = struct.Struct("<BQq")
+# version, state, hold_until_ms, created_ms, line_count, code_count, order_no; then lines
+# (sku_no u32, quantity u32) and code ids (u64)
+_ORDER = struct.Struct("<BBqqHIQ")
+_ORDER_LINE = struct.Struct("<II")
+# version, sku_no, valid_from_ms, valid_until_ms, unit_cost_micros, master_key_id (8 bytes),
+# name_len, supplier_len, wrapped_len; then name, supplier, wrapped data key
+_BATCH = struct.Struct("<BIqqq8sBBH")
+
+
+@cython.cclass
+class CodeRecord:
+    """One code's stored state. Mutable: an operation edits fields and packs it back."""
+
+    state = cython.declare(cython.int, visibility="public")
+    prior_state = cython.declare(cython.int, visibility="public")
+    sku_no = cython.declare(cython.uint, visibility="public")
+    batch_no = cython.declare(cython.uint, visibility="public")
+    valid_from_ms = cython.declare(cython.longlong, visibility="public")
+    valid_until_ms = cython.declare(cython.longlong, visibility="public")
+    hold_until_ms = cython.declare(cython.longlong, visibility="public")
+    sold_at_ms = cython.declare(cython.longlong, visibility="public")
+    redeemed_at_ms = cython.declare(cython.longlong, visibility="public")
+    link_code_id = cython.declare(cython.ulonglong, visibility="public")
+    order_id = cython.declare(bytes, visibility="public")
+    terminal = cython.declare(bytes, visibility="public")
+    sealed = cython.declare(bytes, visibility="public")
+
+    def pack(self) -> bytes:
+        return _RECORD.pack(
+            RECORD_VERSION, self.state, self.prior_state, 0, self.sku_no, self.batch_no,
+            self.valid_from_ms, self.valid_until_ms, self.hold_until_ms, self.sold_at_ms,
+            self.redeemed_at_ms, self.link_code_id, len(self.order_id), len(self.terminal),
+            len(self.sealed),
+        ) + self.order_id + self.terminal + self.sealed
+
+
+def new_record(state: cython.int, sku_no: cython.uint, batch_no: cython.uint,
+               valid_from_ms: cython.longlong, valid_until_ms: cython.longlong,
+               sealed: bytes) -> CodeRecord:
+    record: CodeRecord = CodeRecord()
+    record.state = state
+    record.prior_state = 0
+    record.sku_no = sku_no
+    record.batch_no = batch_no
+    record.valid_from_ms = valid_from_ms
+    record.valid_until_ms = valid_until_ms
+    record.hold_until_ms = 0
+    record.sold_at_ms = 0
+    record.redeemed_at_ms = 0
+    record.link_code_id = 0
+    record.order_id = b""
+    record.terminal = b""
+    record.sealed = sealed
+    return record
+
+
+def unpack_record(value: bytes) -> CodeRecord:
+    fields = _RECORD.unpack_from(value)
+    if fields[0] != RECORD_VERSION:
+        raise ValueError(f"code record version {fields[0]} is not {RECORD_VERSION}")
+    record: CodeRecord = CodeRecord()
+    record.state = fields[1]
+    record.prior_state = fields[2]
+    record.sku_no = fields[4]
+    record.batch_no = fields[5]
+    record.valid_from_ms = fields[6]
+    record.valid_until_ms = fields[7]
+    record.hold_until_ms = fields[8]
+    record.sold_at_ms = fields[9]
+    record.redeemed_at_ms = fields[10]
+    record.link_code_id = fields[11]
+    start: cython.Py_ssize_t = RECORD_HEADER_BYTES
+    order_end: cython.Py_ssize_t = start + fields[12]
+    terminal_end: cython.Py_ssize_t = order_end + fields[13]
+    record.order_id = value[start:order_end]
+    record.terminal = value[order_end:terminal_end]
+    record.sealed = value[terminal_end:terminal_end + fields[14]]
+    return record
+
+
+def check_code(raw: bytes) -> cython.int:
+    """Per-code validation of an imported or presented code, before any lookup."""
+    length: cython.Py_ssize_t = len(raw)
+    if length == 0:
+        return _CODE_EMPTY
+    if length > _code_bytes_max:
+        return _CODE_TOO_LONG
+    data: cython.p_uchar = raw
+    byte: cython.uchar
+    only_separators: cython.bint = True
+    i: cython.Py_ssize_t
+    for i in range(length):
+        byte = data[i]
+        if byte < 0x20 or byte == 0x7F:
+            return _CODE_CONTROL_CHARACTER
+        if byte != 0x20 and byte != 0x2D:
+            only_separators = False
+    if only_separators:
+        return _CODE_EMPTY
+    return _CODE_OK
+
+
+def normalize_code(raw: bytes) -> bytes:
+    """The form a code is looked up by: ASCII case, spaces and dashes ignored."""
+    return raw.upper().replace(b" ", b"").replace(b"-", b"")
+
+
+def mask_code(plaintext: bytes) -> str:
+    """What a code looks like anywhere but its buyer's delivery: its last 4 characters."""
+    text = plaintext.decode("utf-8", "replace")
+    return "*" * max(len(text) - 4, 4) + text[-4:]
+
+
+def code_key(code_id: cython.ulonglong) -> bytes:
+    return _U64_KEY.pack(code_id)
+
+
+def code_id_of(key: bytes) -> cython.ulonglong:
+    return _U64_KEY.unpack_from(key)[0]
+
+
+def available_key(sku_no: cython.uint, valid_until_ms: cython.longlong,
+                  code_id: cython.ulonglong) -> bytes:
+    return _AVAILABLE_KEY.pack(sku_no, valid_until_ms, code_id)
+
+
+def unpack_available_key(key: bytes) -> tuple:
+    return _AVAILABLE_KEY.unpack(key)
+
+
+def sku_prefix(sku_no: cython.uint) -> bytes:
+    return _U32_KEY.pack(sku_no)
+
+
+def hold_key(hold_until_ms: cython.longlong, order_id: bytes) -> bytes:
+    return _U64_KEY.pack(hold_until_ms) + order_id
+
+
+def unpack_hold_key(key: bytes) -> tuple:
+    return _U64_KEY.unpack_from(key)[0], key[8:]
+
+
+def counter_key(sku_no: cython.uint, state: cython.int) -> bytes:
+    return _COUNTER_KEY.pack(sku_no, state)
+
+
+def unpack_counter_key(key: bytes) -> tuple:
+    return _COUNTER_KEY.unpack(key)
+
+
+def u32_key(number: cython.uint) -> bytes:
+    return _U32_KEY.pack(number)
+
+
+def u64_key(number: cython.ulonglong) -> bytes:
+    return _U64_KEY.pack(number)
+
+
+def u64_of(key: bytes) -> cython.ulonglong:
+    return _U64_KEY.unpack_from(key)[0]
+
+
+def pack_u64(number: cython.ulonglong) -> bytes:
+    return _U64_VALUE.pack(number)
+
+
+def unpack_u64(value: bytes) -> cython.ulonglong:
+    return _U64_VALUE.unpack(value)[0]
+
+
+def request_key(terminal: bytes, request_id: bytes) -> bytes:
+    # terminals never contain NUL (validated), so the key is unambiguous
+    return terminal + b"\0" + request_id
+
+
+def pack_redemption(status: cython.int, code_id: cython.ulonglong, at_ms: cython.longlong,
+                    lookup_hash: bytes) -> bytes:
+    return _REDEMPTION.pack(status, code_id, at_ms) + lookup_hash
+
+
+def unpack_redemption(value: bytes) -> tuple:
+    status, code_id, at_ms = _REDEMPTION.unpack_from(value)
+    return status, code_id, at_ms, value[_REDEMPTION.size:]
+
+
+def pack_order(state: cython.int, hold_until_ms: cython.longlong, created_ms: cython.longlong,
+               order_no: cython.ulonglong, lines: list, code_ids: list) -> bytes:
+    parts = [_ORDER.pack(ORDER_RECORD_VERSION, state, hold_until_ms, created_ms, len(lines),
+                         len(code_ids), order_no)]
+    for sku_no, quantity in lines:
+        parts.append(_ORDER_LINE.pack(sku_no, quantity))
+    parts.append(struct.pack(f"<{len(code_ids)}Q", *code_ids))
+    return b"".join(parts)
+
+
+def unpack_order(value: bytes) -> tuple:
+    """(state, hold_until_ms, created_ms, order_no, lines, code_ids)"""
+    version, state, hold_until_ms, created_ms, line_count, code_count, order_no = (
+        _ORDER.unpack_from(value))
+    if version != ORDER_RECORD_VERSION:
+        raise ValueError(f"order record version {version} is not {ORDER_RECORD_VERSION}")
+    offset: cython.Py_ssize_t = _ORDER.size
+    lines = []
+    for _ in range(line_count):
+        lines.append(_ORDER_LINE.unpack_from(value, offset))
+        offset += _ORDER_LINE.size
+    code_ids = list(struct.unpack_from(f"<{code_count}Q", value, offset))
+    return state, hold_until_ms, created_ms, order_no, lines, code_ids
+
+
+def pack_batch(sku_no: cython.uint, valid_from_ms: cython.longlong,
+               valid_until_ms: cython.longlong, unit_cost_micros: cython.longlong,
+               master_key_id: bytes, name: bytes, supplier: bytes, wrapped_key: bytes) -> bytes:
+    return _BATCH.pack(BATCH_RECORD_VERSION, sku_no, valid_from_ms, valid_until_ms,
+                       unit_cost_micros, master_key_id, len(name), len(supplier),
+                       len(wrapped_key)) + name + supplier + wrapped_key
+
+
+def unpack_batch(value: bytes) -> dict:
+    (version, sku_no, valid_from_ms, valid_until_ms, unit_cost_micros, master_key_id,
+     name_len, supplier_len, wrapped_len) = _BATCH.unpack_from(value)
+    if version != BATCH_RECORD_VERSION:
+        raise ValueError(f"batch record version {version} is not {BATCH_RECORD_VERSION}")
+    offset = _BATCH.size
+    name = value[offset:offset + name_len]
+    offset += name_len
+    supplier = value[offset:offset + supplier_len]
+    offset += supplier_len
+    return {
+        "sku_no": sku_no, "valid_from_ms": valid_from_ms, "valid_until_ms": valid_until_ms,
+        "unit_cost_micros": unit_cost_micros, "master_key_id": master_key_id, "name": name,
+        "supplier": supplier, "wrapped_key": value[offset:offset + wrapped_len],
+    }

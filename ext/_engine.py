@@ -1,0 +1,747 @@
+"""The code state machine: every operation that changes codes, run inside one LMDB write
+transaction handed over by the group-commit writer (kamicore.engine).
+
+Cython pure-Python mode (see _codec.py). Each operation is a straight ladder of checks in the
+precedence order of its status enum (kamicore.statuses); an item that fails a check has written
+nothing, so one bad item never disturbs the others. Per-(sku, state) counter changes and audit
+events are collected while items are applied and written once per operation (`Tx.finish`).
+"""
+
+import hashlib
+import struct
+
+import cython
+
+from . import _codec
+from ._codec import (
+    CodeRecord,
+    available_key, check_code, code_key, counter_key, hold_key, new_record, normalize_code,
+    pack_order, pack_redemption, pack_u64, request_key, sku_prefix, u32_key, unpack_order,
+    unpack_record, unpack_redemption, unpack_u64,
+)
+
+AVAILABLE = cython.declare(cython.int, _codec.STATE_AVAILABLE)
+RESERVED = cython.declare(cython.int, _codec.STATE_RESERVED)
+SOLD = cython.declare(cython.int, _codec.STATE_SOLD)
+REDEEMED = cython.declare(cython.int, _codec.STATE_REDEEMED)
+FROZEN = cython.declare(cython.int, _codec.STATE_FROZEN)
+INVALID = cython.declare(cython.int, _codec.STATE_INVALID)
+VOID = cython.declare(cython.int, _codec.STATE_VOID)
+CODE_OK = cython.declare(cython.int, _codec.CODE_OK)
+
+# Statuses, numbered as in kamicore.statuses (tests/test_statuses.py holds them equal).
+IMPORTED = cython.declare(cython.int, 1)
+IMPORT_DUPLICATE = cython.declare(cython.int, 5)
+BATCH_OK = cython.declare(cython.int, 1)
+BATCH_MISMATCH = cython.declare(cython.int, 2)
+RESERVE_OK = cython.declare(cython.int, 1)
+RESERVE_ORDER_ID_CONFLICT = cython.declare(cython.int, 2)
+RESERVE_SKU_NOT_FOUND = cython.declare(cython.int, 3)
+RESERVE_INSUFFICIENT_STOCK = cython.declare(cython.int, 4)
+CONFIRM_SOLD = cython.declare(cython.int, 1)
+CONFIRM_ORDER_NOT_FOUND = cython.declare(cython.int, 2)
+CONFIRM_RELEASED_NO_STOCK = cython.declare(cython.int, 3)
+RELEASE_OK = cython.declare(cython.int, 1)
+RELEASE_ORDER_NOT_FOUND = cython.declare(cython.int, 2)
+RELEASE_ORDER_SOLD = cython.declare(cython.int, 3)
+REDEEM_OK = cython.declare(cython.int, 1)
+REDEEM_MALFORMED = cython.declare(cython.int, 2)
+REDEEM_REQUEST_ID_CONFLICT = cython.declare(cython.int, 3)
+REDEEM_NOT_FOUND = cython.declare(cython.int, 4)
+REDEEM_VOID = cython.declare(cython.int, 5)
+REDEEM_INVALID = cython.declare(cython.int, 6)
+REDEEM_FROZEN = cython.declare(cython.int, 7)
+REDEEM_ALREADY_REDEEMED = cython.declare(cython.int, 8)
+REDEEM_NOT_SOLD = cython.declare(cython.int, 9)
+REDEEM_NOT_YET_VALID = cython.declare(cython.int, 10)
+REDEEM_EXPIRED = cython.declare(cython.int, 11)
+CODE_OP_DONE = cython.declare(cython.int, 1)
+CODE_OP_MALFORMED = cython.declare(cython.int, 2)
+CODE_OP_NOT_FOUND = cython.declare(cython.int, 3)
+CODE_OP_WRONG_STATE = cython.declare(cython.int, 4)
+REPORT_REISSUED = cython.declare(cython.int, 1)
+REPORT_NO_REPLACEMENT = cython.declare(cython.int, 2)
+REPORT_ORDER_NOT_FOUND = cython.declare(cython.int, 3)
+REPORT_CODE_NOT_IN_ORDER = cython.declare(cython.int, 4)
+REPORT_NOT_SOLD = cython.declare(cython.int, 5)
+VERIFY_FOUND = cython.declare(cython.int, 1)
+VERIFY_MALFORMED = cython.declare(cython.int, 2)
+VERIFY_NOT_FOUND = cython.declare(cython.int, 3)
+
+# Order states (stored in order records).
+ORDER_RESERVED = cython.declare(cython.int, 1)
+ORDER_SOLD = cython.declare(cython.int, 2)
+ORDER_RELEASED = cython.declare(cython.int, 3)
+ORDER_EXPIRED = cython.declare(cython.int, 4)
+ORDER_STATE_NAMES = {ORDER_RESERVED: "RESERVED", ORDER_SOLD: "SOLD",
+                     ORDER_RELEASED: "RELEASED", ORDER_EXPIRED: "EXPIRED"}
+
+# Audit operation numbers (stored in audit blocks; kamicore.audit names them).
+OP_IMPORT = cython.declare(cython.int, 1)
+OP_RESERVE = cython.declare(cython.int, 2)
+OP_CONFIRM = cython.declare(cython.int, 3)
+OP_RELEASE = cython.declare(cython.int, 4)
+OP_EXPIRE = cython.declare(cython.int, 5)
+OP_REDEEM = cython.declare(cython.int, 6)
+OP_FREEZE = cython.declare(cython.int, 7)
+OP_UNFREEZE = cython.declare(cython.int, 8)
+OP_VOID = cython.declare(cython.int, 9)
+OP_REPORT_INVALID = cython.declare(cython.int, 10)
+
+META_CODE_ID_NEXT = b"code_id_next"
+META_SKU_NO_NEXT = b"sku_no_next"
+META_BATCH_NO_NEXT = b"batch_no_next"
+META_ORDER_NO_NEXT = b"order_no_next"
+META_AUDIT_HEAD = b"audit_head"  # next sequence (u64 LE) + hash of the newest block
+SKU_NAME_PREFIX = b"n"  # skus db: b"n" + name -> sku_no (u32 LE)
+SKU_NUMBER_PREFIX = b"#"  # skus db: b"#" + sku_no (u32 BE) -> name
+
+# Audit block: prev_hash (32) | first_seq u64, at_ms i64, op u8, actor_len u8, count u32 |
+# actor | count x (code_id u64, from_state u8, to_state u8, sku_no u32)
+_AUDIT_HEADER = struct.Struct("<QqBBI")
+_AUDIT_EVENT = struct.Struct("<QBBI")
+_U32_VALUE = struct.Struct("<I")
+AUDIT_GENESIS = b"\0" * 32
+
+
+@cython.cclass
+class Dbs:
+    """Handles of the named sub-databases of one environment."""
+
+    codes = cython.declare(object, visibility="public")
+    available = cython.declare(object, visibility="public")
+    lookup = cython.declare(object, visibility="public")
+    holds = cython.declare(object, visibility="public")
+    counters = cython.declare(object, visibility="public")
+    skus = cython.declare(object, visibility="public")
+    batches = cython.declare(object, visibility="public")
+    batch_names = cython.declare(object, visibility="public")
+    orders = cython.declare(object, visibility="public")
+    redemptions = cython.declare(object, visibility="public")
+    audit = cython.declare(object, visibility="public")
+    meta = cython.declare(object, visibility="public")
+
+    def __init__(self, env):
+        self.codes = env.open_db(b"codes")
+        self.available = env.open_db(b"available")
+        self.lookup = env.open_db(b"lookup")
+        self.holds = env.open_db(b"holds")
+        self.counters = env.open_db(b"counters")
+        self.skus = env.open_db(b"skus")
+        self.batches = env.open_db(b"batches")
+        self.batch_names = env.open_db(b"batch_names")
+        self.orders = env.open_db(b"orders")
+        self.redemptions = env.open_db(b"redemptions")
+        self.audit = env.open_db(b"audit")
+        self.meta = env.open_db(b"meta")
+
+
+@cython.cclass
+class Tx:
+    """One operation's view of the write transaction, and what it changed so far."""
+
+    txn = cython.declare(object, visibility="public")
+    dbs = cython.declare(Dbs, visibility="public")
+    keys = cython.declare(object, visibility="public")  # kamicore.engine.KeyService
+    now_ms = cython.declare(cython.longlong, visibility="public")
+    actor = cython.declare(bytes, visibility="public")
+    deltas = cython.declare(dict)
+    events = cython.declare(list)
+
+    def __init__(self, txn, dbs: Dbs, keys, now_ms: cython.longlong, actor: bytes):
+        self.txn = txn
+        self.dbs = dbs
+        self.keys = keys
+        self.now_ms = now_ms
+        self.actor = actor
+        self.deltas = {}
+        self.events = []
+
+    @cython.ccall
+    def move(self, code_id: cython.ulonglong, record: CodeRecord, to_state: cython.int):
+        """Record a transition of `record` (whose state is still the old one) and apply it."""
+        from_state: cython.int = record.state
+        sku_no: cython.uint = record.sku_no
+        self.events.append((code_id, from_state, to_state, sku_no))
+        if from_state:
+            key = (sku_no, from_state)
+            self.deltas[key] = self.deltas.get(key, 0) - 1
+        key = (sku_no, to_state)
+        self.deltas[key] = self.deltas.get(key, 0) + 1
+        record.state = to_state
+
+    def finish(self, op: cython.int):
+        """Write this operation's counter changes and its audit block."""
+        txn = self.txn
+        counters = self.dbs.counters
+        for (sku_no, state), delta in self.deltas.items():
+            if delta:
+                key = counter_key(sku_no, state)
+                current = txn.get(key, db=counters)
+                value = (unpack_u64(current) if current is not None else 0) + delta
+                assert value >= 0, "a counter went below zero"
+                txn.put(key, pack_u64(value), db=counters)
+        if self.events:
+            append_audit(txn, self.dbs, self.now_ms, op, self.actor, self.events)
+        self.deltas = {}
+        self.events = []
+
+    # -- small shared steps -------------------------------------------------------------
+
+    def next_number(self, name: bytes, first: cython.ulonglong = 1) -> cython.ulonglong:
+        value = self.txn.get(name, db=self.dbs.meta)
+        number: cython.ulonglong = unpack_u64(value) if value is not None else first
+        self.txn.put(name, pack_u64(number + 1), db=self.dbs.meta)
+        return number
+
+    def sku_no(self, sku: bytes, create: cython.bint) -> cython.uint:
+        """The number of a sku id, 0 when unknown (and not created)."""
+        value = self.txn.get(SKU_NAME_PREFIX + sku, db=self.dbs.skus)
+        if value is not None:
+            return _U32_VALUE.unpack(value)[0]
+        if not create:
+            return 0
+        number: cython.uint = self.next_number(META_SKU_NO_NEXT)
+        self.txn.put(SKU_NAME_PREFIX + sku, _U32_VALUE.pack(number), db=self.dbs.skus)
+        self.txn.put(SKU_NUMBER_PREFIX + u32_key(number), sku, db=self.dbs.skus)
+        return number
+
+    def record(self, code_id: cython.ulonglong) -> CodeRecord:
+        return unpack_record(self.txn.get(code_key(code_id), db=self.dbs.codes))
+
+    def put_record(self, code_id: cython.ulonglong, record: CodeRecord):
+        self.txn.put(code_key(code_id), record.pack(), db=self.dbs.codes)
+
+    def resolve(self, ref) -> tuple:
+        """A code reference (code id or plaintext) -> (status, code_id, record)."""
+        code_id: cython.ulonglong
+        if isinstance(ref, int):
+            code_id = ref
+            value = self.txn.get(code_key(code_id), db=self.dbs.codes) if ref > 0 else None
+        else:
+            if check_code(ref) != CODE_OK:
+                return CODE_OP_MALFORMED, 0, None
+            key = self.txn.get(self.keys.lookup_hash(normalize_code(ref)), db=self.dbs.lookup)
+            if key is None:
+                return CODE_OP_NOT_FOUND, 0, None
+            code_id = _codec.code_id_of(key)
+            value = self.txn.get(key, db=self.dbs.codes)
+        if value is None:
+            return CODE_OP_NOT_FOUND, 0, None
+        return CODE_OP_DONE, code_id, unpack_record(value)
+
+    def pick(self, sku_no: cython.uint, quantity: cython.Py_ssize_t) -> list:
+        """The `quantity` sellable codes of a sku that expire soonest, as (code_id, record);
+        fewer when stock is short. Reads only."""
+        picked = []
+        if quantity <= 0:
+            return picked
+        now_ms: cython.longlong = self.now_ms
+        prefix = sku_prefix(sku_no)
+        cursor = self.txn.cursor(db=self.dbs.available)
+        # keys are (sku, valid_until, code id): start past every code already expired
+        if not cursor.set_range(available_key(sku_no, now_ms + 1, 0)):
+            return picked
+        codes_db = self.dbs.codes
+        txn = self.txn
+        for key in cursor.iternext(keys=True, values=False):
+            if key[:4] != prefix:
+                break
+            code_id: cython.ulonglong = _codec.u64_of(key[12:])
+            record: CodeRecord = unpack_record(txn.get(key[12:], db=codes_db))
+            if record.valid_from_ms > now_ms:
+                continue  # not yet valid; a later one may be
+            picked.append((code_id, record))
+            if len(picked) == quantity:
+                break
+        return picked
+
+    def take_available(self, code_id: cython.ulonglong, record: CodeRecord):
+        self.txn.delete(available_key(record.sku_no, record.valid_until_ms, code_id),
+                        db=self.dbs.available)
+
+    def return_available(self, code_id: cython.ulonglong, record: CodeRecord):
+        self.txn.put(available_key(record.sku_no, record.valid_until_ms, code_id), b"",
+                     db=self.dbs.available)
+
+
+def append_audit(txn, dbs: Dbs, now_ms: cython.longlong, op: cython.int, actor: bytes,
+                 events: list):
+    """Append one hash-chained audit block holding `events` (one per transition)."""
+    head = txn.get(META_AUDIT_HEAD, db=dbs.meta)
+    first_seq: cython.ulonglong = 1
+    prev_hash = AUDIT_GENESIS
+    if head is not None:
+        first_seq = unpack_u64(head[:8])
+        prev_hash = head[8:]
+    parts = [_AUDIT_HEADER.pack(first_seq, now_ms, op, len(actor), len(events)), actor]
+    pack_event = _AUDIT_EVENT.pack
+    for event in events:
+        parts.append(pack_event(*event))
+    body = b"".join(parts)
+    block_hash = hashlib.sha256(prev_hash + body).digest()
+    txn.put(_codec.u64_key(first_seq), prev_hash + body, db=dbs.audit, append=True)
+    txn.put(META_AUDIT_HEAD, pack_u64(first_seq + len(events)) + block_hash, db=dbs.meta)
+
+
+def unpack_audit_block(value: bytes) -> tuple:
+    """(prev_hash, first_seq, at_ms, op, actor, [(code_id, from, to, sku_no)])"""
+    prev_hash = value[:32]
+    first_seq, at_ms, op, actor_len, count = _AUDIT_HEADER.unpack_from(value, 32)
+    offset = 32 + _AUDIT_HEADER.size
+    actor = value[offset:offset + actor_len]
+    offset += actor_len
+    events = [_AUDIT_EVENT.unpack_from(value, offset + i * _AUDIT_EVENT.size)
+              for i in range(count)]
+    return prev_hash, first_seq, at_ms, op, actor, events
+
+
+def audit_block_hash(value: bytes) -> bytes:
+    return hashlib.sha256(value).digest()
+
+
+# -- import -------------------------------------------------------------------------------
+
+def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
+                 unit_cost_micros: cython.longlong, valid_from_ms: cython.longlong,
+                 valid_until_ms: cython.longlong, codes: list) -> tuple:
+    """-> (batch status, [per-code status], [code id or 0])"""
+    txn = tx.txn
+    dbs: Dbs = tx.dbs
+    sku_no: cython.uint = tx.sku_no(sku, True)
+    batch_no: cython.uint
+    existing = txn.get(batch, db=dbs.batch_names)
+    if existing is not None:
+        batch_no = _U32_VALUE.unpack(existing)[0]
+        info = _codec.unpack_batch(txn.get(u32_key(batch_no), db=dbs.batches))
+        if (info["sku_no"] != sku_no or info["supplier"] != supplier
+                or info["unit_cost_micros"] != unit_cost_micros
+                or info["valid_from_ms"] != valid_from_ms
+                or info["valid_until_ms"] != valid_until_ms):
+            return BATCH_MISMATCH, [], []
+    else:
+        batch_no = tx.next_number(META_BATCH_NO_NEXT)
+        key_id, wrapped = tx.keys.new_wrapped_data_key(u32_key(batch_no))
+        txn.put(u32_key(batch_no),
+                _codec.pack_batch(sku_no, valid_from_ms, valid_until_ms, unit_cost_micros,
+                                  key_id, batch, supplier, wrapped), db=dbs.batches)
+        txn.put(batch, _U32_VALUE.pack(batch_no), db=dbs.batch_names)
+    sealer = tx.keys.sealer(txn, dbs, batch_no)
+    lookup_hash = tx.keys.lookup_hash
+    nonces = tx.keys.new_nonces(len(codes))
+    id_value = txn.get(META_CODE_ID_NEXT, db=dbs.meta)
+    next_id: cython.ulonglong = unpack_u64(id_value) if id_value is not None else 1
+    statuses = []
+    code_ids = []
+    codes_db = dbs.codes
+    lookup_db = dbs.lookup
+    available_db = dbs.available
+    status: cython.int
+    i: cython.Py_ssize_t = 0
+    for raw in codes:
+        status = check_code(raw)
+        if status != CODE_OK:
+            statuses.append(status)
+            code_ids.append(0)
+            i += 1
+            continue
+        key = code_key(next_id)
+        if not txn.put(lookup_hash(normalize_code(raw)), key, db=lookup_db, overwrite=False):
+            statuses.append(IMPORT_DUPLICATE)
+            code_ids.append(0)
+            i += 1
+            continue
+        sealed = sealer.seal(nonces[i * 12:i * 12 + 12], raw, key)
+        record: CodeRecord = new_record(0, sku_no, batch_no, valid_from_ms, valid_until_ms,
+                                        sealed)
+        tx.move(next_id, record, AVAILABLE)
+        txn.put(key, record.pack(), db=codes_db, append=True)
+        txn.put(available_key(sku_no, valid_until_ms, next_id), b"", db=available_db)
+        statuses.append(IMPORTED)
+        code_ids.append(next_id)
+        next_id += 1
+        i += 1
+    txn.put(META_CODE_ID_NEXT, pack_u64(next_id), db=dbs.meta)
+    tx.finish(OP_IMPORT)
+    return BATCH_OK, statuses, code_ids
+
+
+# -- orders -------------------------------------------------------------------------------
+
+def _pick_lines(tx: Tx, lines: list):
+    """Sellable codes for every (sku_no, quantity) line, in line order; None if any is short.
+    Lines of the same sku share one FEFO pick."""
+    wanted = {}
+    for sku_no, quantity in lines:
+        wanted[sku_no] = wanted.get(sku_no, 0) + quantity
+    picks = {}
+    for sku_no, quantity in wanted.items():
+        picked = tx.pick(sku_no, quantity)
+        if len(picked) < quantity:
+            return None
+        picks[sku_no] = picked
+    ordered = []
+    used = {}
+    for sku_no, quantity in lines:
+        start = used.get(sku_no, 0)
+        ordered.extend(picks[sku_no][start:start + quantity])
+        used[sku_no] = start + quantity
+    return ordered
+
+
+def reserve(tx: Tx, orders: list) -> list:
+    """orders: [(order_id, [(sku, quantity)], hold_ms)]
+    -> [(status, [code_id], hold_until_ms)], each order all-or-nothing. A retry of an order id
+    with the same lines gets the first answer."""
+    txn = tx.txn
+    dbs: Dbs = tx.dbs
+    results = []
+    hold_until_ms: cython.longlong
+    for order_id, sku_lines, hold_ms in orders:
+        hold_until_ms = tx.now_ms + hold_ms
+        lines = []
+        unknown_sku = False
+        for sku, quantity in sku_lines:
+            sku_no = tx.sku_no(sku, False)
+            unknown_sku = unknown_sku or sku_no == 0
+            lines.append((sku_no, quantity))
+        existing = txn.get(order_id, db=dbs.orders)
+        if existing is not None:
+            order = unpack_order(existing)
+            if [tuple(line) for line in order[4]] != lines or unknown_sku:
+                results.append((RESERVE_ORDER_ID_CONFLICT, [], 0))
+            else:
+                results.append((RESERVE_OK, order[5], order[1]))
+            continue
+        if unknown_sku:
+            results.append((RESERVE_SKU_NOT_FOUND, [], 0))
+            continue
+        picked = _pick_lines(tx, lines)
+        if picked is None:
+            results.append((RESERVE_INSUFFICIENT_STOCK, [], 0))
+            continue
+        code_ids = []
+        for code_id, record in picked:
+            tx.take_available(code_id, record)
+            tx.move(code_id, record, RESERVED)
+            record.order_id = order_id
+            record.hold_until_ms = hold_until_ms
+            tx.put_record(code_id, record)
+            code_ids.append(code_id)
+        order_no = tx.next_number(META_ORDER_NO_NEXT)
+        txn.put(order_id, pack_order(ORDER_RESERVED, hold_until_ms, tx.now_ms, order_no, lines,
+                                     code_ids), db=dbs.orders)
+        txn.put(hold_key(hold_until_ms, order_id), b"", db=dbs.holds)
+        results.append((RESERVE_OK, code_ids, hold_until_ms))
+    tx.finish(OP_RESERVE)
+    return results
+
+
+def _sell(tx: Tx, order_id: bytes, code_id: cython.ulonglong, record: CodeRecord):
+    tx.move(code_id, record, SOLD)
+    record.order_id = order_id
+    record.hold_until_ms = 0
+    record.sold_at_ms = tx.now_ms
+    tx.put_record(code_id, record)
+
+
+def confirm(tx: Tx, order_ids: list) -> list:
+    """-> [(status, [code_id], late)]; late when the hold had been released and the order was
+    filled again from stock."""
+    txn = tx.txn
+    dbs: Dbs = tx.dbs
+    results = []
+    for order_id in order_ids:
+        existing = txn.get(order_id, db=dbs.orders)
+        if existing is None:
+            results.append((CONFIRM_ORDER_NOT_FOUND, [], False))
+            continue
+        state, hold_until_ms, created_ms, order_no, lines, code_ids = unpack_order(existing)
+        if state == ORDER_SOLD:
+            results.append((CONFIRM_SOLD, code_ids, False))
+            continue
+        if state == ORDER_RESERVED:
+            for code_id in code_ids:
+                record = tx.record(code_id)
+                assert record.state == RESERVED and record.order_id == order_id
+                _sell(tx, order_id, code_id, record)
+            txn.delete(hold_key(hold_until_ms, order_id), db=dbs.holds)
+            late = False
+        else:  # released or expired before payment: fill it again if stock allows
+            picked = _pick_lines(tx, [tuple(line) for line in lines])
+            if picked is None:
+                results.append((CONFIRM_RELEASED_NO_STOCK, [], False))
+                continue
+            code_ids = []
+            for code_id, record in picked:
+                tx.take_available(code_id, record)
+                _sell(tx, order_id, code_id, record)
+                code_ids.append(code_id)
+            late = True
+        txn.put(order_id, pack_order(ORDER_SOLD, 0, created_ms, order_no, lines, code_ids),
+                db=dbs.orders)
+        results.append((CONFIRM_SOLD, code_ids, late))
+    tx.finish(OP_CONFIRM)
+    return results
+
+
+def _release_order(tx: Tx, order_id: bytes, order: tuple, final_state: cython.int):
+    state, hold_until_ms, created_ms, order_no, lines, code_ids = order
+    for code_id in code_ids:
+        record = tx.record(code_id)
+        assert record.state == RESERVED and record.order_id == order_id
+        tx.move(code_id, record, AVAILABLE)
+        record.order_id = b""
+        record.hold_until_ms = 0
+        tx.put_record(code_id, record)
+        tx.return_available(code_id, record)
+    tx.txn.delete(hold_key(hold_until_ms, order_id), db=tx.dbs.holds)
+    tx.txn.put(order_id, pack_order(final_state, 0, created_ms, order_no, lines, code_ids),
+               db=tx.dbs.orders)
+
+
+def release(tx: Tx, order_ids: list) -> list:
+    """-> [status]"""
+    txn = tx.txn
+    results = []
+    for order_id in order_ids:
+        existing = txn.get(order_id, db=tx.dbs.orders)
+        if existing is None:
+            results.append(RELEASE_ORDER_NOT_FOUND)
+            continue
+        order = unpack_order(existing)
+        if order[0] == ORDER_SOLD:
+            results.append(RELEASE_ORDER_SOLD)
+        elif order[0] == ORDER_RESERVED:
+            _release_order(tx, order_id, order, ORDER_RELEASED)
+            results.append(RELEASE_OK)
+        else:
+            results.append(RELEASE_OK)
+    tx.finish(OP_RELEASE)
+    return results
+
+
+def expire_holds(tx: Tx, limit: cython.Py_ssize_t) -> list:
+    """Release up to `limit` orders whose hold deadline is at or before now -> [order_id]."""
+    txn = tx.txn
+    due = []
+    cursor = txn.cursor(db=tx.dbs.holds)
+    if cursor.first():
+        for key in cursor.iternext(keys=True, values=False):
+            hold_until_ms, order_id = _codec.unpack_hold_key(key)
+            if hold_until_ms > tx.now_ms or len(due) >= limit:
+                break
+            due.append(order_id)
+    for order_id in due:
+        order = unpack_order(txn.get(order_id, db=tx.dbs.orders))
+        assert order[0] == ORDER_RESERVED
+        _release_order(tx, order_id, order, ORDER_EXPIRED)
+    tx.finish(OP_EXPIRE)
+    return due
+
+
+# -- redemption ---------------------------------------------------------------------------
+
+@cython.cfunc
+def _redeem_ladder(record: CodeRecord, now_ms: cython.longlong) -> cython.int:
+    state: cython.int = record.state
+    if state == VOID:
+        return REDEEM_VOID
+    if state == INVALID:
+        return REDEEM_INVALID
+    if state == FROZEN:
+        return REDEEM_FROZEN
+    if state == REDEEMED:
+        return REDEEM_ALREADY_REDEEMED
+    if state != SOLD:
+        return REDEEM_NOT_SOLD
+    if now_ms < record.valid_from_ms:
+        return REDEEM_NOT_YET_VALID
+    if now_ms >= record.valid_until_ms:
+        return REDEEM_EXPIRED
+    return REDEEM_OK
+
+
+def redeem(tx: Tx, items: list, terminal: bytes) -> list:
+    """items: [(code, request_id)] -> [(status, code_id, redeemed_at_ms, redeemed_by)]
+
+    A (terminal, request id) pair remembers its first answer: a retry gets it again, and the
+    same pair with another code is REQUEST_ID_CONFLICT."""
+    txn = tx.txn
+    dbs: Dbs = tx.dbs
+    codes_db = dbs.codes
+    lookup_db = dbs.lookup
+    redemptions_db = dbs.redemptions
+    lookup_hash = tx.keys.lookup_hash
+    now_ms: cython.longlong = tx.now_ms
+    results = []
+    status: cython.int
+    code_id: cython.ulonglong
+    record: CodeRecord
+    for raw, request_id in items:
+        if check_code(raw) != CODE_OK:
+            results.append((REDEEM_MALFORMED, 0, 0, b""))
+            continue
+        digest = lookup_hash(normalize_code(raw))
+        key = txn.get(digest, db=lookup_db)
+        if key is None:
+            status = REDEEM_NOT_FOUND
+            code_id = 0
+            record = None
+        else:
+            code_id = _codec.code_id_of(key)
+            record = unpack_record(txn.get(key, db=codes_db))
+            status = _redeem_ladder(record, now_ms)
+        if not txn.put(request_key(terminal, request_id),
+                       pack_redemption(status, code_id, now_ms, digest),
+                       db=redemptions_db, overwrite=False):
+            results.append(_replay_redemption(tx, terminal, request_id, digest))
+            continue
+        if status == REDEEM_OK:
+            tx.move(code_id, record, REDEEMED)
+            record.redeemed_at_ms = now_ms
+            record.terminal = terminal
+            txn.put(key, record.pack(), db=codes_db)
+            results.append((REDEEM_OK, code_id, now_ms, terminal))
+        elif status == REDEEM_ALREADY_REDEEMED:
+            results.append((status, code_id, record.redeemed_at_ms, record.terminal))
+        else:
+            results.append((status, code_id, 0, b""))
+    tx.finish(OP_REDEEM)
+    return results
+
+
+def _replay_redemption(tx: Tx, terminal: bytes, request_id: bytes, digest: bytes) -> tuple:
+    first = tx.txn.get(request_key(terminal, request_id), db=tx.dbs.redemptions)
+    status, code_id, at_ms, first_digest = unpack_redemption(first)
+    if not tx.keys.equal(first_digest, digest):
+        return (REDEEM_REQUEST_ID_CONFLICT, 0, 0, b"")
+    if status == REDEEM_OK:
+        return (REDEEM_OK, code_id, at_ms, terminal)
+    if status == REDEEM_ALREADY_REDEEMED:
+        record = tx.record(code_id)
+        return (status, code_id, record.redeemed_at_ms, record.terminal)
+    return (status, code_id, 0, b"")
+
+
+# -- operator transitions -----------------------------------------------------------------
+
+def freeze(tx: Tx, refs: list) -> list:
+    """AVAILABLE or SOLD -> FROZEN. -> [(status, code_id, state after)]"""
+    results = []
+    for ref in refs:
+        status, code_id, record = tx.resolve(ref)
+        if status != CODE_OP_DONE:
+            results.append((status, 0, 0))
+            continue
+        state: cython.int = record.state
+        if state != AVAILABLE and state != SOLD:
+            results.append((CODE_OP_WRONG_STATE, code_id, state))
+            continue
+        if state == AVAILABLE:
+            tx.take_available(code_id, record)
+        record.prior_state = state
+        tx.move(code_id, record, FROZEN)
+        tx.put_record(code_id, record)
+        results.append((CODE_OP_DONE, code_id, FROZEN))
+    tx.finish(OP_FREEZE)
+    return results
+
+
+def unfreeze(tx: Tx, refs: list) -> list:
+    """FROZEN -> the state it was frozen from."""
+    results = []
+    for ref in refs:
+        status, code_id, record = tx.resolve(ref)
+        if status != CODE_OP_DONE:
+            results.append((status, 0, 0))
+            continue
+        if record.state != FROZEN:
+            results.append((CODE_OP_WRONG_STATE, code_id, record.state))
+            continue
+        tx.move(code_id, record, record.prior_state)
+        record.prior_state = 0
+        tx.put_record(code_id, record)
+        if record.state == AVAILABLE:
+            tx.return_available(code_id, record)
+        results.append((CODE_OP_DONE, code_id, record.state))
+    tx.finish(OP_UNFREEZE)
+    return results
+
+
+def void(tx: Tx, refs: list) -> list:
+    """SOLD -> VOID (the sale is reversed)."""
+    results = []
+    for ref in refs:
+        status, code_id, record = tx.resolve(ref)
+        if status != CODE_OP_DONE:
+            results.append((status, 0, 0))
+            continue
+        if record.state != SOLD:
+            results.append((CODE_OP_WRONG_STATE, code_id, record.state))
+            continue
+        tx.move(code_id, record, VOID)
+        tx.put_record(code_id, record)
+        results.append((CODE_OP_DONE, code_id, VOID))
+    tx.finish(OP_VOID)
+    return results
+
+
+def report_invalid(tx: Tx, items: list) -> list:
+    """items: [(order_id, code_id)] -> [(status, replacement code id or 0)]
+
+    The reported code becomes INVALID and, stock allowing, the soonest-expiring sellable code
+    of the same sku is sold to the same order in the same transaction."""
+    txn = tx.txn
+    dbs: Dbs = tx.dbs
+    results = []
+    for order_id, code_id in items:
+        existing = txn.get(order_id, db=dbs.orders)
+        if existing is None:
+            results.append((REPORT_ORDER_NOT_FOUND, 0))
+            continue
+        state, hold_until_ms, created_ms, order_no, lines, code_ids = unpack_order(existing)
+        if state != ORDER_SOLD or code_id not in code_ids:
+            results.append((REPORT_CODE_NOT_IN_ORDER, 0))
+            continue
+        record = tx.record(code_id)
+        if record.state == INVALID:  # a retry: the first answer again
+            results.append((REPORT_REISSUED if record.link_code_id else REPORT_NO_REPLACEMENT,
+                            record.link_code_id))
+            continue
+        if record.state != SOLD:
+            results.append((REPORT_NOT_SOLD, 0))
+            continue
+        picked = tx.pick(record.sku_no, 1)
+        tx.move(code_id, record, INVALID)
+        if picked:
+            replacement_id, replacement = picked[0]
+            tx.take_available(replacement_id, replacement)
+            _sell(tx, order_id, replacement_id, replacement)
+            record.link_code_id = replacement_id
+            code_ids.append(replacement_id)
+            txn.put(order_id, pack_order(state, hold_until_ms, created_ms, order_no, lines,
+                                         code_ids), db=dbs.orders)
+        tx.put_record(code_id, record)
+        results.append((REPORT_REISSUED if picked else REPORT_NO_REPLACEMENT,
+                        record.link_code_id))
+    tx.finish(OP_REPORT_INVALID)
+    return results
+
+
+# -- reads (any transaction, never the writer's) -------------------------------------------
+
+def verify(txn, dbs: Dbs, lookup_hash, codes: list) -> list:
+    """-> [(status, code_id, CodeRecord or None)]"""
+    results = []
+    for raw in codes:
+        if check_code(raw) != CODE_OK:
+            results.append((VERIFY_MALFORMED, 0, None))
+            continue
+        key = txn.get(lookup_hash(normalize_code(raw)), db=dbs.lookup)
+        if key is None:
+            results.append((VERIFY_NOT_FOUND, 0, None))
+            continue
+        results.append((VERIFY_FOUND, _codec.code_id_of(key),
+                        unpack_record(txn.get(key, db=dbs.codes))))
+    return results
