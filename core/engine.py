@@ -852,14 +852,15 @@ class Engine(_Writer, _Api):
             with txn.cursor(db=self.dbs.orders) as cursor:
                 for order_id, value in cursor:
                     state, _, _, _, _, code_ids = codec.unpack_order(value)
+                    if ops.ORDER_STATE_NAMES[state] not in ("RESERVED", "SOLD"):
+                        continue  # released orders keep their old code ids as history
                     for code_id in code_ids:
                         if code_id in owners:
                             problems.append(f"code {code_id} is in two orders")
                         owners[code_id] = order_id
                         record = codec.unpack_record(
                             txn.get(codec.code_key(code_id), db=self.dbs.codes))
-                        holds = ops.ORDER_STATE_NAMES[state] in ("RESERVED", "SOLD")
-                        if holds and record.order_id != order_id:
+                        if record.order_id != order_id:
                             problems.append(f"code {code_id} does not point at its order")
         return problems
 

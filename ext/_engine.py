@@ -308,10 +308,11 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
     """-> (batch status, [per-code status], [code id or 0])"""
     txn = tx.txn
     dbs: Dbs = tx.dbs
-    sku_no: cython.uint = tx.sku_no(sku, True)
+    sku_no: cython.uint
     batch_no: cython.uint
     existing = txn.get(batch, db=dbs.batch_names)
     if existing is not None:
+        sku_no = tx.sku_no(sku, False)
         batch_no = _U32_VALUE.unpack(existing)[0]
         info = _codec.unpack_batch(txn.get(u32_key(batch_no), db=dbs.batches))
         if (info["sku_no"] != sku_no or info["supplier"] != supplier
@@ -320,6 +321,7 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
                 or info["valid_until_ms"] != valid_until_ms):
             return BATCH_MISMATCH, [], []
     else:
+        sku_no = tx.sku_no(sku, True)
         batch_no = tx.next_number(META_BATCH_NO_NEXT)
         key_id, wrapped = tx.keys.new_wrapped_data_key(u32_key(batch_no))
         txn.put(u32_key(batch_no),
