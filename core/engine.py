@@ -852,8 +852,6 @@ class Engine(_Writer, _Api):
             with txn.cursor(db=self.dbs.orders) as cursor:
                 for order_id, value in cursor:
                     state, _, _, _, _, code_ids = codec.unpack_order(value)
-                    if ops.ORDER_STATE_NAMES[state] not in ("RESERVED", "SOLD"):
-                        continue  # released orders keep their old code ids as history
                     for code_id in code_ids:
                         if code_id in owners:
                             problems.append(f"code {code_id} is in two orders")

@@ -394,7 +394,8 @@ def _pick_lines(tx: Tx, lines: list):
 def reserve(tx: Tx, orders: list) -> list:
     """orders: [(order_id, [(sku, quantity)], hold_ms)]
     -> [(status, [code_id], hold_until_ms)], each order all-or-nothing. A retry of an order id
-    with the same lines gets the first answer."""
+    with the same lines gets RESERVED again, with the codes the order holds now (none once it
+    was released or expired)."""
     txn = tx.txn
     dbs: Dbs = tx.dbs
     results = []
@@ -498,7 +499,8 @@ def _release_order(tx: Tx, order_id: bytes, order: tuple, final_state: cython.in
         tx.put_record(code_id, record)
         tx.return_available(code_id, record)
     tx.txn.delete(hold_key(hold_until_ms, order_id), db=tx.dbs.holds)
-    tx.txn.put(order_id, pack_order(final_state, 0, created_ms, order_no, lines, code_ids),
+    # a released order holds no codes: they may be sold to someone else from now on
+    tx.txn.put(order_id, pack_order(final_state, 0, created_ms, order_no, lines, []),
                db=tx.dbs.orders)
 
 

@@ -206,7 +206,7 @@ class ReferenceModel:
             code.state = CodeState.AVAILABLE
             code.order_id = b""
             code.hold_until_ms = 0
-        order.state, order.hold_until_ms = final_state, 0
+        order.state, order.hold_until_ms, order.code_ids = final_state, 0, []
 
     def release(self, order_ids):
         results = []
