@@ -330,40 +330,49 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
         txn.put(batch, _U32_VALUE.pack(batch_no), db=dbs.batch_names)
     sealer = tx.keys.sealer(txn, dbs, batch_no)
     lookup_hash = tx.keys.lookup_hash
-    nonces = tx.keys.new_nonces(len(codes))
+    count: cython.Py_ssize_t = len(codes)
+    statuses = [0] * count
+    digests = [None] * count
+    i: cython.Py_ssize_t
+    for i in range(count):
+        statuses[i] = check_code(codes[i])
+        if statuses[i] == CODE_OK:
+            digests[i] = lookup_hash(normalize_code(codes[i]))
+    # one multi-get finds the codes already stored; a set catches repeats within the call
+    seen = set(key for key, _ in txn.cursor(db=dbs.lookup).getmulti(
+        [digest for digest in digests if digest is not None], values=True))
+    nonces = tx.keys.new_nonces(count)
     id_value = txn.get(META_CODE_ID_NEXT, db=dbs.meta)
     next_id: cython.ulonglong = unpack_u64(id_value) if id_value is not None else 1
-    statuses = []
-    code_ids = []
-    codes_db = dbs.codes
-    lookup_db = dbs.lookup
-    available_db = dbs.available
-    status: cython.int
-    i: cython.Py_ssize_t = 0
-    for raw in codes:
-        status = check_code(raw)
-        if status != CODE_OK:
-            statuses.append(status)
-            code_ids.append(0)
-            i += 1
+    code_ids = [0] * count
+    new_lookups = []
+    new_records = []
+    new_available = []
+    for i in range(count):
+        digest = digests[i]
+        if digest is None:
             continue
+        if digest in seen:
+            statuses[i] = IMPORT_DUPLICATE
+            continue
+        seen.add(digest)
         key = code_key(next_id)
-        if not txn.put(lookup_hash(normalize_code(raw)), key, db=lookup_db, overwrite=False):
-            statuses.append(IMPORT_DUPLICATE)
-            code_ids.append(0)
-            i += 1
-            continue
-        sealed = sealer.seal(nonces[i * 12:i * 12 + 12], raw, key)
         record: CodeRecord = new_record(0, sku_no, batch_no, valid_from_ms, valid_until_ms,
-                                        sealed)
+                                        sealer.seal(nonces[i * 12:i * 12 + 12], codes[i], key))
         tx.move(next_id, record, AVAILABLE)
-        txn.put(key, record.pack(), db=codes_db, append=True)
-        txn.put(available_key(sku_no, valid_until_ms, next_id), b"", db=available_db)
-        statuses.append(IMPORTED)
-        code_ids.append(next_id)
+        new_lookups.append((digest, key))
+        new_records.append((key, record.pack()))
+        new_available.append((available_key(sku_no, valid_until_ms, next_id), b""))
+        statuses[i] = IMPORTED
+        code_ids[i] = next_id
         next_id += 1
-        i += 1
-    txn.put(META_CODE_ID_NEXT, pack_u64(next_id), db=dbs.meta)
+    if new_records:
+        new_lookups.sort()
+        txn.cursor(db=dbs.lookup).putmulti(new_lookups)
+        # code ids only grow (allocated under the write lock), so records append at the end
+        txn.cursor(db=dbs.codes).putmulti(new_records, True, True, True)
+        txn.cursor(db=dbs.available).putmulti(new_available)
+        txn.put(META_CODE_ID_NEXT, pack_u64(next_id), db=dbs.meta)
     tx.finish(OP_IMPORT)
     return BATCH_OK, statuses, code_ids
 
@@ -570,60 +579,86 @@ def redeem(tx: Tx, items: list, terminal: bytes) -> list:
     """items: [(code, request_id)] -> [(status, code_id, redeemed_at_ms, redeemed_by)]
 
     A (terminal, request id) pair remembers its first answer: a retry gets it again, and the
-    same pair with another code is REQUEST_ID_CONFLICT."""
+    same pair with another code is REQUEST_ID_CONFLICT.
+
+    The batch is read with one multi-get per sub-database, decided item by item in memory (in
+    order, so a later item sees an earlier item's redemption), and written with one multi-put
+    per sub-database."""
     txn = tx.txn
     dbs: Dbs = tx.dbs
-    codes_db = dbs.codes
-    lookup_db = dbs.lookup
-    redemptions_db = dbs.redemptions
     lookup_hash = tx.keys.lookup_hash
     now_ms: cython.longlong = tx.now_ms
+    count: cython.Py_ssize_t = len(items)
+    digests = [None] * count
+    request_keys = [None] * count
+    i: cython.Py_ssize_t
+    for i in range(count):
+        raw, request_id = items[i]
+        if check_code(raw) == CODE_OK:
+            digests[i] = lookup_hash(normalize_code(raw))
+            request_keys[i] = request_key(terminal, request_id)
+    wanted = [digest for digest in digests if digest is not None]
+    code_keys = dict(txn.cursor(db=dbs.lookup).getmulti(wanted))
+    stored_values = dict(txn.cursor(db=dbs.codes).getmulti(list(code_keys.values())))
+    firsts = dict(txn.cursor(db=dbs.redemptions).getmulti(
+        [key for key in request_keys if key is not None]))
+    records = {}  # code key -> CodeRecord, unpacked once per batch
+    new_firsts = []
+    changed = {}
     results = []
     status: cython.int
     code_id: cython.ulonglong
     record: CodeRecord
-    for raw, request_id in items:
-        if check_code(raw) != CODE_OK:
+    for i in range(count):
+        digest = digests[i]
+        if digest is None:
             results.append((REDEEM_MALFORMED, 0, 0, b""))
             continue
-        digest = lookup_hash(normalize_code(raw))
-        key = txn.get(digest, db=lookup_db)
-        if key is None:
-            status = REDEEM_NOT_FOUND
-            code_id = 0
-            record = None
-        else:
+        key = code_keys.get(digest)
+        record = None
+        code_id = 0
+        if key is not None:
             code_id = _codec.code_id_of(key)
-            record = unpack_record(txn.get(key, db=codes_db))
-            status = _redeem_ladder(record, now_ms)
-        if not txn.put(request_key(terminal, request_id),
-                       pack_redemption(status, code_id, now_ms, digest),
-                       db=redemptions_db, overwrite=False):
-            results.append(_replay_redemption(tx, terminal, request_id, digest))
+            record = records.get(key)
+            if record is None:
+                record = records[key] = unpack_record(stored_values[key])
+        first = firsts.get(request_keys[i])
+        if first is not None:
+            results.append(_replay_redemption(tx, first, digest, terminal, records))
             continue
+        status = _redeem_ladder(record, now_ms) if record is not None else REDEEM_NOT_FOUND
+        first = pack_redemption(status, code_id, now_ms, digest)
+        firsts[request_keys[i]] = first
+        new_firsts.append((request_keys[i], first))
         if status == REDEEM_OK:
             tx.move(code_id, record, REDEEMED)
             record.redeemed_at_ms = now_ms
             record.terminal = terminal
-            txn.put(key, record.pack(), db=codes_db)
+            changed[key] = record
             results.append((REDEEM_OK, code_id, now_ms, terminal))
         elif status == REDEEM_ALREADY_REDEEMED:
             results.append((status, code_id, record.redeemed_at_ms, record.terminal))
         else:
             results.append((status, code_id, 0, b""))
+    if new_firsts:
+        new_firsts.sort()
+        txn.cursor(db=dbs.redemptions).putmulti(new_firsts)
+    if changed:
+        txn.cursor(db=dbs.codes).putmulti(
+            sorted([(key, record.pack()) for key, record in changed.items()]))
     tx.finish(OP_REDEEM)
     return results
 
 
-def _replay_redemption(tx: Tx, terminal: bytes, request_id: bytes, digest: bytes) -> tuple:
-    first = tx.txn.get(request_key(terminal, request_id), db=tx.dbs.redemptions)
+def _replay_redemption(tx: Tx, first: bytes, digest: bytes, terminal: bytes,
+                       records: dict) -> tuple:
     status, code_id, at_ms, first_digest = unpack_redemption(first)
     if not tx.keys.equal(first_digest, digest):
         return (REDEEM_REQUEST_ID_CONFLICT, 0, 0, b"")
     if status == REDEEM_OK:
         return (REDEEM_OK, code_id, at_ms, terminal)
     if status == REDEEM_ALREADY_REDEEMED:
-        record = tx.record(code_id)
+        record: CodeRecord = records.get(code_key(code_id)) or tx.record(code_id)
         return (status, code_id, record.redeemed_at_ms, record.terminal)
     return (status, code_id, 0, b"")
 
