@@ -258,13 +258,18 @@ class KeyService:
         return self.ring.wrap(keyring.new_data_key(), b"batch" + batch_key)
 
     def sealer(self, txn, dbs, batch_no: int) -> keyring.Sealer:
-        sealer = self._sealers.get(batch_no)
+        """The sealer of a batch as `txn` stores it. Cached by the wrapped key itself, never by
+        batch number: a batch number can be handed out again after its transaction rolled back
+        (with another data key), and a rotation re-wraps keys under another master key."""
+        batch_key = self._codec.u32_key(batch_no)
+        value = txn.get(batch_key, db=dbs.batches)
+        info = self._codec.unpack_batch(value)
+        cache_key = info["master_key_id"] + info["wrapped_key"]
+        sealer = self._sealers.get(cache_key)
         if sealer is None:
-            batch_key = self._codec.u32_key(batch_no)
-            info = self._codec.unpack_batch(txn.get(batch_key, db=dbs.batches))
             data_key = self.ring.unwrap(info["master_key_id"], info["wrapped_key"],
                                         b"batch" + batch_key)
-            sealer = self._sealers[batch_no] = keyring.Sealer(data_key)
+            sealer = self._sealers[cache_key] = keyring.Sealer(data_key)
         return sealer
 
 
@@ -570,6 +575,14 @@ class _Api:
         return self._ops.report_invalid, (checked,), actor, convert
 
     def _plan_rotate_keys(self, new_master_key=None, *, actor="admin"):
+        """Without a new key one is generated and saved in the key file; with the master key
+        from KAMICORE_MASTER_KEY the new key must be given (and the variable set to it)."""
+        if new_master_key is not None and (not isinstance(new_master_key, bytes)
+                                           or len(new_master_key) != keyring.key_bytes):
+            raise InvalidArgument("new_master_key", f"must be {keyring.key_bytes} bytes")
+        if new_master_key is None and self.keys.ring.path is None:
+            raise InvalidArgument("new_master_key", f"is required when the master key comes "
+                                  f"from {keyring.MASTER_KEY_ENV}: nowhere to save a new one")
         return _rotate_keys, (self, new_master_key), actor, lambda raw: raw
 
 

@@ -116,6 +116,9 @@ class MasterKeyring:
 
     def unwrap(self, key_id: bytes, wrapped: bytes, associated: bytes) -> bytes:
         master = self._keys.get(key_id)
+        if master is None:  # another process sharing the key file may have rotated
+            self.refresh()
+            master = self._keys.get(key_id)
         if master is None:
             raise DecryptionError(f"no master key with id {key_id.hex()} is loaded")
         try:

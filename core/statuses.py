@@ -31,7 +31,8 @@ class ImportStatus(enum.IntEnum):
     EMPTY = 2  # nothing left after removing spaces and dashes
     TOO_LONG = 3  # more than code_bytes_max bytes
     CONTROL_CHARACTER = 4  # contains a byte below 0x20 or 0x7f
-    DUPLICATE = 5  # the same normalised code is already stored (or earlier in this import)
+    NOT_UTF8 = 5  # not valid UTF-8 text: it could never be shown to its buyer
+    DUPLICATE = 6  # the same normalised code is already stored (or earlier in this import)
 
 
 class ImportBatchStatus(enum.IntEnum):
@@ -66,7 +67,7 @@ class ReleaseStatus(enum.IntEnum):
 
 class RedeemStatus(enum.IntEnum):
     REDEEMED = 1  # redeemed now, or the same terminal retried the same request id
-    MALFORMED = 2  # empty, too long or with control characters; never looked up
+    MALFORMED = 2  # empty, too long, control characters or not UTF-8; never looked up
     REQUEST_ID_CONFLICT = 3  # this terminal used the request id for another code
     NOT_FOUND = 4
     VOID = 5

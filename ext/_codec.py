@@ -41,10 +41,12 @@ CODE_OK = 1
 CODE_EMPTY = 2
 CODE_TOO_LONG = 3
 CODE_CONTROL_CHARACTER = 4
+CODE_NOT_UTF8 = 5
 _CODE_OK = cython.declare(cython.int, CODE_OK)
 _CODE_EMPTY = cython.declare(cython.int, CODE_EMPTY)
 _CODE_TOO_LONG = cython.declare(cython.int, CODE_TOO_LONG)
 _CODE_CONTROL_CHARACTER = cython.declare(cython.int, CODE_CONTROL_CHARACTER)
+_CODE_NOT_UTF8 = cython.declare(cython.int, CODE_NOT_UTF8)
 
 # version, state, prior_state, spare, sku_no, batch_no, valid_from_ms, valid_until_ms,
 # hold_until_ms, sold_at_ms, redeemed_at_ms, link_code_id, order_len, terminal_len, secret_len;
@@ -148,13 +150,21 @@ def check_code(raw: bytes) -> cython.int:
     data: cython.p_uchar = raw
     byte: cython.uchar
     only_separators: cython.bint = True
+    ascii_only: cython.bint = True
     i: cython.Py_ssize_t
     for i in range(length):
         byte = data[i]
         if byte < 0x20 or byte == 0x7F:
             return _CODE_CONTROL_CHARACTER
+        if byte >= 0x80:
+            ascii_only = False
         if byte != 0x20 and byte != 0x2D:
             only_separators = False
+    if not ascii_only:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return _CODE_NOT_UTF8
     if only_separators:
         return _CODE_EMPTY
     return _CODE_OK
@@ -166,9 +176,11 @@ def normalize_code(raw: bytes) -> bytes:
 
 
 def mask_code(plaintext: bytes) -> str:
-    """What a code looks like anywhere but its buyer's delivery: its last 4 characters."""
+    """What a code looks like anywhere but its buyer's delivery: its last 4 characters, and
+    never more than a quarter of it (a short code shows less, a tiny one nothing)."""
     text = plaintext.decode("utf-8", "replace")
-    return "*" * max(len(text) - 4, 4) + text[-4:]
+    visible = min(4, len(text) // 4)
+    return "*" * max(len(text) - visible, 4) + (text[-visible:] if visible else "")
 
 
 def code_key(code_id: cython.ulonglong) -> bytes:

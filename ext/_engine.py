@@ -31,7 +31,7 @@ CODE_OK = cython.declare(cython.int, _codec.CODE_OK)
 
 # Statuses, numbered as in kamicore.statuses (tests/test_statuses.py holds them equal).
 IMPORTED = cython.declare(cython.int, 1)
-IMPORT_DUPLICATE = cython.declare(cython.int, 5)
+IMPORT_DUPLICATE = cython.declare(cython.int, 6)
 BATCH_OK = cython.declare(cython.int, 1)
 BATCH_MISMATCH = cython.declare(cython.int, 2)
 RESERVE_OK = cython.declare(cython.int, 1)

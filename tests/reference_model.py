@@ -28,6 +28,10 @@ def check_code(raw: bytes) -> ImportStatus:
         return ImportStatus.TOO_LONG
     if any(byte < 0x20 or byte == 0x7F for byte in raw):
         return ImportStatus.CONTROL_CHARACTER
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return ImportStatus.NOT_UTF8
     if not normalize(raw):
         return ImportStatus.EMPTY
     return ImportStatus.IMPORTED

@@ -37,6 +37,8 @@ def sell(engine, codes, sku="sku", order_id="order", batch="batch", **validity):
     ("X" * 128, ImportStatus.IMPORTED),
     ("TAB\tCODE", ImportStatus.CONTROL_CHARACTER),
     ("DEL\x7fCODE", ImportStatus.CONTROL_CHARACTER),
+    (b"\xff\xfeCODE", ImportStatus.NOT_UTF8),
+    ("CAFÉ-0001", ImportStatus.IMPORTED),
     ("good 0001", ImportStatus.DUPLICATE),  # same code, other case and separators
 ])
 def test_import_status_per_code(engine, code, status):
@@ -261,13 +263,23 @@ def test_first_answer_is_kept_even_after_the_code_changes(engine):
 # -- verify ------------------------------------------------------------------------------
 
 def test_verify_reports_state_without_changing_it(engine):
-    sell(engine, ["VER-1"])
-    results = engine.verify(["ver 1", "NOPE-1", "\x01"])
+    sell(engine, ["VERIFY-CODE-0001"])
+    results = engine.verify(["verify code 0001", "NOPE-1", "\x01"])
     assert [result.status for result in results] == [
         VerifyStatus.FOUND, VerifyStatus.NOT_FOUND, VerifyStatus.MALFORMED]
     view = results[0].code
-    assert view.state == CodeState.SOLD and view.masked.endswith("ER-1")
-    assert "VER-1" not in repr(view)
+    assert view.state == CodeState.SOLD and view.masked == "************0001"
+    assert "VERIFY" not in repr(view)
+
+
+@pytest.mark.parametrize("code, masked", [
+    ("ABCD-EFGH-IJKL-0001", "***************0001"),
+    ("ABCD0001", "******01"),
+    ("ABC", "****"),
+])
+def test_masking_never_shows_more_than_a_quarter(engine, code, masked):
+    sell(engine, [code])
+    assert engine.verify([code])[0].code.masked == masked
     assert engine.stock("sku").counts[CodeState.SOLD] == 1
 
 

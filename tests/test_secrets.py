@@ -379,10 +379,6 @@ def test_rotation_to_a_given_key_with_environment_keys(tmp_path, clock, implemen
     gc.collect()
 
 
-@pytest.mark.xfail(strict=True, raises=DecryptionError, reason=(
-    "rotate_keys() without a key while the master key comes from KAMICORE_MASTER_KEY "
-    "re-wraps everything under a random key kept only in memory: after a restart nothing "
-    "opens (DecryptionError: no master key with id ...)"))
 def test_rotation_without_a_key_never_loses_an_environment_keyed_store(
         tmp_path, clock, implementation, monkeypatch):
     data_dir = tmp_path / "data"
@@ -408,10 +404,6 @@ with Engine(sys.argv[1]) as engine:
 """
 
 
-@pytest.mark.xfail(strict=True, raises=DecryptionError, reason=(
-    "an Engine open while another process rotates the master key keeps its old key ring for "
-    "reads: every code of a batch it had not read before raises DecryptionError (no master "
-    "key with id ...) and check() reports it undecryptable, until it is reopened"))
 def test_rotation_by_another_process_keeps_codes_readable(tmp_path, monkeypatch):
     monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
     data_dir = tmp_path / "data"
@@ -427,10 +419,6 @@ def test_rotation_by_another_process_keeps_codes_readable(tmp_path, monkeypatch)
         assert engine.check() == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "an import answered STORAGE_FULL leaves its batch's sealer cached under a batch number "
-    "that was rolled back; the next import that gets that number seals its codes with the "
-    "cached (never stored) data key, so after a restart none of them decrypts"))
 def test_codes_imported_after_a_full_store_survive_a_restart(tmp_path, clock, implementation,
                                                              monkeypatch):
     monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
@@ -523,9 +511,6 @@ def test_no_plaintext_in_errors_or_statuses(engine):
         assert form not in repr(found)
 
 
-@pytest.mark.xfail(strict=True, raises=(AssertionError, UnicodeDecodeError), reason=(
-    "import accepts a code that is not UTF-8 (e.g. b'\\xff\\xfe...'); revealing it to its "
-    "buyer then raises UnicodeDecodeError, whose repr (and .object) holds the whole plaintext"))
 def test_a_code_import_accepts_can_be_revealed_without_leaking(engine):
     secret = b"\xff\xfeSECRETCODE-9271-PLMK"
     imported = engine.import_codes(SKU, "batch-1", [secret])

@@ -21,6 +21,7 @@ CONSTANTS = [
     (impl.codec, "CODE_EMPTY", ImportStatus.EMPTY),
     (impl.codec, "CODE_TOO_LONG", ImportStatus.TOO_LONG),
     (impl.codec, "CODE_CONTROL_CHARACTER", ImportStatus.CONTROL_CHARACTER),
+    (impl.codec, "CODE_NOT_UTF8", ImportStatus.NOT_UTF8),
     (impl.engine, "BATCH_OK", ImportBatchStatus.OK),
     (impl.engine, "BATCH_MISMATCH", ImportBatchStatus.BATCH_MISMATCH),
     *[(impl.engine, f"RESERVE_{member.name}", member) for member in ReserveStatus
