@@ -3,14 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := $(wildcard core/*.py ext/*.py ext/*.pxd) setup.py pyproject.toml
+SOURCES := $(wildcard core/*.py ext/*.py proto/kamicore/v1/*.proto) setup.py pyproject.toml
 PYTEST_ARGS ?=
 
 .PHONY: install serve test soak bench-engine clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip setuptools wheel "Cython>=3.0"
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel "Cython>=3.0" "grpcio-tools>=1.60"
 
 # a regular (non-editable) install: tests exercise exactly what a user installs
 $(STAMP): $(BIN)/python $(SOURCES)

@@ -35,7 +35,7 @@ from .statuses import (
 # -- limits -------------------------------------------------------------------------------
 map_size_bytes_default = 64 * 2**30  # address space reserved; the file grows as it fills
 map_size_bytes_min = 2**20
-sub_databases_max = 16
+sub_databases_max = 32
 readers_max = 1024
 operations_per_commit_max = 4096  # one commit never holds more queued operations than this
 codes_per_import_max = 100_000  # per import call; a client stream sends several calls
@@ -148,6 +148,14 @@ class Stock:
     sellable: int  # AVAILABLE and inside the validity window now
     expired_available: int  # AVAILABLE but past valid_until: never sold
     soonest_valid_until_ms: int  # of the sellable codes; 0 when none
+
+
+@dataclass(frozen=True)
+class BatchStock:
+    batch: str
+    supplier: str
+    valid_until_ms: int
+    counts: dict[CodeState, int]  # states with codes only
 
 
 @dataclass(frozen=True)
@@ -356,6 +364,11 @@ class _Writer:
 
     def _run(self, function, args: tuple, actor: str | bytes):
         return self._submit(function, args, actor).result()
+
+    async def submit_async(self, function, args: tuple, actor: str | bytes):
+        """Run `function(tx, *args)` in the writer's next commit; for layers that keep their
+        own records in the same transactions (catalog, orders, keys)."""
+        return await asyncio.wrap_future(self._submit(function, args, actor))
 
     def _write_loop(self) -> None:
         queue = self._queue
@@ -765,6 +778,28 @@ class Engine(_Writer, _Api):
                                           for sku_no, quantity in lines],
                              views, plaintexts if reveal else None)
 
+    def batch_stock(self, sku) -> list[BatchStock]:
+        """Per-batch counts of a sku (O(batches), from counters kept with every transition)."""
+        sku = _text(sku, "sku", self.impl.codec.name_bytes_max)
+        codec = self.impl.codec
+        with self.read() as txn:
+            sku_no = self._sku_no(txn, sku)
+            result = []
+            with txn.cursor(db=self.dbs.batches) as cursor:
+                for key, value in cursor:
+                    info = codec.unpack_batch(value)
+                    if info["sku_no"] != sku_no:
+                        continue
+                    counts = {}
+                    for state in CodeState:
+                        count = txn.get(codec.counter_key(int.from_bytes(key, "big"), state),
+                                        db=self.dbs.batch_counters)
+                        if count is not None and codec.unpack_u64(count):
+                            counts[state] = codec.unpack_u64(count)
+                    result.append(BatchStock(info["name"].decode(), info["supplier"].decode(),
+                                             info["valid_until_ms"], counts))
+            return result
+
     def skus(self) -> list[str]:
         prefix = self._ops.SKU_NAME_PREFIX
         with self.read() as txn, txn.cursor(db=self.dbs.skus) as cursor:
@@ -797,6 +832,22 @@ class Engine(_Writer, _Api):
                 if record.sku_no not in names:
                     names[record.sku_no] = self._sku_name(txn, record.sku_no)
                 key = (names[record.sku_no], CodeState(record.state))
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def _batch_counters(self) -> dict[tuple[int, int], int]:
+        codec = self.impl.codec
+        with self.read() as txn, txn.cursor(db=self.dbs.batch_counters) as cursor:
+            return {codec.unpack_counter_key(key): codec.unpack_u64(value)
+                    for key, value in cursor if codec.unpack_u64(value)}
+
+    def _scan_batch_counts(self) -> dict[tuple[int, int], int]:
+        codec = self.impl.codec
+        counts: dict = {}
+        with self.read() as txn, txn.cursor(db=self.dbs.codes) as cursor:
+            for _, value in cursor:
+                record = codec.unpack_record(value)
+                key = (record.batch_no, record.state)
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
@@ -843,6 +894,8 @@ class Engine(_Writer, _Api):
         problems = []
         if self.counters() != self.scan_counts():
             problems.append("per-(sku, state) counters differ from a scan of the codes")
+        if self._batch_counters() != self._scan_batch_counts():
+            problems.append("per-(batch, state) counters differ from a scan of the codes")
         audit = self.verify_audit()
         if not audit.ok:
             problems.append(f"audit chain: {audit.problem}")

@@ -29,7 +29,7 @@ ORDER_RECORD_VERSION = cython.declare(cython.int, 1)
 BATCH_RECORD_VERSION = cython.declare(cython.int, 1)
 
 code_bytes_max = 128
-order_id_bytes_max = 64
+order_id_bytes_max = 200  # "<owner>/<idempotency key>"; the record keeps its length in a byte
 terminal_bytes_max = 64
 request_id_bytes_max = 64
 name_bytes_max = 64  # sku, batch and supplier ids

@@ -87,6 +87,11 @@ OP_FREEZE = cython.declare(cython.int, 7)
 OP_UNFREEZE = cython.declare(cython.int, 8)
 OP_VOID = cython.declare(cython.int, 9)
 OP_REPORT_INVALID = cython.declare(cython.int, 10)
+OP_REVEAL = cython.declare(cython.int, 11)  # a buyer was shown codes again (no transition)
+OP_NAMES = {OP_IMPORT: "import", OP_RESERVE: "reserve", OP_CONFIRM: "confirm",
+            OP_RELEASE: "release", OP_EXPIRE: "expire", OP_REDEEM: "redeem",
+            OP_FREEZE: "freeze", OP_UNFREEZE: "unfreeze", OP_VOID: "void",
+            OP_REPORT_INVALID: "report_invalid", OP_REVEAL: "reveal"}
 
 META_CODE_ID_NEXT = b"code_id_next"
 META_SKU_NO_NEXT = b"sku_no_next"
@@ -120,6 +125,12 @@ class Dbs:
     redemptions = cython.declare(object, visibility="public")
     audit = cython.declare(object, visibility="public")
     meta = cython.declare(object, visibility="public")
+    batch_counters = cython.declare(object, visibility="public")
+    # kept by kamicore's Python layer in the same transactions (catalog, orders, auth)
+    catalog = cython.declare(object, visibility="public")
+    order_meta = cython.declare(object, visibility="public")
+    purchases = cython.declare(object, visibility="public")
+    api_keys = cython.declare(object, visibility="public")
 
     def __init__(self, env):
         self.codes = env.open_db(b"codes")
@@ -134,6 +145,11 @@ class Dbs:
         self.redemptions = env.open_db(b"redemptions")
         self.audit = env.open_db(b"audit")
         self.meta = env.open_db(b"meta")
+        self.batch_counters = env.open_db(b"batch_counters")
+        self.catalog = env.open_db(b"catalog")
+        self.order_meta = env.open_db(b"order_meta")
+        self.purchases = env.open_db(b"purchases")
+        self.api_keys = env.open_db(b"api_keys")
 
 
 @cython.cclass
@@ -146,6 +162,7 @@ class Tx:
     now_ms = cython.declare(cython.longlong, visibility="public")
     actor = cython.declare(bytes, visibility="public")
     deltas = cython.declare(dict)
+    batch_deltas = cython.declare(dict)
     events = cython.declare(list)
 
     def __init__(self, txn, dbs: Dbs, keys, now_ms: cython.longlong, actor: bytes):
@@ -155,6 +172,7 @@ class Tx:
         self.now_ms = now_ms
         self.actor = actor
         self.deltas = {}
+        self.batch_deltas = {}
         self.events = []
 
     @cython.ccall
@@ -163,27 +181,35 @@ class Tx:
         from_state: cython.int = record.state
         sku_no: cython.uint = record.sku_no
         self.events.append((code_id, from_state, to_state, sku_no))
+        # one counter key per (number, state): state in the low byte
+        key: cython.ulonglong
         if from_state:
-            key = (sku_no, from_state)
+            key = (cython.cast(cython.ulonglong, sku_no) << 8) | from_state
             self.deltas[key] = self.deltas.get(key, 0) - 1
-        key = (sku_no, to_state)
+            key = (cython.cast(cython.ulonglong, record.batch_no) << 8) | from_state
+            self.batch_deltas[key] = self.batch_deltas.get(key, 0) - 1
+        key = (cython.cast(cython.ulonglong, sku_no) << 8) | to_state
         self.deltas[key] = self.deltas.get(key, 0) + 1
+        key = (cython.cast(cython.ulonglong, record.batch_no) << 8) | to_state
+        self.batch_deltas[key] = self.batch_deltas.get(key, 0) + 1
         record.state = to_state
 
     def finish(self, op: cython.int):
         """Write this operation's counter changes and its audit block."""
         txn = self.txn
-        counters = self.dbs.counters
-        for (sku_no, state), delta in self.deltas.items():
-            if delta:
-                key = counter_key(sku_no, state)
-                current = txn.get(key, db=counters)
-                value = (unpack_u64(current) if current is not None else 0) + delta
-                assert value >= 0, "a counter went below zero"
-                txn.put(key, pack_u64(value), db=counters)
+        for deltas, db in ((self.deltas, self.dbs.counters),
+                           (self.batch_deltas, self.dbs.batch_counters)):
+            for number_state, delta in deltas.items():
+                if delta:
+                    key = counter_key(number_state >> 8, number_state & 0xFF)
+                    current = txn.get(key, db=db)
+                    value = (unpack_u64(current) if current is not None else 0) + delta
+                    assert value >= 0, "a counter went below zero"
+                    txn.put(key, pack_u64(value), db=db)
         if self.events:
             append_audit(txn, self.dbs, self.now_ms, op, self.actor, self.events)
         self.deltas = {}
+        self.batch_deltas = {}
         self.events = []
 
     # -- small shared steps -------------------------------------------------------------

@@ -487,7 +487,7 @@ def test_no_plaintext_in_errors_or_statuses(engine):
         lambda: engine.redeem([(not_found[0], "rq")], malformed[1]),
         lambda: engine.redeem([("KNOWN-CODE-AAAA-1111", malformed[2])], "T-1"),
         lambda: engine.order(malformed[0]),
-        lambda: engine.order(malformed[2], reveal=True),
+        lambda: engine.order(malformed[3], reveal=True),
         lambda: engine.reserve([(malformed[3], [(SKU, 1)], 60)]),
         lambda: engine.confirm([malformed[1]]),
         lambda: engine.stock(malformed[0]),
