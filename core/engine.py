@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Sequence
 import lmdb
 
 from . import keyring
+from ._codec import has_control_character as _has_control_character
 from .statuses import (
     CodeOpStatus, CodeState, ConfirmStatus, ImportBatchStatus, ImportStatus, RedeemStatus,
     ReleaseStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
@@ -202,9 +203,22 @@ def _text(value, field: str, bytes_max: int, required: bool = True) -> bytes:
         raise InvalidArgument(field, "is required")
     if len(value) > bytes_max:
         raise InvalidArgument(field, f"is longer than {bytes_max} bytes")
-    if any(byte < 0x20 or byte == 0x7F for byte in value):
+    if _has_control_character(value):
         raise InvalidArgument(field, "contains a control character")
     return value
+
+
+def _within(field: str, index: int, check, *args):
+    """Run `check`; on InvalidArgument name the item: `field[index].<what it named>`."""
+    try:
+        return check(*args)
+    except InvalidArgument as error:
+        raise InvalidArgument(f"{field}[{index}].{error.field}", error.message) from None
+
+
+def _redeem_item(code, request_id, request_max: int) -> tuple[bytes, bytes]:
+    request_id = _text(request_id, "request_id", request_max)
+    return _code(code, "code"), request_id
 
 
 def _code(value, field: str) -> bytes:
@@ -529,9 +543,15 @@ class _Api:
         terminal = _text(terminal, "terminal", self.impl.codec.terminal_bytes_max)
         items = _count(items, "items", codes_per_batch_max)
         request_max = self.impl.codec.request_id_bytes_max
-        checked = [(_code(code, f"items[{index}].code"),
-                    _text(request_id, f"items[{index}].request_id", request_max))
-                   for index, (code, request_id) in enumerate(items)]
+        checked = []
+        for index, (code, request_id) in enumerate(items):
+            if isinstance(code, str) and isinstance(request_id, str) and (
+                    0 < len(request_id) <= request_max and request_id.isascii()
+                    and request_id.isprintable()):
+                checked.append((code.encode(), request_id.encode()))  # the common case
+            else:
+                checked.append(_within("items", index, _redeem_item, code, request_id,
+                                       request_max))
         table = _REDEEM_STATUSES
 
         def convert(raw) -> list[RedeemResult]:

@@ -170,6 +170,16 @@ def check_code(raw: bytes) -> cython.int:
     return _CODE_OK
 
 
+def has_control_character(value: bytes) -> cython.bint:
+    """Any byte below 0x20, or 0x7f: never allowed in ids, terminals or names."""
+    data: cython.p_uchar = value
+    i: cython.Py_ssize_t
+    for i in range(len(value)):
+        if data[i] < 0x20 or data[i] == 0x7F:
+            return True
+    return False
+
+
 def normalize_code(raw: bytes) -> bytes:
     """The form a code is looked up by: ASCII case, spaces and dashes ignored."""
     return raw.upper().replace(b" ", b"").replace(b"-", b"")
