@@ -10,8 +10,17 @@ leads every record and is refused by an older reader.
 """
 
 import struct
+import sys
 
 import cython
+
+if cython.compiled:
+    from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
+    from cython.cimports.libc.string import memcpy
+
+# Compiled code reads and writes record fields in place where the host's byte order is the
+# layout's (little-endian); elsewhere, and when interpreted, it goes through struct.
+_in_place = cython.declare(cython.bint, sys.byteorder == "little")
 
 # Code states, numbered as kamicore.statuses.CodeState (tests/test_statuses.py holds them
 # equal). Module-level names are visible to Python; modules that test them per item keep
@@ -88,12 +97,45 @@ class CodeRecord:
     sealed = cython.declare(bytes, visibility="public")
 
     def pack(self) -> bytes:
+        if cython.compiled and _in_place:
+            return self._pack_in_place()
         return _RECORD.pack(
             RECORD_VERSION, self.state, self.prior_state, 0, self.sku_no, self.batch_no,
             self.valid_from_ms, self.valid_until_ms, self.hold_until_ms, self.sold_at_ms,
             self.redeemed_at_ms, self.link_code_id, len(self.order_id), len(self.terminal),
             len(self.sealed),
         ) + self.order_id + self.terminal + self.sealed
+
+    @cython.cfunc
+    def _pack_in_place(self) -> bytes:
+        order_len: cython.Py_ssize_t = len(self.order_id)
+        terminal_len: cython.Py_ssize_t = len(self.terminal)
+        sealed_len: cython.Py_ssize_t = len(self.sealed)
+        if order_len > 255 or terminal_len > 255 or sealed_len > 65535:
+            raise ValueError("a code record field is longer than its length byte allows")
+        out = PyBytes_FromStringAndSize(cython.NULL, 64 + order_len + terminal_len + sealed_len)
+        p: cython.p_char = PyBytes_AS_STRING(out)
+        p[0] = RECORD_VERSION
+        p[1] = self.state
+        p[2] = self.prior_state
+        p[3] = 0
+        memcpy(p + 4, cython.address(self.sku_no), 4)
+        memcpy(p + 8, cython.address(self.batch_no), 4)
+        memcpy(p + 12, cython.address(self.valid_from_ms), 8)
+        memcpy(p + 20, cython.address(self.valid_until_ms), 8)
+        memcpy(p + 28, cython.address(self.hold_until_ms), 8)
+        memcpy(p + 36, cython.address(self.sold_at_ms), 8)
+        memcpy(p + 44, cython.address(self.redeemed_at_ms), 8)
+        memcpy(p + 52, cython.address(self.link_code_id), 8)
+        p[60] = order_len
+        p[61] = terminal_len
+        length16: cython.ushort = sealed_len
+        memcpy(p + 62, cython.address(length16), 2)
+        memcpy(p + 64, cython.cast(cython.p_char, self.order_id), order_len)
+        memcpy(p + 64 + order_len, cython.cast(cython.p_char, self.terminal), terminal_len)
+        memcpy(p + 64 + order_len + terminal_len, cython.cast(cython.p_char, self.sealed),
+               sealed_len)
+        return out
 
 
 def new_record(state: cython.int, sku_no: cython.uint, batch_no: cython.uint,
@@ -117,6 +159,8 @@ def new_record(state: cython.int, sku_no: cython.uint, batch_no: cython.uint,
 
 
 def unpack_record(value: bytes) -> CodeRecord:
+    if cython.compiled and _in_place:
+        return _unpack_in_place(value)
     fields = _RECORD.unpack_from(value)
     if fields[0] != RECORD_VERSION:
         raise ValueError(f"code record version {fields[0]} is not {RECORD_VERSION}")
@@ -137,6 +181,35 @@ def unpack_record(value: bytes) -> CodeRecord:
     record.order_id = value[start:order_end]
     record.terminal = value[order_end:terminal_end]
     record.sealed = value[terminal_end:terminal_end + fields[14]]
+    return record
+
+
+@cython.cfunc
+def _unpack_in_place(value: bytes) -> CodeRecord:
+    length: cython.Py_ssize_t = len(value)
+    p: cython.p_uchar = value
+    if length < 64 or p[0] != RECORD_VERSION:
+        raise ValueError("not a code record of version 1")
+    record: CodeRecord = CodeRecord.__new__(CodeRecord)
+    record.state = p[1]
+    record.prior_state = p[2]
+    memcpy(cython.address(record.sku_no), p + 4, 4)
+    memcpy(cython.address(record.batch_no), p + 8, 4)
+    memcpy(cython.address(record.valid_from_ms), p + 12, 8)
+    memcpy(cython.address(record.valid_until_ms), p + 20, 8)
+    memcpy(cython.address(record.hold_until_ms), p + 28, 8)
+    memcpy(cython.address(record.sold_at_ms), p + 36, 8)
+    memcpy(cython.address(record.redeemed_at_ms), p + 44, 8)
+    memcpy(cython.address(record.link_code_id), p + 52, 8)
+    sealed_len: cython.ushort
+    memcpy(cython.address(sealed_len), p + 62, 2)
+    order_end: cython.Py_ssize_t = 64 + p[60]
+    terminal_end: cython.Py_ssize_t = order_end + p[61]
+    if terminal_end + sealed_len > length:
+        raise ValueError("a code record is shorter than its lengths say")
+    record.order_id = value[64:order_end]
+    record.terminal = value[order_end:terminal_end]
+    record.sealed = value[terminal_end:terminal_end + sealed_len]
     return record
 
 
@@ -182,7 +255,24 @@ def has_control_character(value: bytes) -> cython.bint:
 
 def normalize_code(raw: bytes) -> bytes:
     """The form a code is looked up by: ASCII case, spaces and dashes ignored."""
-    return raw.upper().replace(b" ", b"").replace(b"-", b"")
+    if not cython.compiled:
+        return raw.upper().replace(b" ", b"").replace(b"-", b"")
+    length: cython.Py_ssize_t = len(raw)
+    source: cython.p_uchar = raw
+    out = PyBytes_FromStringAndSize(cython.NULL, length)
+    target: cython.p_char = PyBytes_AS_STRING(out)
+    kept: cython.Py_ssize_t = 0
+    byte: cython.uchar
+    i: cython.Py_ssize_t
+    for i in range(length):
+        byte = source[i]
+        if byte == 0x20 or byte == 0x2D:
+            continue
+        if 0x61 <= byte <= 0x7A:
+            byte -= 0x20
+        target[kept] = byte
+        kept += 1
+    return out if kept == length else out[:kept]
 
 
 def mask_code(plaintext: bytes) -> str:

@@ -106,6 +106,8 @@ SKU_NUMBER_PREFIX = b"#"  # skus db: b"#" + sku_no (u32 BE) -> name
 _AUDIT_HEADER = struct.Struct("<QqBBI")
 _AUDIT_EVENT = struct.Struct("<QBBI")
 _U32_VALUE = struct.Struct("<I")
+batches_max = 2**24  # batch numbers fit 24 bits of a transition key (see Tx.move)
+_batches_max = cython.declare(cython.uint, batches_max)
 AUDIT_GENESIS = b"\0" * 32
 
 
@@ -161,8 +163,7 @@ class Tx:
     keys = cython.declare(object, visibility="public")  # kamicore.engine.KeyService
     now_ms = cython.declare(cython.longlong, visibility="public")
     actor = cython.declare(bytes, visibility="public")
-    deltas = cython.declare(dict)
-    batch_deltas = cython.declare(dict)
+    transitions = cython.declare(dict)
     events = cython.declare(list)
 
     def __init__(self, txn, dbs: Dbs, keys, now_ms: cython.longlong, actor: bytes):
@@ -171,8 +172,7 @@ class Tx:
         self.keys = keys
         self.now_ms = now_ms
         self.actor = actor
-        self.deltas = {}
-        self.batch_deltas = {}
+        self.transitions = {}
         self.events = []
 
     @cython.ccall
@@ -181,35 +181,42 @@ class Tx:
         from_state: cython.int = record.state
         sku_no: cython.uint = record.sku_no
         self.events.append((code_id, from_state, to_state, sku_no))
-        # one counter key per (number, state): state in the low byte
-        key: cython.ulonglong
-        if from_state:
-            key = (cython.cast(cython.ulonglong, sku_no) << 8) | from_state
-            self.deltas[key] = self.deltas.get(key, 0) - 1
-            key = (cython.cast(cython.ulonglong, record.batch_no) << 8) | from_state
-            self.batch_deltas[key] = self.batch_deltas.get(key, 0) - 1
-        key = (cython.cast(cython.ulonglong, sku_no) << 8) | to_state
-        self.deltas[key] = self.deltas.get(key, 0) + 1
-        key = (cython.cast(cython.ulonglong, record.batch_no) << 8) | to_state
-        self.batch_deltas[key] = self.batch_deltas.get(key, 0) + 1
+        # one count per (sku, batch, from, to); finish() turns them into counter changes
+        assert record.batch_no < _batches_max
+        key: cython.ulonglong = ((cython.cast(cython.ulonglong, sku_no) << 40)
+                                 | (cython.cast(cython.ulonglong, record.batch_no) << 16)
+                                 | (from_state << 8) | to_state)
+        self.transitions[key] = self.transitions.get(key, 0) + 1
         record.state = to_state
 
     def finish(self, op: cython.int):
         """Write this operation's counter changes and its audit block."""
         txn = self.txn
-        for deltas, db in ((self.deltas, self.dbs.counters),
-                           (self.batch_deltas, self.dbs.batch_counters)):
-            for number_state, delta in deltas.items():
+        sku_deltas = {}
+        batch_deltas = {}
+        for key, count in self.transitions.items():
+            sku_no = key >> 40
+            batch_no = (key >> 16) & 0xFFFFFF
+            from_state = (key >> 8) & 0xFF
+            to_state = key & 0xFF
+            if from_state:
+                sku_deltas[(sku_no, from_state)] = sku_deltas.get((sku_no, from_state), 0) - count
+                batch_deltas[(batch_no, from_state)] = batch_deltas.get(
+                    (batch_no, from_state), 0) - count
+            sku_deltas[(sku_no, to_state)] = sku_deltas.get((sku_no, to_state), 0) + count
+            batch_deltas[(batch_no, to_state)] = batch_deltas.get((batch_no, to_state), 0) + count
+        for deltas, db in ((sku_deltas, self.dbs.counters),
+                           (batch_deltas, self.dbs.batch_counters)):
+            for (number, state), delta in deltas.items():
                 if delta:
-                    key = counter_key(number_state >> 8, number_state & 0xFF)
+                    key = counter_key(number, state)
                     current = txn.get(key, db=db)
                     value = (unpack_u64(current) if current is not None else 0) + delta
                     assert value >= 0, "a counter went below zero"
                     txn.put(key, pack_u64(value), db=db)
         if self.events:
             append_audit(txn, self.dbs, self.now_ms, op, self.actor, self.events)
-        self.deltas = {}
-        self.batch_deltas = {}
+        self.transitions = {}
         self.events = []
 
     # -- small shared steps -------------------------------------------------------------
@@ -349,6 +356,8 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
     else:
         sku_no = tx.sku_no(sku, True)
         batch_no = tx.next_number(META_BATCH_NO_NEXT)
+        if batch_no >= _batches_max:
+            raise OverflowError(f"more than {batches_max} batches")
         key_id, wrapped = tx.keys.new_wrapped_data_key(u32_key(batch_no))
         txn.put(u32_key(batch_no),
                 _codec.pack_batch(sku_no, valid_from_ms, valid_until_ms, unit_cost_micros,
