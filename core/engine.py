@@ -327,6 +327,7 @@ class _Writer:
         self._queue: collections.deque[_Operation] = collections.deque()
         self._wakeup = threading.Condition(threading.Lock())
         self._closed = False
+        self.on_commit = None  # called with (operations, seconds) after every group commit
         self.commits = 0  # commits done by this process's writer
         self.operations_committed = 0
         self._writer = threading.Thread(target=self._write_loop, name="kamicore-writer",
@@ -398,6 +399,7 @@ class _Writer:
 
     def _commit_group(self, group: list[_Operation]) -> None:
         ops = self._ops
+        started = time.perf_counter()
         now_ms = self._clock()
         try:
             txn = self.env.begin(write=True)
@@ -427,6 +429,8 @@ class _Writer:
             return
         self.commits += 1
         self.operations_committed += len(done)
+        if self.on_commit is not None:
+            self.on_commit(len(done), time.perf_counter() - started)
         for operation in done:
             operation.future.set_result(operation.result)
 

@@ -61,3 +61,20 @@ def test_every_status_is_numbered_from_one_without_gaps():
                       ReleaseStatus, RedeemStatus, CodeOpStatus, ReportInvalidStatus,
                       VerifyStatus):
         assert [member.value for member in enum_type] == list(range(1, len(enum_type) + 1))
+
+
+def test_wire_enums_carry_the_engine_numbers():
+    """Handlers pass engine statuses straight into replies: the numbers must be the same."""
+    from kamicore.v1 import common_pb2, inventory_pb2, orders_pb2, redemption_pb2
+    pairs = [
+        (CodeState, common_pb2.CodeState, "CODE_STATE_"),
+        (RedeemStatus, redemption_pb2.RedeemStatus, "REDEEM_STATUS_"),
+        (VerifyStatus, redemption_pb2.VerifyStatus, "VERIFY_STATUS_"),
+        (CodeOpStatus, inventory_pb2.CodeOpStatus, "CODE_OP_STATUS_"),
+        (ImportStatus, inventory_pb2.ImportCodeStatus, "IMPORT_CODE_STATUS_"),
+        (ImportBatchStatus, inventory_pb2.ImportStatus, "IMPORT_STATUS_"),
+        (ReportInvalidStatus, orders_pb2.ReportInvalidStatus, "REPORT_INVALID_STATUS_"),
+    ]
+    for engine_enum, wire_enum, prefix in pairs:
+        for member in engine_enum:
+            assert wire_enum.Value(prefix + member.name) == member.value, (prefix, member)

@@ -1,0 +1,66 @@
+"""Server configuration: defaults that need no file, a TOML file, then KAMICORE_* variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+
+CONFIG_ENV = "KAMICORE_CONFIG"
+ENV_PREFIX = "KAMICORE_"
+
+
+@dataclasses.dataclass
+class Config:
+    data_dir: str = "var"
+    listen: str = "127.0.0.1:50051"  # host:port every worker binds (SO_REUSEPORT)
+    metrics_listen: str = "127.0.0.1:9464"  # Prometheus scrape endpoint; "" disables it
+    workers: int = 0  # 0: the CPU count
+    tls_cert: str = ""  # PEM server certificate chain; TLS when set
+    tls_key: str = ""  # PEM private key of tls_cert
+    tls_client_ca: str = ""  # PEM CA bundle; when set, clients must present a certificate (mTLS)
+    hold_seconds_default: int = 900  # CreateOrder hold when the request leaves it 0
+    sweep_interval_seconds: float = 1.0  # how often expired holds go back to stock
+    in_flight_rpcs_max: int = 512  # per worker; the excess gets RESOURCE_EXHAUSTED
+    message_bytes_max: int = 4 * 2**20  # largest request or response message
+    grace_seconds: float = 10.0  # on SIGTERM, how long in-flight calls may take to finish
+    map_size_bytes: int = 64 * 2**30  # LMDB address space reserved for the data file
+    master_key_file: str = ""  # default: <data_dir>/master.key (or KAMICORE_MASTER_KEY)
+
+    def worker_count(self) -> int:
+        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+
+
+def _coerce(field: dataclasses.Field, value, source: str):
+    kind = type(field.default)
+    try:
+        if kind is bool:
+            return str(value).lower() in ("1", "true", "yes", "on")
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: {field.name} must be {kind.__name__}") from None
+
+
+def load(path: str | None = None, overrides: dict | None = None) -> Config:
+    """Defaults, then the TOML file (`path` or $KAMICORE_CONFIG), then KAMICORE_<FIELD>
+    variables, then `overrides` (command-line flags that were given)."""
+    config = Config()
+    fields = {field.name: field for field in dataclasses.fields(Config)}
+    path = path or os.environ.get(CONFIG_ENV)
+    if path:
+        with open(path, "rb") as handle:
+            table = tomllib.load(handle)
+        for name, value in table.get("kamicore", table).items():
+            if name not in fields:
+                raise ValueError(f"{path}: unknown setting {name!r}")
+            setattr(config, name, _coerce(fields[name], value, path))
+    for name, field in fields.items():
+        value = os.environ.get(ENV_PREFIX + name.upper())
+        if value is not None:
+            setattr(config, name, _coerce(field, value, ENV_PREFIX + name.upper()))
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            setattr(config, name, _coerce(fields[name], value, f"--{name.replace('_', '-')}"))
+    if config.tls_key and not config.tls_cert or config.tls_client_ca and not config.tls_cert:
+        raise ValueError("tls_key and tls_client_ca need tls_cert")
+    return config

@@ -1,0 +1,97 @@
+"""Prometheus metrics, shared by every worker process (prometheus-client multiprocess mode).
+
+The supervisor sets PROMETHEUS_MULTIPROC_DIR before starting workers; each worker records into
+its own files there, and the supervisor's HTTP endpoint merges them, adding stock gauges read
+straight from the data file at scrape time. Names carry their units. No label ever holds a code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                           1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+def prepare_directory(data_dir: Path) -> Path:
+    """A fresh multiprocess directory for this server run (old runs' files would add up)."""
+    path = Path(data_dir) / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path
+
+
+class WorkerMetrics:
+    """What a worker records. Created after PROMETHEUS_MULTIPROC_DIR is set."""
+
+    def __init__(self):
+        from prometheus_client import Counter, Histogram
+        self.rpcs = Counter("kamicore_rpcs_total", "RPCs by method and gRPC status code",
+                            ["method", "code"])
+        self.latency = Histogram("kamicore_rpc_latency_seconds", "RPC latency by method",
+                                 ["method"], buckets=LATENCY_BUCKETS_SECONDS)
+        self.outcomes = Counter("kamicore_outcomes_total",
+                                "Business outcomes by method and status", ["method", "status"])
+        self.commit_operations = Histogram(
+            "kamicore_engine_commit_operations", "Operations applied per group commit",
+            buckets=BATCH_BUCKETS)
+        self.commit_latency = Histogram(
+            "kamicore_engine_commit_seconds", "Time to apply and fsync one group commit",
+            buckets=LATENCY_BUCKETS_SECONDS)
+        self.redemptions = Counter("kamicore_redemptions_total", "Redemption outcomes",
+                                   ["status"])
+
+    def on_commit(self, operations: int, seconds: float) -> None:
+        self.commit_operations.observe(operations)
+        self.commit_latency.observe(seconds)
+
+
+class SupervisorMetrics:
+    """The supervisor's own metrics (it runs the hold sweeper)."""
+
+    def __init__(self):
+        from prometheus_client import Counter
+        self.expired_holds = Counter("kamicore_expired_holds_total",
+                                     "Unpaid orders whose hold expired and went back to stock")
+
+
+class StockCollector:
+    """kamicore_stock_codes{sku, state}: the engine's O(1) counters, read at scrape time."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+        family = GaugeMetricFamily("kamicore_stock_codes", "Codes by SKU and state",
+                                   labels=["sku", "state"])
+        sellable = GaugeMetricFamily("kamicore_stock_sellable_codes",
+                                     "Codes that can be sold right now", labels=["sku"])
+        for sku in self.engine.skus():
+            stock = self.engine.stock(sku)
+            for state, count in stock.counts.items():
+                family.add_metric([sku, state.name], count)
+            sellable.add_metric([sku], stock.sellable)
+        yield family
+        yield sellable
+
+
+def start_http(listen: str, engine) -> None:
+    """Serve /metrics on host:port, merging every worker's files and the stock gauges."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    registry.register(StockCollector(engine))
+    host, _, port = listen.rpartition(":")
+    start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
+
+
+def worker_exited(pid: int) -> None:
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(pid)
