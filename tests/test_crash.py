@@ -20,11 +20,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from kamicore.engine import Engine
 from kamicore.statuses import CodeState, VerifyStatus
 
 SKU = "topup-30"
 ROUNDS = 22
+SOAK_ROUNDS = 200  # make soak
 TERMINAL = "T-crash"
 
 CHILD = r"""
@@ -168,7 +171,8 @@ def check_store(engine: Engine, acks: list[dict], intents: list[dict]) -> None:
     assert audit.ok, audit.problem
 
 
-def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path, monkeypatch):
+@pytest.mark.parametrize("rounds", [ROUNDS, pytest.param(SOAK_ROUNDS, marks=pytest.mark.slow)])
+def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path, monkeypatch, rounds):
     monkeypatch.delenv("KAMICORE_MASTER_KEY", raising=False)
     data_dir = tmp_path / "data"
     ack_path, intent_path = tmp_path / "acks.jsonl", tmp_path / "intents.jsonl"
@@ -178,7 +182,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path, monkeypa
     rng = random.Random()
     killed_while_working = 0
 
-    for round_no in range(ROUNDS):
+    for round_no in range(rounds):
         stderr_path = tmp_path / f"child-{round_no}.stderr"
         with open(stderr_path, "w") as stderr:
             child = subprocess.Popen(
@@ -212,8 +216,8 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path, monkeypa
     acks = read_log(ack_path)
     done = {op: sum(1 for ack in acks if ack["op"] == op)
             for op in ("import", "reserved", "sold", "redeemed")}
-    assert all(count >= ROUNDS // 2 for count in done.values()), done
-    assert killed_while_working >= ROUNDS // 2
+    assert all(count >= rounds // 2 for count in done.values()), done
+    assert killed_while_working >= rounds // 2
     # after all that, the store still works: sell and redeem what is left of one order
     with Engine(data_dir) as engine:
         stock = engine.stock(SKU)
