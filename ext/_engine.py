@@ -700,65 +700,63 @@ def _replay_redemption(tx: Tx, first: bytes, digest: bytes, terminal: bytes,
 
 # -- operator transitions -----------------------------------------------------------------
 
-def freeze(tx: Tx, refs: list) -> list:
-    """AVAILABLE or SOLD -> FROZEN. -> [(status, code_id, state after)]"""
+def _code_op(tx: Tx, refs: list, op: cython.int, transition) -> list:
+    """Resolve each code and apply `transition` to it -> [(status, code_id, state after)]."""
     results = []
     for ref in refs:
         status, code_id, record = tx.resolve(ref)
         if status != CODE_OP_DONE:
             results.append((status, 0, 0))
-            continue
-        state: cython.int = record.state
-        if state != AVAILABLE and state != SOLD:
-            results.append((CODE_OP_WRONG_STATE, code_id, state))
-            continue
-        if state == AVAILABLE:
-            tx.take_available(code_id, record)
-        record.prior_state = state
-        tx.move(code_id, record, FROZEN)
-        tx.put_record(code_id, record)
-        results.append((CODE_OP_DONE, code_id, FROZEN))
-    tx.finish(OP_FREEZE)
+        elif not transition(tx, code_id, record):
+            results.append((CODE_OP_WRONG_STATE, code_id, record.state))
+        else:
+            tx.put_record(code_id, record)
+            results.append((CODE_OP_DONE, code_id, record.state))
+    tx.finish(op)
     return results
+
+
+def _freeze_one(tx: Tx, code_id: cython.ulonglong, record: CodeRecord) -> cython.bint:
+    state: cython.int = record.state
+    if state != AVAILABLE and state != SOLD:
+        return False
+    if state == AVAILABLE:
+        tx.take_available(code_id, record)
+    record.prior_state = state
+    tx.move(code_id, record, FROZEN)
+    return True
+
+
+def _unfreeze_one(tx: Tx, code_id: cython.ulonglong, record: CodeRecord) -> cython.bint:
+    if record.state != FROZEN:
+        return False
+    tx.move(code_id, record, record.prior_state)
+    record.prior_state = 0
+    if record.state == AVAILABLE:
+        tx.return_available(code_id, record)
+    return True
+
+
+def _void_one(tx: Tx, code_id: cython.ulonglong, record: CodeRecord) -> cython.bint:
+    if record.state != SOLD:
+        return False
+    tx.move(code_id, record, VOID)
+    return True
+
+
+def freeze(tx: Tx, refs: list) -> list:
+    """AVAILABLE or SOLD -> FROZEN. -> [(status, code_id, state after)]"""
+    return _code_op(tx, refs, OP_FREEZE, _freeze_one)
 
 
 def unfreeze(tx: Tx, refs: list) -> list:
     """FROZEN -> the state it was frozen from."""
-    results = []
-    for ref in refs:
-        status, code_id, record = tx.resolve(ref)
-        if status != CODE_OP_DONE:
-            results.append((status, 0, 0))
-            continue
-        if record.state != FROZEN:
-            results.append((CODE_OP_WRONG_STATE, code_id, record.state))
-            continue
-        tx.move(code_id, record, record.prior_state)
-        record.prior_state = 0
-        tx.put_record(code_id, record)
-        if record.state == AVAILABLE:
-            tx.return_available(code_id, record)
-        results.append((CODE_OP_DONE, code_id, record.state))
-    tx.finish(OP_UNFREEZE)
-    return results
+    return _code_op(tx, refs, OP_UNFREEZE, _unfreeze_one)
 
 
 def void(tx: Tx, refs: list) -> list:
     """SOLD -> VOID (the sale is reversed)."""
-    results = []
-    for ref in refs:
-        status, code_id, record = tx.resolve(ref)
-        if status != CODE_OP_DONE:
-            results.append((status, 0, 0))
-            continue
-        if record.state != SOLD:
-            results.append((CODE_OP_WRONG_STATE, code_id, record.state))
-            continue
-        tx.move(code_id, record, VOID)
-        tx.put_record(code_id, record)
-        results.append((CODE_OP_DONE, code_id, VOID))
-    tx.finish(OP_VOID)
-    return results
+    return _code_op(tx, refs, OP_VOID, _void_one)
 
 
 def report_invalid(tx: Tx, items: list) -> list:
