@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 
 from . import catalog as catalog_module
-from .engine import InvalidArgument, _integer, _text
+from .engine import (
+    InvalidArgument, _integer, _text, codes_per_line_max, codes_per_order_max, hold_seconds_max,
+    lines_per_order_max,
+)
 from .statuses import ConfirmStatus, ReserveStatus
 from .v1 import catalog_pb2, orders_pb2
 
@@ -42,9 +45,6 @@ idempotency_key_bytes_max = 64
 account_bytes_max = 64
 buyer_field_bytes_max = 128
 payment_reference_bytes_max = 128
-lines_per_order_max = 100
-codes_per_line_max = 1_000
-codes_per_order_max = 10_000
 
 
 def order_id_for(owner: str, idempotency_key: str) -> str:
@@ -73,7 +73,7 @@ def validate_create(request: orders_pb2.CreateOrderRequest, hold_seconds_default
     if sum(quantity for _, quantity in lines) > codes_per_order_max:
         raise InvalidArgument("lines", f"more than {codes_per_order_max} codes in all")
     hold_seconds = request.hold_seconds or hold_seconds_default
-    _integer(hold_seconds, "hold_seconds", 1, 86_400)
+    _integer(hold_seconds, "hold_seconds", 1, hold_seconds_max)
     return {"account": request.buyer.account_id, "ip": request.buyer.ip,
             "device": request.buyer.device_id, "lines": lines, "hold_ms": hold_seconds * 1000}
 
