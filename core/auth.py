@@ -23,6 +23,7 @@ KEY_PREFIX = "kc_"
 key_id_bytes = 8
 secret_bytes = 32
 ADMIN_KEY_FILE_NAME = "admin.key"
+ORDER_ID_SEPARATOR = "/"
 binding_bytes_max = 64
 
 # Which roles each RPC admits (full method name -> roles). Anything not listed is refused.
@@ -118,6 +119,10 @@ def create_key(engine: Engine, role: str, *, binding: str = "", name: str = "") 
     needs_binding = {"storefront": "channel", "pos": "terminal", "supplier": "supplier"}
     if role in needs_binding:
         _text(binding, needs_binding[role], binding_bytes_max)
+        if ORDER_ID_SEPARATOR in binding:
+            # an owner namespace must not contain the separator, or "web" could name
+            # "web/eu"'s orders (see kamicore.orders.order_id_for)
+            raise InvalidArgument(needs_binding[role], f"must not contain {ORDER_ID_SEPARATOR!r}")
     elif binding:
         raise InvalidArgument("binding", f"a {role} key is not bound to anything")
     _text(name, "name", binding_bytes_max, required=False)

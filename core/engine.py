@@ -446,8 +446,10 @@ class _Api:
     """Plans of every write: (compiled function, args, actor, convert). Engine runs a plan and
     blocks; AsyncEngine awaits it. Validation happens here, in the caller, before queueing."""
 
-    def _plan_import_codes(self, sku, batch, codes, *, supplier="", unit_cost_micros=0,
-                           valid_from_ms=0, valid_until_ms=None, actor="system"):
+    def check_import_terms(self, sku, batch, supplier="", unit_cost_micros=0, valid_from_ms=0,
+                           valid_until_ms=None) -> tuple:
+        """The terms of an import batch, checked -> (sku, batch, supplier, unit cost,
+        valid_from_ms, valid_until_ms) with None as "never expires"."""
         sku = _text(sku, "sku", self.impl.codec.name_bytes_max)
         batch = _text(batch, "batch", self.impl.codec.name_bytes_max)
         supplier = _text(supplier, "supplier", self.impl.codec.name_bytes_max, required=False)
@@ -458,6 +460,13 @@ class _Api:
         _integer(valid_until_ms, "valid_until_ms", 1, time_max)
         if valid_until_ms <= valid_from_ms:
             raise InvalidArgument("valid_until_ms", "must be after valid_from_ms")
+        return sku, batch, supplier, unit_cost_micros, valid_from_ms, valid_until_ms
+
+    def _plan_import_codes(self, sku, batch, codes, *, supplier="", unit_cost_micros=0,
+                           valid_from_ms=0, valid_until_ms=None, actor="system"):
+        sku, batch, supplier, unit_cost_micros, valid_from_ms, valid_until_ms = (
+            self.check_import_terms(sku, batch, supplier, unit_cost_micros, valid_from_ms,
+                                    valid_until_ms))
         codes = _count(codes, "codes", codes_per_import_max)
         codes = [_code(code, f"codes[{row}]") for row, code in enumerate(codes)]
         count = len(codes)

@@ -16,6 +16,7 @@ from .engine import (
     InvalidArgument, _integer, _text, codes_per_line_max, codes_per_order_max, hold_seconds_max,
     lines_per_order_max,
 )
+from .auth import ORDER_ID_SEPARATOR
 from .statuses import ConfirmStatus, ReserveStatus
 from .v1 import catalog_pb2, orders_pb2
 
@@ -48,12 +49,15 @@ payment_reference_bytes_max = 128
 
 
 def order_id_for(owner: str, idempotency_key: str) -> str:
-    """Orders live in their creator's namespace: another caller cannot name them."""
-    return f"{owner}/{idempotency_key}"
+    """Orders live in their creator's namespace: another caller cannot name them. Owners never
+    contain the separator (kamicore.auth refuses such bindings), so the first one splits an
+    order id unambiguously."""
+    assert ORDER_ID_SEPARATOR not in owner
+    return f"{owner}{ORDER_ID_SEPARATOR}{idempotency_key}"
 
 
 def owns(owner: str, order_id: str) -> bool:
-    return order_id.startswith(owner + "/")
+    return order_id.partition(ORDER_ID_SEPARATOR)[0] == owner
 
 
 def validate_create(request: orders_pb2.CreateOrderRequest, hold_seconds_default: int) -> dict:
@@ -172,7 +176,7 @@ def confirm_payment(tx, ops, codec, order_id: bytes, reference: str, currency: s
     [(status, _, late)] = ops.confirm(tx, [order_id])
     if status != ConfirmStatus.SOLD:
         return REFUND_REQUIRED, False
-    if late:  # its release had given the units back
+    if late:  # its release had given the units back; paid for, so counted even past a limit
         _adjust_purchases(tx, meta, +1)
     meta["payment_reference"] = reference
     meta["paid_ms"] = tx.now_ms

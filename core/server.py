@@ -35,6 +35,7 @@ from .v1 import (
 log = logging.getLogger("kamicore")
 
 codes_per_chunk_max = 10_000
+codes_per_import_stream_max = 1_000_000  # read and checked whole before anything is imported
 rejected_rows_listed_max = 10_000
 stream_redemptions_in_flight_max = 256  # per RedeemStream: requests read ahead of answers
 worker_restart_delay_seconds = 1.0
@@ -208,30 +209,21 @@ class InventoryService(inventory_pb2_grpc.InventoryServicer):
         self.s = services
 
     async def ImportCodes(self, request_iterator, context):
-        header = None
+        """The whole stream is read and checked before anything is imported, so bad input
+        changes nothing; then chunks commit in order (a re-sent stream skips what landed)."""
+        header, chunks = await self._read_import(request_iterator)
         response = inventory_pb2.ImportCodesResponse(status=inventory_pb2.IMPORT_STATUS_OK)
+        if self.s.catalog.get(header.sku_id) is None:
+            response.status = inventory_pb2.IMPORT_STATUS_SKU_NOT_FOUND
+            return response
         row = 0
-        async for message in request_iterator:
-            if header is None:
-                if not message.HasField("header"):
-                    raise InvalidArgument("header", "the first message must be the header")
-                header = message.header
-                outcome = self._check_header(header)
-                if outcome is not None:
-                    response.status = outcome
-                    return response
-                continue
-            if not message.HasField("chunk"):
-                raise InvalidArgument("chunk", "every message after the header is a chunk")
-            codes = list(message.chunk.codes)
-            if not codes:
-                continue
-            if len(codes) > codes_per_chunk_max:
-                raise InvalidArgument("chunk.codes", f"has more than {codes_per_chunk_max} codes")
-            result = await self.s.api.import_codes(
-                header.sku_id, header.batch_id, codes, supplier=header.supplier_id,
-                unit_cost_micros=header.unit_cost_micros, valid_from_ms=header.valid_from_ms,
-                valid_until_ms=header.valid_until_ms or None, actor=_actor())
+        for codes in chunks:
+            with _field_names(IMPORT_HEADER_FIELDS):
+                result = await self.s.api.import_codes(
+                    header.sku_id, header.batch_id, codes, supplier=header.supplier_id,
+                    unit_cost_micros=header.unit_cost_micros,
+                    valid_from_ms=header.valid_from_ms,
+                    valid_until_ms=header.valid_until_ms or None, actor=_actor())
             if result.status != inventory_pb2.IMPORT_STATUS_OK:
                 response.status = result.status
                 break
@@ -242,21 +234,46 @@ class InventoryService(inventory_pb2_grpc.InventoryServicer):
                 if len(response.rejected_rows) < rejected_rows_listed_max:
                     response.rejected_rows.add(row=row + index, status=status)
             row += len(codes)
-        if header is None:
-            raise InvalidArgument("header", "is required")
         self.s.outcome("ImportCodes", inventory_pb2.ImportStatus.Name(response.status))
         return response
 
-    def _check_header(self, header):
+    async def _read_import(self, request_iterator):
+        header, chunks, total = None, [], 0
+        async for message in request_iterator:
+            if header is None:
+                if not message.HasField("header"):
+                    raise InvalidArgument("header", "the first message must be the header")
+                header = message.header
+                self._check_header(header)
+                continue
+            if not message.HasField("chunk"):
+                raise InvalidArgument("chunk", "every message after the header is a chunk")
+            codes = list(message.chunk.codes)
+            if len(codes) > codes_per_chunk_max:
+                raise InvalidArgument("chunk.codes", f"has more than {codes_per_chunk_max} codes")
+            total += len(codes)
+            if total > codes_per_import_stream_max:
+                raise InvalidArgument("chunk.codes", f"more than {codes_per_import_stream_max} "
+                                      "codes in one stream; split it")
+            if codes:
+                chunks.append(codes)
+        if header is None:
+            raise InvalidArgument("header", "is required")
+        return header, chunks
+
+    def _check_header(self, header) -> None:
+        """Every header field, named as the proto names it."""
+        with _field_names(IMPORT_HEADER_FIELDS):
+            self.s.engine.check_import_terms(
+                header.sku_id, header.batch_id, header.supplier_id, header.unit_cost_micros,
+                header.valid_from_ms, header.valid_until_ms or None)
         caller = principal()
         if caller.role == "supplier" and header.supplier_id != caller.binding:
             raise InvalidArgument("header.supplier_id",
                                   "a supplier key imports only as its own supplier")
-        if self.s.catalog.get(header.sku_id) is None:
-            return inventory_pb2.IMPORT_STATUS_SKU_NOT_FOUND
-        return None
 
     async def GetStock(self, request, context):
+        _text(request.sku_id, "sku_id", 64)
         stock = self.s.engine.stock(request.sku_id)
         sku = self.s.catalog.get(request.sku_id) if stock is not None else None
         if stock is None or sku is None:
@@ -264,7 +281,7 @@ class InventoryService(inventory_pb2_grpc.InventoryServicer):
         response = inventory_pb2.GetStockResponse(
             status=inventory_pb2.STOCK_STATUS_FOUND, sellable=stock.sellable,
             expired_available=stock.expired_available,
-            soonest_valid_until_ms=stock.soonest_valid_until_ms,
+            soonest_valid_until_ms=_never_as_zero(stock.soonest_valid_until_ms),
             low_stock=stock.sellable < sku.low_stock_threshold)
         for state, count in stock.counts.items():
             response.counts.add(state=state, count=count)
@@ -282,9 +299,8 @@ class InventoryService(inventory_pb2_grpc.InventoryServicer):
             if kind is None:
                 raise InvalidArgument(f"codes[{index}]", "needs code_id or code")
             refs.append(ref.code_id if kind == "code_id" else ref.code)
-        if request.reason:
-            log.info("%s by %s: %d codes, reason: %s", name, _actor(), len(refs),
-                     request.reason[:200])
+        # the reason is never logged: it may quote a code
+        log.info("%s by %s: %d codes", name, _actor(), len(refs))
         results = await operation(refs, actor=_actor())
         return inventory_pb2.CodeOpResponse(results=[
             inventory_pb2.CodeOpResult(status=result.status, code_id=result.code_id,
@@ -302,6 +318,28 @@ class InventoryService(inventory_pb2_grpc.InventoryServicer):
     async def RotateKeys(self, request, context):
         count = await self.s.api.rotate_keys(actor=_actor())
         return inventory_pb2.RotateKeysResponse(rewrapped_batches=count)
+
+
+IMPORT_HEADER_FIELDS = {"sku": "header.sku_id", "batch": "header.batch_id",
+                        "supplier": "header.supplier_id",
+                        "unit_cost_micros": "header.unit_cost_micros",
+                        "valid_from_ms": "header.valid_from_ms",
+                        "valid_until_ms": "header.valid_until_ms"}
+
+
+class _field_names:
+    """Rename the field of an InvalidArgument raised inside to the name the caller sent."""
+
+    def __init__(self, names: dict[str, str]):
+        self.names = names
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if isinstance(error, InvalidArgument) and error.field in self.names:
+            raise InvalidArgument(self.names[error.field], error.message) from None
+        return False
 
 
 def _never_as_zero(valid_until_ms: int) -> int:
@@ -410,9 +448,6 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
         if order_id is None:
             return orders_pb2.ReportInvalidCodeResponse(
                 status=orders_pb2.REPORT_INVALID_STATUS_ORDER_NOT_FOUND)
-        if request.reason:
-            log.info("invalid code reported on %s by %s: %s", order_id, _actor(),
-                     request.reason[:200])
         [result] = await self.s.api.report_invalid([(order_id, request.code_id)],
                                                    actor=_actor())
         response = orders_pb2.ReportInvalidCodeResponse(status=result.status)
@@ -469,6 +504,7 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServicer):
         async def read_ahead():
             try:
                 async for request in request_iterator:
+                    _text(request.request_id, "request_id", 64)
                     future = asyncio.ensure_future(
                         self.s.api.redeem([(request.code, request.request_id)], terminal))
                     await pending.put((request.request_id, future))

@@ -3,8 +3,7 @@
 a POS terminal or an operator would notice.
 
 One server serves most tests (each test uses its own SKUs, idempotency keys and request ids, so
-tests stay independent); the SIGTERM test runs servers of its own. Tests marked
-xfail(strict=True) show server bugs that are still open; their reasons are the repro.
+tests stay independent); the SIGTERM test runs servers of its own.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from kamicore.v1 import (
 )
 
 from .server_harness import (
-    ISSUED_CODES, CURRENCY, PRICE_MICROS, Client, Server, buy, counts, create_sku,
+    ISSUED_CODES, CURRENCY, PRICE_MICROS, Client, Server, buy, cli, counts, create_sku,
     health_pb2, health_pb2_grpc, import_codes, new_codes, order_request,
     pay_request, sku_message, stocked_sku,
 )
@@ -306,9 +305,6 @@ def test_get_stock_by_state_and_batch_sellable_and_low_stock(c):
     assert (empty.sellable, empty.low_stock, len(empty.batches)) == (0, True, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="GetStock.soonest_valid_until_ms leaks the engine's "
-                   "'never' sentinel 2**62 for codes imported without expiry instead of 0 "
-                   "(the batch entry says 0 = never for the same codes)")
 def test_soonest_valid_until_of_codes_that_never_expire_is_zero(c):
     sku_id = uid("inv-never")
     stocked_sku(c.admin, sku_id, 2)
@@ -992,24 +988,25 @@ def test_a_storefront_cannot_see_or_touch_another_channels_orders(c):
     assert (stock["RESERVED"], stock["SOLD"], stock["AVAILABLE"]) == (2, 2, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="order ids are '<owner>/<idempotency key>' and "
-                   "ownership is a prefix test, while channels and idempotency keys may contain "
-                   "'/': a storefront on channel 'web' reads (GetDelivery: plaintext codes) "
-                   "and answers for the orders of channel 'web/eu'")
 def test_a_channel_named_like_a_prefix_of_another_cannot_read_its_orders(server, c):
+    """Order ids are '<owner>/<idempotency key>': an owner containing '/' could name another
+    owner's orders, so such bindings are refused, and 'web' cannot reach 'webshop' orders."""
+    refused = cli(server.data_dir, "keys", "create", "--role", "storefront", "--channel",
+                  "web/eu", check=False)
+    assert refused.returncode == 2 and "channel: must not contain '/'" in refused.stderr
     sku_id = uid("id-prefix")
     stocked_sku(c.admin, sku_id, 2, channels=("web",))
     sku = c.admin.catalog.GetSku(catalog_pb2.GetSkuRequest(sku_id=sku_id)).sku
-    sku.prices.add(channel="web/eu", price_micros=1_000_000)
+    sku.prices.add(channel="webshop", price_micros=1_000_000)
     c.admin.catalog.UpdateSku(catalog_pb2.UpdateSkuRequest(sku=sku))
-    eu = server.client(server.create_key("storefront", "web/eu")[0])
-    eu_paid = buy(eu, sku_id, 1, key="k1")
-    assert eu_paid.order.order_id.startswith("storefront:web/eu/")
-    peek = c.web.orders.GetDelivery(orders_pb2.GetDeliveryRequest(
-        order_id=eu_paid.order.order_id))
-    collide = c.web.orders.CreateOrder(order_request("eu/k1", sku_id, 1))
-    assert peek.status == NOT_FOUND and not peek.HasField("order")
-    assert collide.status != CREATED or collide.order.order_id != eu_paid.order.order_id
+    shop = server.client(server.create_key("storefront", "webshop")[0])
+    shop_paid = buy(shop, sku_id, 1, key="k1")
+    assert shop_paid.order.order_id == "storefront:webshop/k1"
+    for order_id in (shop_paid.order.order_id, "storefront:web/../webshop/k1"):
+        peek = c.web.orders.GetDelivery(orders_pb2.GetDeliveryRequest(order_id=order_id))
+        assert peek.status == NOT_FOUND and not peek.HasField("order")
+    collide = c.web.orders.CreateOrder(order_request("shop/k1", sku_id, 1))
+    assert collide.order.order_id != shop_paid.order.order_id
 
 
 # -- idempotent retries ---------------------------------------------------------------------------
@@ -1316,11 +1313,8 @@ BAD_INPUT = [
      lambda reply: reply.status == catalog_pb2.SKU_LOOKUP_STATUS_NOT_FOUND),
     ("ListSkus page_size 1001", lambda c, s: c.web.catalog.ListSkus(catalog_pb2.ListSkusRequest(
         page_size=1001)), (INVALID, "page_size")),
-    pytest.param("GetStock no sku_id", lambda c, s: c.admin.inventory.GetStock(
-        inventory_pb2.GetStockRequest()), (INVALID, "sku_id"), marks=pytest.mark.xfail(
-            strict=True, reason="GetStock with an empty sku_id answers INVALID_ARGUMENT "
-            "'sku: is required': the details name the engine's argument, not the field "
-            "sku_id")),
+    ("GetStock no sku_id", lambda c, s: c.admin.inventory.GetStock(
+        inventory_pb2.GetStockRequest()), (INVALID, "sku_id")),
     ("GetStock unknown", lambda c, s: c.admin.inventory.GetStock(inventory_pb2.GetStockRequest(
         sku_id=uid("bad-unknown"))),
      lambda reply: reply.status == inventory_pb2.STOCK_STATUS_NOT_FOUND),
@@ -1340,17 +1334,11 @@ BAD_INPUT = [
     ("ImportCodes negative cost", lambda c, s: _import(s, {
         "batch_id": "bad-cost", "unit_cost_micros": -1}, chunks=[["BAD-COST"]])(c),
      (INVALID, "unit_cost_micros")),
-    pytest.param("ImportCodes no batch_id", lambda c, s: _import(s, {"batch_id": ""}, chunks=[
-        ["BAD-NO-BATCH"]])(c), (INVALID, "batch_id"), marks=pytest.mark.xfail(
-            strict=True, reason="ImportCodes with an empty header.batch_id answers "
-            "INVALID_ARGUMENT 'batch: is required', naming the engine's argument instead of "
-            "header.batch_id")),
-    pytest.param("ImportCodes bad second chunk", lambda c, s: _import(s, chunks=[
+    ("ImportCodes no batch_id", lambda c, s: _import(s, {"batch_id": ""}, chunks=[
+        ["BAD-NO-BATCH"]])(c), (INVALID, "batch_id")),
+    ("ImportCodes bad second chunk", lambda c, s: _import(s, chunks=[
         ["BAD-FIRST-CHUNK-1", "BAD-FIRST-CHUNK-2"], [f"BAD-{i}" for i in range(10_001)]])(c),
-        (INVALID, "chunk.codes"), marks=pytest.mark.xfail(
-            strict=True, reason="ImportCodes commits each chunk as it arrives: a stream whose "
-            "second chunk is invalid answers INVALID_ARGUMENT, yet the first chunk's codes "
-            "stay imported (AVAILABLE grows by 2) and the caller is never told")),
+        (INVALID, "chunk.codes")),
     ("ImportCodes oversize chunk", lambda c, s: _import(s, chunks=[
         ["B" * 100 + str(index) for index in range(50_000)]])(c), (BIG, None)),
     ("ImportCodes unknown SKU", lambda c, s: import_codes(c.admin, uid("bad-unknown"),
@@ -1611,12 +1599,6 @@ def test_sigterm_drains_in_flight_calls_and_loses_no_acknowledged_write(tmp_path
 QUOTED_IN_REASONS: set[str] = set()  # codes a test deliberately quoted in a free-text reason
 
 
-@pytest.mark.xfail(strict=True, reason="ReportInvalidCode and Freeze/Unfreeze/VoidCodes log "
-                   "the caller's free-text `reason` verbatim (core/server.py log.info(... "
-                   "reason[:200])): a buyer who quotes the code that 'does not work' puts its "
-                   "plaintext in the server log, although the server holds that plaintext and "
-                   "DESIGN.md says plaintext is never logged; the proto also says the reason is "
-                   "recorded in the audit log, not the process log")
 def test_a_code_quoted_in_a_complaint_does_not_reach_the_server_log(server, c):
     sku_id = uid("secret-reason")
     stocked_sku(c.admin, sku_id, 2)
