@@ -25,6 +25,7 @@ secret_bytes = 32
 ADMIN_KEY_FILE_NAME = "admin.key"
 ORDER_ID_SEPARATOR = "/"
 binding_bytes_max = 64
+verified_keys_cached_max = 10_000  # per process; the map is emptied when it is full
 
 # Which roles each RPC admits (full method name -> roles). Anything not listed is refused.
 _READ_CATALOG = ("admin", "storefront", "partner")
@@ -148,23 +149,48 @@ def list_keys(engine: Engine) -> list[KeyInfo]:
                 for key, record in ((key, json.loads(value)) for key, value in cursor)]
 
 
-def authenticate(engine: Engine, presented: str) -> Principal | None:
-    """The principal of a presented key, or None (unknown, malformed or revoked)."""
-    if not presented.startswith(KEY_PREFIX):
-        return None
-    key_id, _, secret = presented[len(KEY_PREFIX):].partition("_")
-    if len(key_id) != 2 * key_id_bytes or not secret:
-        return None
-    with engine.read() as txn:
-        value = txn.get(key_id.encode(), db=engine.dbs.api_keys)
-    if value is None:
-        return None
+class Authenticator:
+    """Checks presented keys against the stored records on every call (a revocation counts at
+    once, also one made by another process), remembering only which presented key matched
+    which exact stored record, so the hash and parse are done once per key and record."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._verified: dict[str, tuple[bytes, Principal]] = {}
+
+    def __call__(self, presented: str) -> Principal | None:
+        if not presented.startswith(KEY_PREFIX):
+            return None
+        key_id, _, secret = presented[len(KEY_PREFIX):].partition("_")
+        if len(key_id) != 2 * key_id_bytes or not secret:
+            return None
+        with self.engine.read() as txn:
+            value = txn.get(key_id.encode(), db=self.engine.dbs.api_keys)
+        if value is None:
+            return None
+        known = self._verified.get(presented)
+        if known is not None and known[0] == value:
+            return known[1]
+        principal = _verify(key_id, secret, value)
+        if principal is not None:
+            if len(self._verified) >= verified_keys_cached_max:
+                self._verified.clear()
+            self._verified[presented] = (value, principal)
+        return principal
+
+
+def _verify(key_id: str, secret: str, value: bytes) -> Principal | None:
     record = json.loads(value)
     if not constant_time_equal(_secret_hash(secret).encode(), record["secret_sha256"].encode()):
         return None
     if record["revoked_ms"]:
         return None
     return Principal(key_id, record["role"], record["binding"], record["name"])
+
+
+def authenticate(engine: Engine, presented: str) -> Principal | None:
+    """The principal of a presented key, or None (unknown, malformed or revoked)."""
+    return Authenticator(engine)(presented)
 
 
 def ensure_admin_key(engine: Engine, data_dir: Path) -> Path | None:

@@ -46,6 +46,28 @@ class WorkerMetrics:
         self.redemptions = Counter("kamicore_redemptions_total", "Redemption outcomes",
                                    ["status"])
 
+        self._children: dict = {}
+
+    def _child(self, metric, *labels):
+        """labels() takes a lock and builds a key on every call; a handful of children per
+        worker are kept here instead."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def rpc(self, method: str, code: str, seconds: float | None = None) -> None:
+        self._child(self.rpcs, method, code).inc()
+        if seconds is not None:
+            self._child(self.latency, method).observe(seconds)
+
+    def outcome(self, method: str, status: str) -> None:
+        self._child(self.outcomes, method, status).inc()
+
+    def redemption(self, status: str) -> None:
+        self._child(self.redemptions, status).inc()
+
     def on_commit(self, operations: int, seconds: float) -> None:
         self.commit_operations.observe(operations)
         self.commit_latency.observe(seconds)

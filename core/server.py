@@ -56,7 +56,7 @@ class Gate(grpc.aio.ServerInterceptor):
     """Authentication, roles, the in-flight limit and metrics for every kamicore call."""
 
     def __init__(self, engine: Engine, config: Config, worker_metrics: metrics.WorkerMetrics):
-        self.engine = engine
+        self.authenticate = auth.Authenticator(engine)
         self.in_flight_max = config.in_flight_rpcs_max
         self.in_flight = 0
         self.metrics = worker_metrics
@@ -70,7 +70,7 @@ class Gate(grpc.aio.ServerInterceptor):
         header = metadata.get("authorization", "")
         caller = None
         if header.startswith("Bearer "):
-            caller = auth.authenticate(self.engine, header[len("Bearer "):].strip())
+            caller = self.authenticate(header[len("Bearer "):].strip())
         if caller is None:
             return self._refusal(handler, method, grpc.StatusCode.UNAUTHENTICATED,
                                  "a valid API key is required: authorization: Bearer <key>")
@@ -81,7 +81,7 @@ class Gate(grpc.aio.ServerInterceptor):
 
     def _refusal(self, handler, method: str, code: grpc.StatusCode, message: str):
         async def refuse(request_or_iterator, context):
-            self.metrics.rpcs.labels(method, code.name).inc()
+            self.metrics.rpc(method, code.name)
             await context.abort(code, message)
         return _same_kind(handler, refuse, refuse)
 
@@ -90,7 +90,7 @@ class Gate(grpc.aio.ServerInterceptor):
 
         async def enter(context):
             if gate.in_flight >= gate.in_flight_max:
-                gate.metrics.rpcs.labels(method, "RESOURCE_EXHAUSTED").inc()
+                gate.metrics.rpc(method, "RESOURCE_EXHAUSTED")
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                     f"more than {gate.in_flight_max} calls in flight; retry")
             gate.in_flight += 1
@@ -98,8 +98,7 @@ class Gate(grpc.aio.ServerInterceptor):
 
         def leave(context, started: float, code: str | None):
             gate.in_flight -= 1
-            gate.metrics.latency.labels(method).observe(time.perf_counter() - started)
-            gate.metrics.rpcs.labels(method, code or _code_name(context)).inc()
+            gate.metrics.rpc(method, code or _code_name(context), time.perf_counter() - started)
 
         async def unary(request_or_iterator, context):
             await enter(context)
@@ -176,7 +175,7 @@ class Services:
         self.metrics = worker_metrics
 
     def outcome(self, method: str, status_name: str) -> None:
-        self.metrics.outcomes.labels(method, status_name).inc()
+        self.metrics.outcome(method, status_name)
 
 
 class CatalogService(catalog_pb2_grpc.CatalogServicer):
@@ -473,7 +472,7 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServicer):
                               for value in redemption_pb2.RedeemStatus.values()}
 
     def _response(self, result, request_id: str) -> redemption_pb2.RedeemResponse:
-        self.s.metrics.redemptions.labels(self._status_names[result.status]).inc()
+        self.s.metrics.redemption(self._status_names[result.status])
         return redemption_pb2.RedeemResponse(
             status=result.status, code_id=result.code_id, redeemed_at_ms=result.redeemed_at_ms,
             redeemed_by_terminal=result.redeemed_by, request_id=request_id)
