@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SOURCES := $(wildcard core/*.py ext/*.py proto/kamicore/v1/*.proto) setup.py pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: install serve test soak bench-engine clean
+.PHONY: install serve test soak bench-engine bench-server clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ soak: $(STAMP)
 
 bench-engine: $(STAMP)
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/engine_bench.py
+
+bench-server: $(STAMP)
+	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/server_bench.py
 
 clean:
 	rm -rf build dist *.egg-info ext/*.c ext/*.html $(VENV)
