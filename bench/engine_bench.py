@@ -575,14 +575,17 @@ def headline(figures: dict) -> str:
 
 
 def write_results(report: list[str], history_line: str) -> None:
-    """RESULTS.md: the Latest section (replaced) then the History list (one line per run)."""
-    history = []
+    """RESULTS.md: the Latest section (replaced) then the History list (one line per run).
+    Sections other benchmarks keep in the file (e.g. "## Server") are kept as they are."""
+    history, others = [], []
     if RESULTS_FILE.exists():
-        in_history = False
+        section = ""
         for line in RESULTS_FILE.read_text().splitlines():
             if line.startswith("## "):
-                in_history = line.strip() == "## History"
-            elif in_history and line.startswith("- "):
+                section = line.strip()
+            if section not in ("", "## Latest", "## History"):
+                others.append(line)
+            elif section == "## History" and line.startswith("- "):
                 history.append(line)
     history.append(history_line)
     text = [
@@ -600,8 +603,9 @@ def write_results(report: list[str], history_line: str) -> None:
         "",
         *history,
         "",
+        *others,
     ]
-    RESULTS_FILE.write_text("\n".join(text))
+    RESULTS_FILE.write_text("\n".join(text).rstrip("\n") + "\n")
 
 
 def main() -> int:

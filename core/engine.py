@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
 import threading
 import time
@@ -32,6 +33,8 @@ from .statuses import (
     CodeOpStatus, CodeState, ConfirmStatus, ImportBatchStatus, ImportStatus, RedeemStatus,
     ReleaseStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
 )
+
+log = logging.getLogger("kamicore.engine")
 
 # -- limits -------------------------------------------------------------------------------
 map_size_bytes_default = 64 * 2**30  # address space reserved; the file grows as it fills
@@ -395,7 +398,19 @@ class _Writer:
                     return
                 group = [queue.popleft()
                          for _ in range(min(len(queue), operations_per_commit_max))]
-            self._commit_group(group)
+            # a caller that gave up (deadline, disconnect) before its operation started gets
+            # nothing applied; from here on the others can no longer be cancelled
+            group = [operation for operation in group
+                     if operation.future.set_running_or_notify_cancel()]
+            if not group:
+                continue
+            try:
+                self._commit_group(group)
+            except BaseException as error:  # the writer must outlive any failure
+                log.exception("a group commit failed")
+                for operation in group:
+                    if not operation.future.done():
+                        operation.future.set_exception(error)
 
     def _commit_group(self, group: list[_Operation]) -> None:
         ops = self._ops
@@ -429,10 +444,13 @@ class _Writer:
             return
         self.commits += 1
         self.operations_committed += len(done)
-        if self.on_commit is not None:
-            self.on_commit(len(done), time.perf_counter() - started)
         for operation in done:
             operation.future.set_result(operation.result)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(len(done), time.perf_counter() - started)
+            except Exception:  # metrics must never stop the writer
+                log.exception("on_commit failed")
 
 
 _STORAGE_FULL = object()  # an operation's answer when its writes did not fit in the map

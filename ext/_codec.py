@@ -92,9 +92,47 @@ class CodeRecord:
     sold_at_ms = cython.declare(cython.longlong, visibility="public")
     redeemed_at_ms = cython.declare(cython.longlong, visibility="public")
     link_code_id = cython.declare(cython.ulonglong, visibility="public")
-    order_id = cython.declare(bytes, visibility="public")
-    terminal = cython.declare(bytes, visibility="public")
-    sealed = cython.declare(bytes, visibility="public")
+    # The variable-length tail (order id, terminal, sealed code) stays in the stored value
+    # until a field is read or replaced: most transitions never touch it, and pack copies it
+    # straight across.
+    _value = cython.declare(bytes)
+    _order_start = cython.declare(cython.Py_ssize_t)
+    _terminal_start = cython.declare(cython.Py_ssize_t)
+    _sealed_start = cython.declare(cython.Py_ssize_t)
+    _sealed_end = cython.declare(cython.Py_ssize_t)
+    _order_id = cython.declare(object)  # bytes once read or replaced, else None
+    _terminal = cython.declare(object)
+    _sealed = cython.declare(object)
+
+    @property
+    def order_id(self) -> bytes:
+        if self._order_id is None:
+            self._order_id = self._value[self._order_start:self._terminal_start]
+        return self._order_id
+
+    @order_id.setter
+    def order_id(self, value: bytes):
+        self._order_id = bytes(value)
+
+    @property
+    def terminal(self) -> bytes:
+        if self._terminal is None:
+            self._terminal = self._value[self._terminal_start:self._sealed_start]
+        return self._terminal
+
+    @terminal.setter
+    def terminal(self, value: bytes):
+        self._terminal = bytes(value)
+
+    @property
+    def sealed(self) -> bytes:
+        if self._sealed is None:
+            self._sealed = self._value[self._sealed_start:self._sealed_end]
+        return self._sealed
+
+    @sealed.setter
+    def sealed(self, value: bytes):
+        self._sealed = bytes(value)
 
     def pack(self) -> bytes:
         if cython.compiled and _in_place:
@@ -107,10 +145,26 @@ class CodeRecord:
         ) + self.order_id + self.terminal + self.sealed
 
     @cython.cfunc
+    def _tail(self, field: object, start: cython.Py_ssize_t, end: cython.Py_ssize_t,
+              length: cython.p_Py_ssize_t) -> cython.p_char:
+        """Where a tail field's bytes are (its replacement, or the stored value) and how long."""
+        if field is not None:
+            length[0] = len(field)
+            return cython.cast(cython.p_char, cython.cast(bytes, field))
+        length[0] = end - start
+        return cython.cast(cython.p_char, self._value) + start
+
+    @cython.cfunc
     def _pack_in_place(self) -> bytes:
-        order_len: cython.Py_ssize_t = len(self.order_id)
-        terminal_len: cython.Py_ssize_t = len(self.terminal)
-        sealed_len: cython.Py_ssize_t = len(self.sealed)
+        order_len: cython.Py_ssize_t
+        terminal_len: cython.Py_ssize_t
+        sealed_len: cython.Py_ssize_t
+        order: cython.p_char = self._tail(self._order_id, self._order_start,
+                                          self._terminal_start, cython.address(order_len))
+        terminal: cython.p_char = self._tail(self._terminal, self._terminal_start,
+                                             self._sealed_start, cython.address(terminal_len))
+        sealed: cython.p_char = self._tail(self._sealed, self._sealed_start, self._sealed_end,
+                                           cython.address(sealed_len))
         if order_len > 255 or terminal_len > 255 or sealed_len > 65535:
             raise ValueError("a code record field is longer than its length byte allows")
         out = PyBytes_FromStringAndSize(cython.NULL, 64 + order_len + terminal_len + sealed_len)
@@ -131,10 +185,9 @@ class CodeRecord:
         p[61] = terminal_len
         length16: cython.ushort = sealed_len
         memcpy(p + 62, cython.address(length16), 2)
-        memcpy(p + 64, cython.cast(cython.p_char, self.order_id), order_len)
-        memcpy(p + 64 + order_len, cython.cast(cython.p_char, self.terminal), terminal_len)
-        memcpy(p + 64 + order_len + terminal_len, cython.cast(cython.p_char, self.sealed),
-               sealed_len)
+        memcpy(p + 64, order, order_len)
+        memcpy(p + 64 + order_len, terminal, terminal_len)
+        memcpy(p + 64 + order_len + terminal_len, sealed, sealed_len)
         return out
 
 
@@ -152,9 +205,9 @@ def new_record(state: cython.int, sku_no: cython.uint, batch_no: cython.uint,
     record.sold_at_ms = 0
     record.redeemed_at_ms = 0
     record.link_code_id = 0
-    record.order_id = b""
-    record.terminal = b""
-    record.sealed = sealed
+    record._order_id = b""
+    record._terminal = b""
+    record._sealed = sealed
     return record
 
 
@@ -178,9 +231,9 @@ def unpack_record(value: bytes) -> CodeRecord:
     start: cython.Py_ssize_t = RECORD_HEADER_BYTES
     order_end: cython.Py_ssize_t = start + fields[12]
     terminal_end: cython.Py_ssize_t = order_end + fields[13]
-    record.order_id = value[start:order_end]
-    record.terminal = value[order_end:terminal_end]
-    record.sealed = value[terminal_end:terminal_end + fields[14]]
+    record._order_id = value[start:order_end]
+    record._terminal = value[order_end:terminal_end]
+    record._sealed = value[terminal_end:terminal_end + fields[14]]
     return record
 
 
@@ -207,9 +260,11 @@ def _unpack_in_place(value: bytes) -> CodeRecord:
     terminal_end: cython.Py_ssize_t = order_end + p[61]
     if terminal_end + sealed_len > length:
         raise ValueError("a code record is shorter than its lengths say")
-    record.order_id = value[64:order_end]
-    record.terminal = value[order_end:terminal_end]
-    record.sealed = value[terminal_end:terminal_end + sealed_len]
+    record._value = value
+    record._order_start = 64
+    record._terminal_start = order_end
+    record._sealed_start = terminal_end
+    record._sealed_end = terminal_end + sealed_len
     return record
 
 
@@ -288,7 +343,16 @@ def code_key(code_id: cython.ulonglong) -> bytes:
 
 
 def code_id_of(key: bytes) -> cython.ulonglong:
-    return _U64_KEY.unpack_from(key)[0]
+    if not cython.compiled:
+        return _U64_KEY.unpack_from(key)[0]
+    if len(key) < 8:
+        raise ValueError("a code key is 8 bytes")
+    data: cython.p_uchar = key
+    number: cython.ulonglong = 0
+    i: cython.int
+    for i in range(8):
+        number = (number << 8) | data[i]
+    return number
 
 
 def available_key(sku_no: cython.uint, valid_until_ms: cython.longlong,
@@ -347,7 +411,16 @@ def request_key(terminal: bytes, request_id: bytes) -> bytes:
 
 def pack_redemption(status: cython.int, code_id: cython.ulonglong, at_ms: cython.longlong,
                     lookup_hash: bytes) -> bytes:
-    return _REDEMPTION.pack(status, code_id, at_ms) + lookup_hash
+    if not (cython.compiled and _in_place):
+        return _REDEMPTION.pack(status, code_id, at_ms) + lookup_hash
+    hash_len: cython.Py_ssize_t = len(lookup_hash)
+    out = PyBytes_FromStringAndSize(cython.NULL, 17 + hash_len)
+    p: cython.p_char = PyBytes_AS_STRING(out)
+    p[0] = status
+    memcpy(p + 1, cython.address(code_id), 8)
+    memcpy(p + 9, cython.address(at_ms), 8)
+    memcpy(p + 17, cython.cast(cython.p_char, lookup_hash), hash_len)
+    return out
 
 
 def unpack_redemption(value: bytes) -> tuple:

@@ -147,3 +147,35 @@ def test_an_engine_opened_before_fork_refuses_to_write_in_the_child(engine):
     assert os.read(read_end, 100) == b"refused"
     os.close(read_end)
     assert engine.stock("sku") is None
+
+
+def test_a_caller_that_gives_up_leaves_the_writer_running(engine):
+    """A cancelled call (client deadline or disconnect) that had not started is not applied,
+    one that had started completes, and the writer keeps serving everyone else."""
+    import time as clock_time
+    engine.import_codes("sku", "batch", ["A-1", "B-2", "C-3"])
+    started = threading.Event()
+
+    def slow(tx):
+        started.set()
+        clock_time.sleep(0.3)
+        return engine._ops.reserve(tx, [(b"slow", [(b"sku", 1)], 60_000)])
+
+    async def main():
+        api = AsyncEngine(engine)
+        running = asyncio.ensure_future(engine.submit_async(slow, (), "test"))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait)
+        abandoned = asyncio.ensure_future(api.reserve([("abandoned", [("sku", 1)], 60)]))
+        await asyncio.sleep(0.05)  # queued behind the slow operation
+        abandoned.cancel()
+        running.cancel()  # already running: it completes anyway
+        with pytest.raises(asyncio.CancelledError):
+            await abandoned
+        return await asyncio.wait_for(api.reserve([("after", [("sku", 1)], 60)]), 10)
+
+    [after] = asyncio.run(main())
+    assert after.status == ReserveStatus.RESERVED
+    assert engine.order("abandoned") is None
+    assert engine.order("slow") is not None
+    assert engine.stock("sku").counts[CodeState.RESERVED] == 2
+    assert engine.check() == []
