@@ -65,8 +65,8 @@ class WorkerMetrics:
     def outcome(self, method: str, status: str) -> None:
         self._child(self.outcomes, method, status).inc()
 
-    def redemption(self, status: str) -> None:
-        self._child(self.redemptions, status).inc()
+    def redemption(self, status: str, count: int = 1) -> None:
+        self._child(self.redemptions, status).inc(count)
 
     def on_commit(self, operations: int, seconds: float) -> None:
         self.commit_operations.observe(operations)

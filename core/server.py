@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import logging
 import multiprocessing
@@ -471,17 +472,23 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServicer):
         self._status_names = {value: redemption_pb2.RedeemStatus.Name(value)
                               for value in redemption_pb2.RedeemStatus.values()}
 
-    def _response(self, result, request_id: str) -> redemption_pb2.RedeemResponse:
-        self.s.metrics.redemption(self._status_names[result.status])
+    def _count(self, results) -> None:
+        """One metric update per status in the call, not one per code."""
+        for status, count in collections.Counter(result.status for result in results).items():
+            self.s.metrics.redemption(self._status_names[status], count)
+
+    @staticmethod
+    def _response(result, request_id: str) -> redemption_pb2.RedeemResponse:
         return redemption_pb2.RedeemResponse(
             status=result.status, code_id=result.code_id, redeemed_at_ms=result.redeemed_at_ms,
             redeemed_by_terminal=result.redeemed_by, request_id=request_id)
 
     async def Redeem(self, request, context):
         _text(request.request_id, "request_id", 64)
-        [result] = await self.s.api.redeem([(request.code, request.request_id)],
-                                           principal().binding)
-        return self._response(result, request.request_id)
+        results = await self.s.api.redeem([(request.code, request.request_id)],
+                                          principal().binding)
+        self._count(results)
+        return self._response(results[0], request.request_id)
 
     async def RedeemBatch(self, request, context):
         if len(request.items) > codes_per_batch_max:
@@ -490,6 +497,7 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServicer):
             raise InvalidArgument("items", "must not be empty")
         results = await self.s.api.redeem(
             [(item.code, item.request_id) for item in request.items], principal().binding)
+        self._count(results)
         return redemption_pb2.RedeemBatchResponse(results=[
             self._response(result, item.request_id)
             for result, item in zip(results, request.items)])
@@ -514,8 +522,9 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServicer):
         try:
             while (item := await pending.get()) is not None:
                 request_id, future = item
-                [result] = await future
-                yield self._response(result, request_id)
+                results = await future
+                self._count(results)
+                yield self._response(results[0], request_id)
             await reader  # surfaces a read error
         finally:
             reader.cancel()
