@@ -283,6 +283,12 @@ def command_restore(args) -> int:
         print(f"error: {target} already has data; stop the server and pass --force",
               file=sys.stderr)
         return 1
+    from .keyring import MASTER_KEY_ENV, MASTER_KEY_FILE_NAME
+    if not os.environ.get(MASTER_KEY_ENV) and not (target / MASTER_KEY_FILE_NAME).exists():
+        print(f"error: the backup's codes open only with its master key: put it in "
+              f"{target / MASTER_KEY_FILE_NAME} (mode 0600) or set {MASTER_KEY_ENV} first",
+              file=sys.stderr)
+        return 1
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source_file, target / "data.mdb.restoring")
     os.replace(target / "data.mdb.restoring", target / "data.mdb")

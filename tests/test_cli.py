@@ -59,3 +59,54 @@ def test_audit_verify_and_check_pass_on_a_sound_dir(tmp_path):
     rotated = json.loads(kamicore(tmp_path / "var", "rotate-keys").stdout)
     assert rotated == {"rewrapped_batches": 1}
     assert json.loads(kamicore(tmp_path / "var", "check").stdout)["ok"]
+
+
+def test_backup_while_writing_then_restore_elsewhere(tmp_path):
+    """A backup taken while another process keeps writing is a consistent snapshot: restored
+    next to the master key, every check passes and the counts are a whole number of imports."""
+    import shutil
+    import threading
+
+    from kamicore.engine import Engine
+    source = tmp_path / "var"
+    with Engine(source) as engine:
+        engine.import_codes("s", "b0", [f"SEED-{n:04d}" for n in range(100)])
+        stop = threading.Event()
+
+        def keep_importing():
+            batch = 1
+            while not stop.is_set():
+                engine.import_codes("s", "b0", [f"MORE-{batch:04d}-{n:02d}" for n in range(10)])
+                batch += 1
+
+        writer = threading.Thread(target=keep_importing)
+        writer.start()
+        try:
+            result = kamicore(source, "backup", str(tmp_path / "backup"))
+        finally:
+            stop.set()
+            writer.join()
+    assert json.loads(result.stdout)["bytes"] > 0
+    target = tmp_path / "restored"
+    target.mkdir()
+    shutil.copy(source / "master.key", target / "master.key")
+    restored = json.loads(kamicore(target, "restore", str(tmp_path / "backup")).stdout)
+    assert restored["problems"] == []
+    stock = json.loads(kamicore(target, "stock", "s").stdout)["s"]["counts"]["AVAILABLE"]
+    assert stock >= 100 and (stock - 100) % 10 == 0
+    refused = kamicore(target, "restore", str(tmp_path / "backup"), check=False)
+    assert refused.returncode == 1 and "--force" in refused.stderr
+
+
+def test_restore_without_the_master_key_fails_loudly(tmp_path):
+    codes = tmp_path / "codes.txt"
+    codes.write_text("A-1\n")
+    kamicore(tmp_path / "var", "import", str(codes), "--sku", "s", "--batch", "b")
+    kamicore(tmp_path / "var", "backup", str(tmp_path / "backup"))
+    failed = kamicore(tmp_path / "other", "restore", str(tmp_path / "backup"), check=False)
+    assert failed.returncode == 1 and "master key" in failed.stderr
+    assert not (tmp_path / "other" / "data.mdb").exists()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "master.key").write_text("11" * 32 + "\n")  # the wrong key
+    wrong = kamicore(tmp_path / "other", "restore", str(tmp_path / "backup"), check=False)
+    assert wrong.returncode != 0 and "DecryptionError" in wrong.stderr
