@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SOURCES := $(wildcard core/*.py ext/*.py proto/kamicore/v1/*.proto) setup.py pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: install serve test soak bench-engine bench-server clean
+.PHONY: install serve test soak bench-engine bench-server bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,19 @@ bench-engine: $(STAMP)
 
 bench-server: $(STAMP)
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/server_bench.py
+
+# everything: engine, server, concurrency sweep, Locust, pool/worker scaling, then the report
+# (bench/results/<date>-<commit>.md with PNGs; bench/RESULTS.md); ~25 min here. BENCH_ARGS:
+# e.g. --quick, or --max-codes 1000000
+BENCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --no-build-isolation ".[bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)
+	command -v h2load >/dev/null || $(BIN)/python -c "import sys; sys.path.insert(0, 'bench'); import server_bench; server_bench.ensure_h2load()"
+	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info ext/*.c ext/*.html $(VENV)
