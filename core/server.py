@@ -89,56 +89,54 @@ class Gate(grpc.aio.ServerInterceptor):
     def _wrap(self, handler, method: str, caller: auth.Principal):
         gate = self
 
-        async def enter(context):
-            if gate.in_flight >= gate.in_flight_max:
-                gate.metrics.rpc(method, "RESOURCE_EXHAUSTED")
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                    f"more than {gate.in_flight_max} calls in flight; retry")
-            gate.in_flight += 1
-            _principal.set(caller)
-
-        def leave(context, started: float, code: str | None):
-            gate.in_flight -= 1
-            gate.metrics.rpc(method, code or _code_name(context), time.perf_counter() - started)
-
         async def unary(request_or_iterator, context):
-            await enter(context)
-            started, code = time.perf_counter(), None
-            try:
+            async with _Admitted(gate, method, caller, context):
                 behavior = handler.unary_unary or handler.stream_unary
                 return await behavior(request_or_iterator, context)
-            except InvalidArgument as error:
-                code = "INVALID_ARGUMENT"
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-            except grpc.aio.AbortError:
-                raise
-            except Exception:
-                code = "INTERNAL"
-                log.exception("%s failed", method)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server log")
-            finally:
-                leave(context, started, code)
 
         async def streaming(request_or_iterator, context):
-            await enter(context)
-            started, code = time.perf_counter(), None
-            try:
+            async with _Admitted(gate, method, caller, context):
                 behavior = handler.unary_stream or handler.stream_stream
                 async for response in behavior(request_or_iterator, context):
                     yield response
-            except InvalidArgument as error:
-                code = "INVALID_ARGUMENT"
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-            except grpc.aio.AbortError:
-                raise
-            except Exception:
-                code = "INTERNAL"
-                log.exception("%s failed", method)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server log")
-            finally:
-                leave(context, started, code)
 
         return _same_kind(handler, unary, streaming)
+
+
+class _Admitted:
+    """One admitted call: counts toward the in-flight limit, runs as its caller, turns bad
+    input into INVALID_ARGUMENT naming the field and a bug into INTERNAL, and is measured."""
+
+    def __init__(self, gate: Gate, method: str, caller: auth.Principal, context):
+        self.gate, self.method, self.caller, self.context = gate, method, caller, context
+        self.code: str | None = None
+
+    async def __aenter__(self):
+        gate = self.gate
+        if gate.in_flight >= gate.in_flight_max:
+            gate.metrics.rpc(self.method, "RESOURCE_EXHAUSTED")
+            await self.context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                     f"more than {gate.in_flight_max} calls in flight; retry")
+        gate.in_flight += 1
+        _principal.set(self.caller)
+        self.started = time.perf_counter()
+        return self
+
+    async def __aexit__(self, kind, error, traceback):
+        try:
+            if isinstance(error, InvalidArgument):
+                self.code = "INVALID_ARGUMENT"
+                await self.context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            if isinstance(error, Exception) and not isinstance(error, grpc.aio.AbortError):
+                self.code = "INTERNAL"
+                log.exception("%s failed", self.method, exc_info=error)
+                await self.context.abort(grpc.StatusCode.INTERNAL,
+                                         "internal error; see server log")
+        finally:
+            self.gate.in_flight -= 1
+            self.gate.metrics.rpc(self.method, self.code or _code_name(self.context),
+                                  time.perf_counter() - self.started)
+        return False
 
 
 def _code_name(context) -> str:
