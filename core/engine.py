@@ -250,6 +250,18 @@ def _count(items, field: str, items_max: int) -> list:
     return items
 
 
+def _count_range(txn, db, prefix: bytes, start: bytes, end: bytes | None) -> int:
+    """Keys in [start, end) that begin with `prefix` (end None: to the prefix's end)."""
+    count = 0
+    with txn.cursor(db=db) as cursor:
+        if cursor.set_range(start):
+            for key in cursor.iternext(keys=True, values=False):
+                if key[:len(prefix)] != prefix or (end is not None and key >= end):
+                    break
+                count += 1
+    return count
+
+
 def load_implementation(name: str = "compiled") -> types.SimpleNamespace:
     """The per-item engine: `compiled` (kamicore._engine) or `interpreted` (the same source
     under ext/, run by CPython; needs a source checkout)."""
@@ -782,29 +794,21 @@ class Engine(_Writer, _Api):
             for state in CodeState:
                 value = txn.get(codec.counter_key(sku_no, state), db=self.dbs.counters)
                 counts[state] = codec.unpack_u64(value) if value is not None else 0
-            expired = 0
-            not_yet_valid = 0
-            soonest = 0
             prefix = codec.sku_prefix(sku_no)
+            now_key = codec.available_key(sku_no, now_ms, 2**64 - 1)  # past every code at now
+            expired = _count_range(txn, self.dbs.available, prefix, prefix, now_key)
+            # a code with a start still ahead cannot have expired (valid_until > valid_from)
+            not_yet_valid = _count_range(txn, self.dbs.pending, prefix, now_key, None)
+            soonest = 0
             with txn.cursor(db=self.dbs.available) as cursor:
-                if cursor.set_range(prefix):
+                if cursor.set_range(now_key):
                     for key in cursor.iternext(keys=True, values=False):
                         if key[:4] != prefix:
                             break
-                        _, valid_until_ms, code_id = codec.unpack_available_key(key)
-                        if valid_until_ms <= now_ms:
-                            expired += 1
-                            continue
-                        if soonest:
-                            # past the expired ones only not-yet-valid codes need a record read
-                            record = codec.unpack_record(txn.get(key[12:], db=self.dbs.codes))
-                            not_yet_valid += record.valid_from_ms > now_ms
-                            continue
                         record = codec.unpack_record(txn.get(key[12:], db=self.dbs.codes))
-                        if record.valid_from_ms > now_ms:
-                            not_yet_valid += 1
-                        else:
-                            soonest = valid_until_ms
+                        if record.valid_from_ms <= now_ms:
+                            soonest = codec.unpack_available_key(key)[1]
+                            break
             sellable = counts[CodeState.AVAILABLE] - expired - not_yet_valid
             return Stock(sku.decode(), counts, sellable, expired, soonest)
 
@@ -966,6 +970,12 @@ class Engine(_Writer, _Api):
                         db=self.dbs.available) is not None
                     if in_index != (record.state == CodeState.AVAILABLE):
                         problems.append(f"code {code_id}: availability index disagrees")
+                    pending = txn.get(codec.available_key(
+                        record.sku_no, record.valid_from_ms, code_id),
+                        db=self.dbs.pending) is not None
+                    if pending != (record.state == CodeState.AVAILABLE
+                                   and record.valid_from_ms > 0):
+                        problems.append(f"code {code_id}: not-yet-valid index disagrees")
             with txn.cursor(db=self.dbs.orders) as cursor:
                 for order_id, value in cursor:
                     state, _, _, _, _, code_ids = codec.unpack_order(value)

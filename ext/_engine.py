@@ -128,6 +128,9 @@ class Dbs:
     audit = cython.declare(object, visibility="public")
     meta = cython.declare(object, visibility="public")
     batch_counters = cython.declare(object, visibility="public")
+    # (sku, valid_from, code id) of AVAILABLE codes with a start: not-yet-valid stock is
+    # counted from here without reading records
+    pending = cython.declare(object, visibility="public")
     # kept by kamicore's Python layer in the same transactions (catalog, orders, auth)
     catalog = cython.declare(object, visibility="public")
     order_meta = cython.declare(object, visibility="public")
@@ -148,6 +151,7 @@ class Dbs:
         self.audit = env.open_db(b"audit")
         self.meta = env.open_db(b"meta")
         self.batch_counters = env.open_db(b"batch_counters")
+        self.pending = env.open_db(b"pending")
         self.catalog = env.open_db(b"catalog")
         self.order_meta = env.open_db(b"order_meta")
         self.purchases = env.open_db(b"purchases")
@@ -292,10 +296,16 @@ class Tx:
     def take_available(self, code_id: cython.ulonglong, record: CodeRecord):
         self.txn.delete(available_key(record.sku_no, record.valid_until_ms, code_id),
                         db=self.dbs.available)
+        if record.valid_from_ms > 0:
+            self.txn.delete(available_key(record.sku_no, record.valid_from_ms, code_id),
+                            db=self.dbs.pending)
 
     def return_available(self, code_id: cython.ulonglong, record: CodeRecord):
         self.txn.put(available_key(record.sku_no, record.valid_until_ms, code_id), b"",
                      db=self.dbs.available)
+        if record.valid_from_ms > 0:
+            self.txn.put(available_key(record.sku_no, record.valid_from_ms, code_id), b"",
+                         db=self.dbs.pending)
 
 
 def append_audit(txn, dbs: Dbs, now_ms: cython.longlong, op: cython.int, actor: bytes,
@@ -383,6 +393,7 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
     new_lookups = []
     new_records = []
     new_available = []
+    new_pending = []
     for i in range(count):
         digest = digests[i]
         if digest is None:
@@ -398,6 +409,8 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
         new_lookups.append((digest, key))
         new_records.append((key, record.pack()))
         new_available.append((available_key(sku_no, valid_until_ms, next_id), b""))
+        if valid_from_ms > 0:
+            new_pending.append((available_key(sku_no, valid_from_ms, next_id), b""))
         statuses[i] = IMPORTED
         code_ids[i] = next_id
         next_id += 1
@@ -407,6 +420,8 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
         # code ids only grow (allocated under the write lock), so records append at the end
         txn.cursor(db=dbs.codes).putmulti(new_records, True, True, True)
         txn.cursor(db=dbs.available).putmulti(new_available)
+        if new_pending:
+            txn.cursor(db=dbs.pending).putmulti(new_pending)
         txn.put(META_CODE_ID_NEXT, pack_u64(next_id), db=dbs.meta)
     tx.finish(OP_IMPORT)
     return BATCH_OK, statuses, code_ids
