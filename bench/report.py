@@ -410,12 +410,10 @@ def build(run_dir: Path, write_results_md: bool = True, out_dir: Path | None = N
         locust = run.get("locust", {})
         lines += ["## Locust (mixed load, headless)", "",
                   f"`{locust.get('command', 'locust --headless')}`", "",
-                  "Read these latencies as the Locust client's, not kamicore's: Locust drives "
-                  "gRPC through grpc's experimental gevent mode in one process, and calls that "
-                  "kamicore answers in a few ms (see each call's minimum, and the driver's "
-                  "figures above) wait up to seconds for the gevent loop there. The table shows "
-                  "that the mixed scenarios run without failures; throughput and latency figures "
-                  "come from the driver and h2load.", "",
+                  "A paced mixed load (users wait between tasks), not a peak: it shows the "
+                  "storefront, POS, partner and admin scenarios together, their latencies as "
+                  "Locust's users see them, and their failures. Peak throughput comes from the "
+                  "driver and h2load above.", "",
                   *locust_table(data["locust"]), ""]
         if data["locust_failures"]:
             lines += ["Failures:", "", "| call | error | occurrences |", "| --- | --- | ---: |"]
