@@ -7,6 +7,7 @@ its engine number, so orders and imports can name it at once.
 
 from __future__ import annotations
 
+from ._codec import name_bytes_max
 from .engine import Engine, InvalidArgument, _integer, _text
 from .v1 import catalog_pb2
 
@@ -14,7 +15,8 @@ CREATED = catalog_pb2.CREATE_SKU_STATUS_CREATED
 ALREADY_EXISTS = catalog_pb2.CREATE_SKU_STATUS_ALREADY_EXISTS
 FOUND = catalog_pb2.SKU_LOOKUP_STATUS_FOUND
 NOT_FOUND = catalog_pb2.SKU_LOOKUP_STATUS_NOT_FOUND
-name_bytes_max = 200
+display_name_bytes_max = 200
+region_bytes_max = 8  # ISO 3166 codes and subdivisions
 prices_per_sku_max = 100
 regions_per_sku_max = 300
 price_micros_max = 10**15
@@ -24,8 +26,8 @@ skus_per_page_default = 100
 
 def validate(sku: catalog_pb2.Sku, field: str = "sku") -> catalog_pb2.Sku:
     """A clean copy of `sku`, or InvalidArgument naming the bad field."""
-    _text(sku.sku_id, f"{field}.sku_id", 64)
-    _text(sku.name, f"{field}.name", name_bytes_max)
+    _text(sku.sku_id, f"{field}.sku_id", name_bytes_max)
+    _text(sku.name, f"{field}.name", display_name_bytes_max)
     currency = sku.face_value.currency
     if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
         raise InvalidArgument(f"{field}.face_value.currency", "must be an ISO 4217 code")
@@ -38,7 +40,7 @@ def validate(sku: catalog_pb2.Sku, field: str = "sku") -> catalog_pb2.Sku:
         raise InvalidArgument(f"{field}.prices", f"has more than {prices_per_sku_max} items")
     channels = set()
     for index, price in enumerate(sku.prices):
-        _text(price.channel, f"{field}.prices[{index}].channel", 64)
+        _text(price.channel, f"{field}.prices[{index}].channel", name_bytes_max)
         _integer(price.price_micros, f"{field}.prices[{index}].price_micros", 0,
                  price_micros_max)
         if price.channel in channels:
@@ -47,7 +49,7 @@ def validate(sku: catalog_pb2.Sku, field: str = "sku") -> catalog_pb2.Sku:
     if len(sku.regions) > regions_per_sku_max:
         raise InvalidArgument(f"{field}.regions", f"has more than {regions_per_sku_max} items")
     for index, region in enumerate(sku.regions):
-        _text(region, f"{field}.regions[{index}]", 8)
+        _text(region, f"{field}.regions[{index}]", region_bytes_max)
     clean = catalog_pb2.Sku()
     clean.CopyFrom(sku)
     clean.ClearField("created_ms")

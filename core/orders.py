@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from . import catalog as catalog_module
+from ._codec import name_bytes_max
 from .engine import (
     InvalidArgument, _integer, _text, codes_per_line_max, codes_per_order_max, hold_seconds_max,
     lines_per_order_max,
@@ -71,7 +72,7 @@ def validate_create(request: orders_pb2.CreateOrderRequest, hold_seconds_default
         raise InvalidArgument("lines", f"has more than {lines_per_order_max} items")
     lines = []
     for index, line in enumerate(request.lines):
-        _text(line.sku_id, f"lines[{index}].sku_id", 64)
+        _text(line.sku_id, f"lines[{index}].sku_id", name_bytes_max)
         _integer(line.quantity, f"lines[{index}].quantity", 1, codes_per_line_max)
         lines.append((line.sku_id, line.quantity))
     if sum(quantity for _, quantity in lines) > codes_per_order_max:

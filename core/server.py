@@ -27,6 +27,7 @@ import grpc
 
 from . import auth, catalog as catalog_module, metrics, orders
 from .config import Config
+from ._codec import name_bytes_max, order_id_bytes_max, request_id_bytes_max
 from .engine import AsyncEngine, Engine, InvalidArgument, _integer, _text, codes_per_batch_max
 from .v1 import (
     catalog_pb2, catalog_pb2_grpc, common_pb2, inventory_pb2, inventory_pb2_grpc, orders_pb2,
@@ -187,7 +188,7 @@ class CatalogService(catalog_pb2_grpc.CatalogServicer):
         return catalog_pb2.CreateSkuResponse(status=status, sku=sku)
 
     async def GetSku(self, request, context):
-        _text(request.sku_id, "sku_id", 64)
+        _text(request.sku_id, "sku_id", name_bytes_max)
         sku = self.s.catalog.get(request.sku_id)
         if sku is None:
             return catalog_pb2.GetSkuResponse(status=catalog_module.NOT_FOUND)
@@ -271,7 +272,7 @@ class InventoryService(inventory_pb2_grpc.InventoryServicer):
                                   "a supplier key imports only as its own supplier")
 
     async def GetStock(self, request, context):
-        _text(request.sku_id, "sku_id", 64)
+        _text(request.sku_id, "sku_id", name_bytes_max)
         stock = self.s.engine.stock(request.sku_id)
         sku = self.s.catalog.get(request.sku_id) if stock is not None else None
         if stock is None or sku is None:
@@ -350,7 +351,7 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
 
     def _order_id(self, order_id: str) -> str | None:
         """The order id if this caller may see it (admins see every order)."""
-        _text(order_id, "order_id", 200)
+        _text(order_id, "order_id", order_id_bytes_max)
         caller = principal()
         return order_id if caller.role == "admin" or orders.owns(caller.owner, order_id) else None
 
@@ -482,7 +483,7 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServicer):
             redeemed_by_terminal=result.redeemed_by, request_id=request_id)
 
     async def Redeem(self, request, context):
-        _text(request.request_id, "request_id", 64)
+        _text(request.request_id, "request_id", request_id_bytes_max)
         results = await self.s.api.redeem([(request.code, request.request_id)],
                                           principal().binding)
         self._count(results)
@@ -509,7 +510,7 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServicer):
         async def read_ahead():
             try:
                 async for request in request_iterator:
-                    _text(request.request_id, "request_id", 64)
+                    _text(request.request_id, "request_id", request_id_bytes_max)
                     future = asyncio.ensure_future(
                         self.s.api.redeem([(request.code, request.request_id)], terminal))
                     await pending.put((request.request_id, future))
