@@ -116,6 +116,7 @@ class Catalog:
     def list(self, page_size: int, page_token: str) -> tuple[list[catalog_pb2.Sku], str]:
         page_size = page_size or skus_per_page_default
         _integer(page_size, "page_size", 1, skus_per_page_max)
+        _text(page_token, "page_token", name_bytes_max, required=False)
         skus = []
         with self.engine.read() as txn, txn.cursor(db=self.engine.dbs.catalog) as cursor:
             if page_token:
