@@ -32,17 +32,17 @@ import datetime
 import gc
 import math
 import os
-import platform
 import random
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import common  # noqa: E402 - bench/common.py, beside this script
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("KAMICORE_EXT_DIR", str(REPO / "ext"))  # the interpreted engine's source
@@ -464,38 +464,11 @@ class Bench:
 
 # -- report ------------------------------------------------------------------------------------
 
-def git_commit() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout
-    try:
-        commit = git("rev-parse", "--short", "HEAD").strip()
-        dirty = False
-        for line in git("status", "--porcelain", "-uall").splitlines():
-            path = line[3:]
-            if path == "bench/RESULTS.md":
-                continue  # this script writes it
-            # untracked files count only where they could change what is measured
-            if not line.startswith("??") or path == "bench/engine_bench.py" or path.startswith(
-                    ("core/", "ext/")):
-                dirty = True
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
+git_commit = common.git_commit
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
-            f"py-lmdb {lmdb.__version__} (LMDB {'.'.join(map(str, lmdb.version()))}), "
-            f"{platform.system()} {platform.release()}")
+    return common.machine(
+        f"py-lmdb {lmdb.__version__} (LMDB {'.'.join(map(str, lmdb.version()))})")
 
 
 def stale_warning() -> str:

@@ -27,13 +27,14 @@ import contextlib
 import datetime
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import common  # noqa: E402 - bench/common.py, beside this script
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -50,33 +51,10 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def git_commit() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout
-    try:
-        commit = git("rev-parse", "--short", "HEAD").strip()
-        dirty = any(not line.startswith("??") and not line[3:].startswith(
-            ("bench/RESULTS.md", "bench/results/")) for line in git("status", "--porcelain")
-            .splitlines())
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
+git_commit = common.git_commit
 
 def machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = ""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        kilobytes = int(Path("/proc/meminfo").read_text().split()[1])
-        memory = f", {kilobytes / 2**20:.0f} GB RAM"
-    return (f"{os.cpu_count()} CPUs ({model}){memory}, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
+    return common.machine()
 
 
 def environment() -> dict:

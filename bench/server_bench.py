@@ -62,7 +62,6 @@ import datetime
 import math
 import multiprocessing
 import os
-import platform
 import re
 import shutil
 import signal
@@ -75,6 +74,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import common  # noqa: E402 - bench/common.py, beside this script
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_FILE = REPO / "bench" / "RESULTS.md"
@@ -1054,35 +1055,11 @@ ROWS = [  # (key, kind of throughput) in table order
     "h2load-redeem", "h2load-verify", "unary", "batch", "stream", "orders"]
 
 
-def git_commit() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout
-    try:
-        commit = git("rev-parse", "--short", "HEAD").strip()
-        dirty = False
-        for line in git("status", "--porcelain", "-uall").splitlines():
-            path = line[3:]
-            if path == "bench/RESULTS.md":
-                continue  # this script writes it
-            if not line.startswith("??") or path == "bench/server_bench.py" or path.startswith(
-                    ("core/", "ext/", "proto/")):
-                dirty = True
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
+git_commit = common.git_commit
 
 def machine() -> str:
     import grpc
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, grpcio "
-            f"{grpc.__version__}, {platform.system()} {platform.release()}")
+    return common.machine(f"grpcio {grpc.__version__}")
 
 
 def number(value: float) -> str:
