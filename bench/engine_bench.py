@@ -58,6 +58,7 @@ from kamicore.statuses import (  # noqa: E402
 )
 
 RESULTS_FILE = REPO / "bench" / "RESULTS.md"
+ENGINE_HEADING = "# Engine benchmark results"  # this script's block of RESULTS.md
 TEMP_PARENT = REPO / "bench" / "results" / "tmp"  # git-ignored
 
 # targets (DESIGN.md: the engine is never allowed to be the bottleneck)
@@ -548,21 +549,23 @@ def headline(figures: dict) -> str:
 
 
 def write_results(report: list[str], history_line: str) -> None:
-    """RESULTS.md: the Latest section (replaced) then the History list (one line per run).
-    Sections other benchmarks keep in the file (e.g. "## Server") are kept as they are."""
-    history, others = [], []
-    if RESULTS_FILE.exists():
-        section = ""
-        for line in RESULTS_FILE.read_text().splitlines():
-            if line.startswith("## "):
-                section = line.strip()
-            if section not in ("", "## Latest", "## History"):
-                others.append(line)
-            elif section == "## History" and line.startswith("- "):
-                history.append(line)
+    """This script's block of RESULTS.md: from ENGINE_HEADING to the next top-level heading or
+    the server section. Its Latest part is replaced and its History gains a line; everything
+    outside the block (the `make bench` summary above, the server section below) stays as is."""
+    lines = RESULTS_FILE.read_text().splitlines() if RESULTS_FILE.exists() else []
+    if ENGINE_HEADING in lines:
+        start = lines.index(ENGINE_HEADING)
+        end = next((index for index in range(start + 1, len(lines))
+                    if lines[index].startswith("# ") or lines[index] == "## Server"),
+                   len(lines))
+    else:
+        start = end = next((index for index, line in enumerate(lines) if line == "## Server"),
+                           len(lines))
+    history = [line for line in lines[start:end] if line.startswith("- ")
+               and " · " in line and "N=" in line]
     history.append(history_line)
-    text = [
-        "# Engine benchmark results",
+    block = [
+        ENGINE_HEADING,
         "",
         "Written by `make bench-engine` (bench/engine_bench.py; its docstring says what is "
         "measured and how). The machine is shared and noisy: compare ratios taken in one run "
@@ -576,9 +579,8 @@ def write_results(report: list[str], history_line: str) -> None:
         "",
         *history,
         "",
-        *others,
     ]
-    RESULTS_FILE.write_text("\n".join(text).rstrip("\n") + "\n")
+    RESULTS_FILE.write_text("\n".join(lines[:start] + block + lines[end:]).rstrip("\n") + "\n")
 
 
 def main() -> int:

@@ -106,24 +106,6 @@ def stop_group(process: subprocess.Popen) -> None:
         process.wait(5)
 
 
-def protect_results(run_bench):
-    """engine_bench.py rewrites the whole of RESULTS.md with its own section: put back the parts
-    it drops (the `make bench` summary at the top, the server section at the bottom)."""
-    before = RESULTS_FILE.read_text() if RESULTS_FILE.exists() else ""
-    outcome = run_bench()
-    after = RESULTS_FILE.read_text() if RESULTS_FILE.exists() else ""
-    if after == before:
-        return outcome
-    engine_heading = "# Engine benchmark results"
-    top = before.split(engine_heading, 1)[0] if engine_heading in before else ""
-    server = ""
-    if "\n## Server\n" in before and "\n## Server\n" not in after:
-        server = "## Server\n" + before.split("\n## Server\n", 1)[1]
-    text = top + after.rstrip("\n") + "\n" + ("\n" + server if server else "")
-    RESULTS_FILE.write_text(text)
-    return outcome
-
-
 def seed_locust(run_dir: Path) -> tuple[Path, dict, str]:
     """A fresh data dir for the Locust run: returns it, the keys and the pool file."""
     sys.path.insert(0, str(BENCH))
@@ -213,9 +195,9 @@ def main() -> int:
     try:
         if "engine" in steps:
             began = time.perf_counter()
-            ok, stdout, error = protect_results(lambda: Step.run(
+            ok, stdout, error = Step.run(
                 "engine", [PYTHON, str(BENCH / "engine_bench.py"), *quick, *no_write],
-                120 if options.quick else 420, log_dir=run_dir))
+                120 if options.quick else 420, log_dir=run_dir)
             (run_dir / "engine.json").write_text(json.dumps({"stdout": stdout if ok else ""}))
             record("engine", began, ok, error)
         if "server" in steps:
