@@ -188,10 +188,6 @@ def _verify(key_id: str, secret: str, value: bytes) -> Principal | None:
     return Principal(key_id, record["role"], record["binding"], record["name"])
 
 
-def authenticate(engine: Engine, presented: str) -> Principal | None:
-    """The principal of a presented key, or None (unknown, malformed or revoked)."""
-    return Authenticator(engine)(presented)
-
 
 def ensure_admin_key(engine: Engine, data_dir: Path) -> Path | None:
     """On first start: create an admin key and write it to <data dir>/admin.key (0600)."""
