@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := $(wildcard core/*.py ext/*.py proto/kamicore/v1/*.proto) setup.py pyproject.toml
+SOURCES := $(wildcard core/*.py core/*/*.py ext/kamicore/*.py ext/kamicore/*.pxd ext/kamicore/*.pyi proto/kamicore/*/*.proto) \
+	setup.py pyproject.toml
 PYTEST_ARGS ?=
 
 .PHONY: install serve test soak bench-engine bench-server bench clean
@@ -48,4 +49,4 @@ bench: $(STAMP) $(BENCH_STAMP)
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf build dist *.egg-info ext/*.c ext/*.html $(VENV)
+	rm -rf build dist *.egg-info ext/kamicore/*.c ext/kamicore/*.html $(VENV)

@@ -1,41 +1,44 @@
 """Builds the compiled engine and generates the gRPC code; everything else is pyproject.toml."""
 
 import glob
+import importlib.util
 import os
 import shutil
-import tempfile
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
+# ext/kamicore/ mirrors the package, so `cython.cimports.kamicore.X` finds ext/kamicore/X.pxd
 EXTENSIONS = [
-    Extension("kamicore._codec", ["ext/_codec.py"]),
-    Extension("kamicore._engine", ["ext/_engine.py"]),
+    Extension("kamicore._codec", ["ext/kamicore/_codec.py"]),
+    Extension("kamicore._engine", ["ext/kamicore/_engine.py"]),
 ]
 
 
-def generate_grpc_code() -> None:
-    """proto/kamicore/v1/*.proto -> core/v1/*_pb2.py (package kamicore.v1), generated with
-    the grpcio-tools that is installed, so the code always matches the protobuf runtime."""
-    import grpc_tools
-    from grpc_tools import protoc
-
-    protos = sorted(glob.glob("proto/kamicore/v1/*.proto"))
-    include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
-    with tempfile.TemporaryDirectory() as out:
-        status = protoc.main(["protoc", "-Iproto", f"-I{include}", f"--python_out={out}",
-                              f"--grpc_python_out={out}", f"--pyi_out={out}", *protos])
-        if status != 0:
-            raise SystemExit(f"protoc failed ({status})")
-        for generated in glob.glob(os.path.join(out, "kamicore", "v1", "*")):
-            shutil.copy(generated, os.path.join("core", "v1", os.path.basename(generated)))
+def generate() -> None:
+    """proto/generate.py: the gRPC modules (core/v1) and the status enums (core/statuses.py,
+    ext/kamicore/_statuses.*), so both always match proto/ and the installed protobuf."""
+    spec = importlib.util.spec_from_file_location("kamicore_generate", "proto/generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write_status_sources()
+    module.grpc_code()
 
 
-generate_grpc_code()
+def copy_stubs() -> None:
+    """The typed faces (.pyi) of the compiled modules live beside their sources in ext/; the
+    installed package carries a copy (a build output, ignored by git)."""
+    for stub in glob.glob("ext/kamicore/*.pyi"):
+        shutil.copy(stub, os.path.join("core", os.path.basename(stub)))
+
+
+generate()
+copy_stubs()
 setup(
     ext_modules=cythonize(
         EXTENSIONS,
         language_level=3,
+        include_path=["ext"],
         compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
     ),
 )

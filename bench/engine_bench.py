@@ -54,7 +54,7 @@ from kamicore import engine as engine_module, interpreted  # noqa: E402
 from kamicore.engine import Engine  # noqa: E402
 from kamicore.keyring import LookupHasher, new_data_key  # noqa: E402
 from kamicore.statuses import (  # noqa: E402
-    ConfirmStatus, ImportBatchStatus, RedeemStatus, ReserveStatus,
+    ConfirmStatus, ImportStatus, RedeemStatus, ReserveStatus,
 )
 
 RESULTS_FILE = REPO / "bench" / "RESULTS.md"
@@ -303,7 +303,7 @@ class Bench:
         for start in range(0, n, setup_codes_per_import):
             result = engine.import_codes(SKU, "setup-sold",
                                          self.sold_codes[start:start + setup_codes_per_import])
-            expect(result.status == ImportBatchStatus.OK
+            expect(result.status == ImportStatus.OK
                    and result.imported == len(result.statuses), f"setup import: {result.status!r}")
         # AVAILABLE stock for the reserve figures (imports add more as they run)
         stock = sum(self.plan.consumed(key, size)
@@ -479,7 +479,7 @@ def stale_warning() -> str:
     if not compiled:
         return "kamicore._engine is not a compiled extension"
     ext_dir = interpreted.ext_dir()
-    newest_source = max((ext_dir / name).stat().st_mtime for name in ("_engine.py", "_codec.py"))
+    newest_source = max((ext_dir / "kamicore" / name).stat().st_mtime for name in ("_engine.py", "_codec.py"))
     if newest_source > compiled[0].stat().st_mtime:
         return (f"{ext_dir} is newer than the installed kamicore._engine: compiled and "
                 "interpreted figures may be of different code (run make install)")

@@ -287,7 +287,7 @@ class Store:
     def import_to(self, total: int, sku: str = SKU, prefix: str = "SCAL",
                   deadline: float = float("inf")) -> dict:
         """Import codes until the store holds `total` (or the deadline passes); the rate."""
-        from kamicore.statuses import ImportBatchStatus
+        from kamicore.statuses import ImportStatus
         first = self.codes
         started = time.perf_counter()
         with self.engine() as engine:
@@ -298,7 +298,7 @@ class Store:
                 result = engine.import_codes(sku, f"batch-{self.codes // 1_000_000}", codes,
                                              supplier="bench-supplier",
                                              unit_cost_micros=900_000, actor="bench:import")
-                expect(result.status == ImportBatchStatus.OK and result.imported == count,
+                expect(result.status == ImportStatus.OK and result.imported == count,
                        f"import: {result.status!r}, {result.imported} of {count}")
                 self.codes += count
                 if self.codes // 1_000_000 != (self.codes - count) // 1_000_000:

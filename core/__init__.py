@@ -2,12 +2,12 @@
 
 from .engine import AsyncEngine, Engine, InvalidArgument
 from .statuses import (
-    CodeOpStatus, CodeState, ConfirmStatus, ImportBatchStatus, ImportStatus, RedeemStatus,
+    CodeOpStatus, CodeState, ConfirmStatus, ImportStatus, ImportCodeStatus, RedeemStatus,
     ReleaseStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
 )
 
 __all__ = [
     "AsyncEngine", "Engine", "InvalidArgument", "CodeOpStatus", "CodeState", "ConfirmStatus",
-    "ImportBatchStatus", "ImportStatus", "RedeemStatus", "ReleaseStatus", "ReportInvalidStatus",
+    "ImportStatus", "ImportCodeStatus", "RedeemStatus", "ReleaseStatus", "ReportInvalidStatus",
     "ReserveStatus", "VerifyStatus",
 ]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .engine import Engine, InvalidArgument, codes_per_import_max
-from .statuses import ImportBatchStatus, ImportStatus
+from .statuses import ImportStatus, ImportCodeStatus
 
 DATA_DIR_DEFAULT = "var"
 DATA_DIR_ENV = "KAMICORE_DATA_DIR"
@@ -83,7 +83,7 @@ def command_import(engine: Engine, args) -> int:
                 valid_from_ms=parse_time_ms(args.valid_from, "--valid-from") or 0,
                 valid_until_ms=parse_time_ms(args.valid_until, "--valid-until"),
                 actor="cli:import")
-            if result.status != ImportBatchStatus.OK:
+            if result.status != ImportStatus.OK:
                 print(f"error: batch {args.batch}: {result.status.name}", file=sys.stderr)
                 return 1
             imported += result.imported

@@ -30,7 +30,7 @@ import lmdb
 from . import keyring
 from ._codec import has_control_character as _has_control_character
 from .statuses import (
-    CodeOpStatus, CodeState, ConfirmStatus, ImportBatchStatus, ImportStatus, RedeemStatus,
+    CodeOpStatus, CodeState, ConfirmStatus, ImportStatus, ImportCodeStatus, RedeemStatus,
     ReleaseStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
 )
 
@@ -75,11 +75,11 @@ def wall_clock_ms() -> int:
 
 @dataclass(frozen=True)
 class ImportResult:
-    status: ImportBatchStatus
+    status: ImportStatus
     imported: int
     duplicates: int
-    rejected: list[tuple[int, ImportStatus]]  # (row index, status) of every rejected code
-    statuses: list[ImportStatus]  # one per code, in order
+    rejected: list[tuple[int, ImportCodeStatus]]  # (row index, status) of every rejected code
+    statuses: list[ImportCodeStatus]  # one per code, in order
     code_ids: list[int]  # 0 where not imported
 
 
@@ -191,7 +191,7 @@ def _status_table(enum_type) -> list:
 
 
 _REDEEM_STATUSES = _status_table(RedeemStatus)
-_IMPORT_STATUSES = _status_table(ImportStatus)
+_IMPORT_STATUSES = _status_table(ImportCodeStatus)
 _CODE_STATES = _status_table(CodeState)
 
 
@@ -503,15 +503,15 @@ class _Api:
 
         def convert(raw) -> ImportResult:
             if raw is _STORAGE_FULL:
-                return ImportResult(ImportBatchStatus.STORAGE_FULL, 0, 0, [], [], [])
+                return ImportResult(ImportStatus.STORAGE_FULL, 0, 0, [], [], [])
             status, statuses, code_ids = raw
-            if status != ImportBatchStatus.OK:
-                return ImportResult(ImportBatchStatus(status), 0, 0, [], [], [0] * count)
+            if status != ImportStatus.OK:
+                return ImportResult(ImportStatus(status), 0, 0, [], [], [0] * count)
             statuses = [_IMPORT_STATUSES[value] for value in statuses]
             rejected = [(row, value) for row, value in enumerate(statuses)
-                        if value not in (ImportStatus.IMPORTED, ImportStatus.DUPLICATE)]
-            return ImportResult(ImportBatchStatus.OK, statuses.count(ImportStatus.IMPORTED),
-                                statuses.count(ImportStatus.DUPLICATE), rejected, statuses,
+                        if value not in (ImportCodeStatus.IMPORTED, ImportCodeStatus.DUPLICATE)]
+            return ImportResult(ImportStatus.OK, statuses.count(ImportCodeStatus.IMPORTED),
+                                statuses.count(ImportCodeStatus.DUPLICATE), rejected, statuses,
                                 code_ids)
 
         return (self._ops.import_codes,

@@ -1,4 +1,4 @@
-"""The engine's per-item code (ext/*.py) run by CPython instead of compiled.
+"""The engine's per-item code (ext/kamicore/*.py) run by CPython instead of compiled.
 
 Only for tests (the same test body against both) and bench/ (what compiling buys). It needs a
 source checkout: ext/ is found beside this package's folder, or at KAMICORE_EXT_DIR.
@@ -20,7 +20,7 @@ def ext_dir() -> Path:
     candidates = [Path(configured)] if configured else []
     candidates.append(Path(__file__).resolve().parent.parent / "ext")
     for candidate in candidates:
-        if (candidate / "_engine.py").exists():
+        if (candidate / "kamicore" / "_engine.py").exists():
             return candidate
     raise RuntimeError("the interpreted engine needs ext/ from a source checkout "
                        "(set KAMICORE_EXT_DIR)")
@@ -29,7 +29,8 @@ def ext_dir() -> Path:
 def load() -> types.SimpleNamespace:
     if PACKAGE not in sys.modules:
         spec = importlib.util.spec_from_file_location(
-            PACKAGE, ext_dir() / "__init__.py", submodule_search_locations=[str(ext_dir())])
+            PACKAGE, ext_dir() / "kamicore" / "__init__.py",
+            submodule_search_locations=[str(ext_dir() / "kamicore")])
         package = importlib.util.module_from_spec(spec)
         sys.modules[PACKAGE] = package
         spec.loader.exec_module(package)

@@ -13,7 +13,7 @@ from kamicore.engine import (
     CodeOpResult, ConfirmResult, ImportResult, RedeemResult, ReportInvalidResult, ReserveResult,
 )
 from kamicore.statuses import (
-    CodeOpStatus, CodeState, ConfirmStatus, ImportBatchStatus, ImportStatus, RedeemStatus,
+    CodeOpStatus, CodeState, ConfirmStatus, ImportStatus, ImportCodeStatus, RedeemStatus,
     ReleaseStatus, ReportInvalidStatus, ReserveStatus,
 )
 
@@ -21,20 +21,20 @@ CODE_BYTES_MAX = 128
 NEVER_MS = 2**62
 
 
-def check_code(raw: bytes) -> ImportStatus:
+def check_code(raw: bytes) -> ImportCodeStatus:
     if not raw:
-        return ImportStatus.EMPTY
+        return ImportCodeStatus.EMPTY
     if len(raw) > CODE_BYTES_MAX:
-        return ImportStatus.TOO_LONG
+        return ImportCodeStatus.TOO_LONG
     if any(byte < 0x20 or byte == 0x7F for byte in raw):
-        return ImportStatus.CONTROL_CHARACTER
+        return ImportCodeStatus.CONTROL_CHARACTER
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:
-        return ImportStatus.NOT_UTF8
+        return ImportCodeStatus.NOT_UTF8
     if not normalize(raw):
-        return ImportStatus.EMPTY
-    return ImportStatus.IMPORTED
+        return ImportCodeStatus.EMPTY
+    return ImportCodeStatus.IMPORTED
 
 
 def normalize(raw: bytes) -> bytes:
@@ -126,15 +126,15 @@ class ReferenceModel:
                      unit_cost_micros=0, valid_from_ms=0, valid_until_ms=NEVER_MS):
         terms = (sku, supplier, unit_cost_micros, valid_from_ms, valid_until_ms)
         if batch in self.batches and self.batches[batch] != terms:
-            return ImportResult(ImportBatchStatus.BATCH_MISMATCH, 0, 0, [], [], [0] * len(codes))
+            return ImportResult(ImportStatus.BATCH_MISMATCH, 0, 0, [], [], [0] * len(codes))
         self.batches[batch] = terms
         self.skus.add(sku)
         statuses, code_ids = [], []
         for raw in codes:
             status = check_code(raw)
-            if status == ImportStatus.IMPORTED and normalize(raw) in self.lookup:
-                status = ImportStatus.DUPLICATE
-            if status != ImportStatus.IMPORTED:
+            if status == ImportCodeStatus.IMPORTED and normalize(raw) in self.lookup:
+                status = ImportCodeStatus.DUPLICATE
+            if status != ImportCodeStatus.IMPORTED:
                 statuses.append(status)
                 code_ids.append(0)
                 continue
@@ -145,9 +145,9 @@ class ReferenceModel:
             statuses.append(status)
             code_ids.append(code_id)
         rejected = [(row, status) for row, status in enumerate(statuses)
-                    if status not in (ImportStatus.IMPORTED, ImportStatus.DUPLICATE)]
-        return ImportResult(ImportBatchStatus.OK, statuses.count(ImportStatus.IMPORTED),
-                            statuses.count(ImportStatus.DUPLICATE), rejected, statuses, code_ids)
+                    if status not in (ImportCodeStatus.IMPORTED, ImportCodeStatus.DUPLICATE)]
+        return ImportResult(ImportStatus.OK, statuses.count(ImportCodeStatus.IMPORTED),
+                            statuses.count(ImportCodeStatus.DUPLICATE), rejected, statuses, code_ids)
 
     def reserve(self, orders):
         results = []
@@ -262,7 +262,7 @@ class ReferenceModel:
         now = self.clock()
         results = []
         for raw, request_id in items:
-            if check_code(raw) != ImportStatus.IMPORTED:
+            if check_code(raw) != ImportCodeStatus.IMPORTED:
                 results.append(RedeemResult((RedeemStatus.MALFORMED, 0, 0, b"")))
                 continue
             normalized = normalize(raw)
@@ -290,7 +290,7 @@ class ReferenceModel:
     def _resolve(self, ref):
         if isinstance(ref, int):
             return (CodeOpStatus.DONE, ref) if ref in self.codes else (CodeOpStatus.NOT_FOUND, 0)
-        if check_code(ref) != ImportStatus.IMPORTED:
+        if check_code(ref) != ImportCodeStatus.IMPORTED:
             return CodeOpStatus.MALFORMED, 0
         code_id = self.lookup.get(normalize(ref), 0)
         return (CodeOpStatus.DONE, code_id) if code_id else (CodeOpStatus.NOT_FOUND, 0)

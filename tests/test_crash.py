@@ -33,7 +33,7 @@ TERMINAL = "T-crash"
 CHILD = r"""
 import json, os, random, secrets, sys
 from kamicore.engine import Engine
-from kamicore.statuses import ConfirmStatus, ImportBatchStatus, RedeemStatus, ReserveStatus
+from kamicore.statuses import ConfirmStatus, ImportStatus, RedeemStatus, ReserveStatus
 
 data_dir, ack_path, intent_path, round_no, sku, terminal = sys.argv[1:7]
 acks = open(ack_path, "a")
@@ -55,7 +55,7 @@ while True:
     codes = [f"C-{tag}-{k}-{secrets.token_hex(5)}" for k in range(rng.randint(2, 10))]
     log(intents, op="import", codes=codes)
     result = engine.import_codes(sku, f"batch-{tag}", codes)
-    assert result.status == ImportBatchStatus.OK and result.imported == len(codes), result
+    assert result.status == ImportStatus.OK and result.imported == len(codes), result
     log(acks, op="import", codes=codes, code_ids=result.code_ids)
 
     order_id = f"order-{tag}"

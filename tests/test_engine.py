@@ -7,7 +7,7 @@ import pytest
 
 from kamicore.engine import InvalidArgument
 from kamicore.statuses import (
-    CodeOpStatus, CodeState, ConfirmStatus, ImportBatchStatus, ImportStatus, RedeemStatus,
+    CodeOpStatus, CodeState, ConfirmStatus, ImportStatus, ImportCodeStatus, RedeemStatus,
     ReleaseStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
 )
 
@@ -30,30 +30,30 @@ def sell(engine, codes, sku="sku", order_id="order", batch="batch", **validity):
 # -- import ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("code, status", [
-    ("GOOD-0002", ImportStatus.IMPORTED),
-    ("", ImportStatus.EMPTY),
-    (" - -", ImportStatus.EMPTY),
-    ("X" * 129, ImportStatus.TOO_LONG),
-    ("X" * 128, ImportStatus.IMPORTED),
-    ("TAB\tCODE", ImportStatus.CONTROL_CHARACTER),
-    ("DEL\x7fCODE", ImportStatus.CONTROL_CHARACTER),
-    (b"\xff\xfeCODE", ImportStatus.NOT_UTF8),
-    ("CAFÉ-0001", ImportStatus.IMPORTED),
-    ("good 0001", ImportStatus.DUPLICATE),  # same code, other case and separators
+    ("GOOD-0002", ImportCodeStatus.IMPORTED),
+    ("", ImportCodeStatus.EMPTY),
+    (" - -", ImportCodeStatus.EMPTY),
+    ("X" * 129, ImportCodeStatus.TOO_LONG),
+    ("X" * 128, ImportCodeStatus.IMPORTED),
+    ("TAB\tCODE", ImportCodeStatus.CONTROL_CHARACTER),
+    ("DEL\x7fCODE", ImportCodeStatus.CONTROL_CHARACTER),
+    (b"\xff\xfeCODE", ImportCodeStatus.NOT_UTF8),
+    ("CAFÉ-0001", ImportCodeStatus.IMPORTED),
+    ("good 0001", ImportCodeStatus.DUPLICATE),  # same code, other case and separators
 ])
 def test_import_status_per_code(engine, code, status):
     engine.import_codes("sku", "batch", ["GOOD-0001"])
     result = engine.import_codes("sku", "batch", [code])
     assert result.statuses == [status]
-    expected_available = 2 if status == ImportStatus.IMPORTED else 1
+    expected_available = 2 if status == ImportCodeStatus.IMPORTED else 1
     assert engine.stock("sku").counts[CodeState.AVAILABLE] == expected_available
 
 
 def test_import_reports_rows_and_counts(engine):
     result = engine.import_codes("sku", "batch", ["A-1", "", "B-2", "a1", "C\x00", "D-4"])
-    assert result.status == ImportBatchStatus.OK
+    assert result.status == ImportStatus.OK
     assert (result.imported, result.duplicates) == (3, 1)
-    assert result.rejected == [(1, ImportStatus.EMPTY), (4, ImportStatus.CONTROL_CHARACTER)]
+    assert result.rejected == [(1, ImportCodeStatus.EMPTY), (4, ImportCodeStatus.CONTROL_CHARACTER)]
     assert [bool(code_id) for code_id in result.code_ids] == [True, False, True, False, False,
                                                              True]
 
@@ -64,9 +64,9 @@ def test_import_into_a_batch_with_other_terms_is_refused_and_changes_nothing(eng
                     {"valid_until_ms": T0_MS + 1}):
         result = engine.import_codes("sku", "batch", ["B-2"], **{"unit_cost_micros": 5,
                                                                  **changed})
-        assert result.status == ImportBatchStatus.BATCH_MISMATCH
+        assert result.status == ImportStatus.BATCH_MISMATCH
     assert engine.import_codes("other-sku", "batch", ["B-2"], unit_cost_micros=5).status == (
-        ImportBatchStatus.BATCH_MISMATCH)
+        ImportStatus.BATCH_MISMATCH)
     assert engine.skus() == ["sku"]
     assert engine.stock("sku").counts[CodeState.AVAILABLE] == 1
     assert engine.import_codes("sku", "batch", ["B-2"], unit_cost_micros=5).imported == 1

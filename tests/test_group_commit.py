@@ -13,7 +13,7 @@ import pytest
 
 from kamicore.engine import AsyncEngine, Engine, EngineClosed
 from kamicore.statuses import (
-    CodeState, ConfirmStatus, ImportBatchStatus, RedeemStatus, ReserveStatus,
+    CodeState, ConfirmStatus, ImportStatus, RedeemStatus, ReserveStatus,
 )
 
 
@@ -99,7 +99,7 @@ def test_a_full_map_refuses_the_batch_and_keeps_the_file_sound(tmp_path, clock, 
         for number in range(200):
             result = small.import_codes("sku", "batch",
                                         [f"FULL-{number:04d}-{row:05d}" for row in range(500)])
-            if result.status == ImportBatchStatus.STORAGE_FULL:
+            if result.status == ImportStatus.STORAGE_FULL:
                 break
             accepted += result.imported
         else:

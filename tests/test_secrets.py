@@ -27,7 +27,7 @@ import pytest
 from kamicore.engine import Engine, InvalidArgument, map_size_bytes_min
 from kamicore.keyring import DecryptionError
 from kamicore.statuses import (
-    CodeOpStatus, CodeState, ConfirmStatus, ImportBatchStatus, ImportStatus, RedeemStatus,
+    CodeOpStatus, CodeState, ConfirmStatus, ImportStatus, ImportCodeStatus, RedeemStatus,
     ReserveStatus, VerifyStatus,
 )
 
@@ -125,7 +125,7 @@ def test_no_plaintext_in_any_file_of_the_data_dir(engine, clock, tmp_path):
     codes = random_codes(500, rng)
     for start in range(0, 500, 100):
         result = engine.import_codes(SKU, f"batch-{start // 100}", codes[start:start + 100])
-        assert result.status == ImportBatchStatus.OK and result.imported == 100
+        assert result.status == ImportStatus.OK and result.imported == 100
     sold_ids = []
     revealed = []
     for number in range(20):
@@ -427,7 +427,7 @@ def test_codes_imported_after_a_full_store_survive_a_restart(tmp_path, clock, im
     with Engine(data_dir, clock=clock, implementation=implementation,
                 map_size_bytes=map_size_bytes_min) as opened:
         too_many = opened.import_codes(SKU, "batch-big", random_codes(12_000, rng))
-        assert too_many.status == ImportBatchStatus.STORAGE_FULL
+        assert too_many.status == ImportStatus.STORAGE_FULL
         # the operator splits the batch and tries again
         retry = random_codes(100, rng)
         assert opened.import_codes(SKU, "batch-big", retry).imported == 100
@@ -478,7 +478,7 @@ def test_no_plaintext_in_errors_or_statuses(engine):
     imported = engine.import_codes(SKU, "batch-2", malformed)
     assert imported.imported == 0
     assert {status for _, status in imported.rejected} == {
-        ImportStatus.CONTROL_CHARACTER, ImportStatus.TOO_LONG}
+        ImportCodeStatus.CONTROL_CHARACTER, ImportCodeStatus.TOO_LONG}
     assert_clean(repr(imported))
 
     # whole-request errors name the field, never the value (a code pasted into the wrong field)
@@ -514,7 +514,7 @@ def test_no_plaintext_in_errors_or_statuses(engine):
 def test_a_code_import_accepts_can_be_revealed_without_leaking(engine):
     secret = b"\xff\xfeSECRETCODE-9271-PLMK"
     imported = engine.import_codes(SKU, "batch-1", [secret])
-    if imported.statuses[0] != ImportStatus.IMPORTED:
+    if imported.statuses[0] != ImportCodeStatus.IMPORTED:
         return  # refusing such a code at import is a fine answer
     sell(engine, "order-1", 1)
     try:

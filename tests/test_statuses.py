@@ -8,22 +8,22 @@ import pytest
 
 from kamicore.engine import load_implementation
 from kamicore.statuses import (
-    CodeOpStatus, CodeState, ConfirmStatus, ImportBatchStatus, ImportStatus, RedeemStatus,
+    CodeOpStatus, CodeState, ConfirmStatus, ImportStatus, ImportCodeStatus, RedeemStatus,
     ReleaseStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
 )
 
 impl = load_implementation("interpreted")
 
 CONSTANTS = [
-    (impl.engine, "IMPORTED", ImportStatus.IMPORTED),
-    (impl.engine, "IMPORT_DUPLICATE", ImportStatus.DUPLICATE),
-    (impl.codec, "CODE_OK", ImportStatus.IMPORTED),
-    (impl.codec, "CODE_EMPTY", ImportStatus.EMPTY),
-    (impl.codec, "CODE_TOO_LONG", ImportStatus.TOO_LONG),
-    (impl.codec, "CODE_CONTROL_CHARACTER", ImportStatus.CONTROL_CHARACTER),
-    (impl.codec, "CODE_NOT_UTF8", ImportStatus.NOT_UTF8),
-    (impl.engine, "BATCH_OK", ImportBatchStatus.OK),
-    (impl.engine, "BATCH_MISMATCH", ImportBatchStatus.BATCH_MISMATCH),
+    (impl.engine, "IMPORTED", ImportCodeStatus.IMPORTED),
+    (impl.engine, "IMPORT_DUPLICATE", ImportCodeStatus.DUPLICATE),
+    (impl.codec, "CODE_OK", ImportCodeStatus.IMPORTED),
+    (impl.codec, "CODE_EMPTY", ImportCodeStatus.EMPTY),
+    (impl.codec, "CODE_TOO_LONG", ImportCodeStatus.TOO_LONG),
+    (impl.codec, "CODE_CONTROL_CHARACTER", ImportCodeStatus.CONTROL_CHARACTER),
+    (impl.codec, "CODE_NOT_UTF8", ImportCodeStatus.NOT_UTF8),
+    (impl.engine, "BATCH_OK", ImportStatus.OK),
+    (impl.engine, "BATCH_MISMATCH", ImportStatus.BATCH_MISMATCH),
     *[(impl.engine, f"RESERVE_{member.name}", member) for member in ReserveStatus
       if member not in (ReserveStatus.RESERVED, ReserveStatus.STORAGE_FULL)],
     (impl.engine, "RESERVE_OK", ReserveStatus.RESERVED),
@@ -57,7 +57,7 @@ def test_engine_constant_matches_the_public_enum(module, name, member):
 
 
 def test_every_status_is_numbered_from_one_without_gaps():
-    for enum_type in (CodeState, ImportStatus, ImportBatchStatus, ReserveStatus, ConfirmStatus,
+    for enum_type in (CodeState, ImportCodeStatus, ImportStatus, ReserveStatus, ConfirmStatus,
                       ReleaseStatus, RedeemStatus, CodeOpStatus, ReportInvalidStatus,
                       VerifyStatus):
         assert [member.value for member in enum_type] == list(range(1, len(enum_type) + 1))
@@ -71,8 +71,8 @@ def test_wire_enums_carry_the_engine_numbers():
         (RedeemStatus, redemption_pb2.RedeemStatus, "REDEEM_STATUS_"),
         (VerifyStatus, redemption_pb2.VerifyStatus, "VERIFY_STATUS_"),
         (CodeOpStatus, inventory_pb2.CodeOpStatus, "CODE_OP_STATUS_"),
-        (ImportStatus, inventory_pb2.ImportCodeStatus, "IMPORT_CODE_STATUS_"),
-        (ImportBatchStatus, inventory_pb2.ImportStatus, "IMPORT_STATUS_"),
+        (ImportCodeStatus, inventory_pb2.ImportCodeStatus, "IMPORT_CODE_STATUS_"),
+        (ImportStatus, inventory_pb2.ImportStatus, "IMPORT_STATUS_"),
         (ReportInvalidStatus, orders_pb2.ReportInvalidStatus, "REPORT_INVALID_STATUS_"),
     ]
     for engine_enum, wire_enum, prefix in pairs:

@@ -45,7 +45,7 @@ name_bytes_max = 64  # sku, batch and supplier ids
 time_ms_max = 2**62  # "never expires"
 _code_bytes_max = cython.declare(cython.Py_ssize_t, code_bytes_max)
 
-# Per-code validation outcomes, numbered as kamicore.statuses.ImportStatus.
+# Per-code validation outcomes, numbered as kamicore.statuses.ImportCodeStatus.
 CODE_OK = 1
 CODE_EMPTY = 2
 CODE_TOO_LONG = 3
