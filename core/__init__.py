@@ -2,12 +2,12 @@
 
 from .engine import AsyncEngine, Engine, InvalidArgument
 from .statuses import (
-    CodeOpStatus, CodeState, ConfirmStatus, ImportStatus, ImportCodeStatus, RedeemStatus,
-    ReleaseStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
+    CodeOpStatus, CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState,
+    RedeemStatus, ReleaseStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
 )
 
 __all__ = [
     "AsyncEngine", "Engine", "InvalidArgument", "CodeOpStatus", "CodeState", "ConfirmStatus",
-    "ImportStatus", "ImportCodeStatus", "RedeemStatus", "ReleaseStatus", "ReportInvalidStatus",
-    "ReserveStatus", "VerifyStatus",
+    "ImportCodeStatus", "ImportStatus", "OrderState", "RedeemStatus", "ReleaseStatus",
+    "ReportInvalidStatus", "ReserveStatus", "VerifyStatus",
 ]

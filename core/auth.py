@@ -15,7 +15,10 @@ import os
 import secrets
 from pathlib import Path
 
-from .engine import Engine, InvalidArgument, _text
+from . import limits
+from .domain.orders import ORDER_ID_SEPARATOR
+from .engine import Engine, InvalidArgument
+from .engine.validate import text
 from .keyring import constant_time_equal
 
 ROLES = ("admin", "storefront", "partner", "pos", "supplier")
@@ -23,9 +26,7 @@ KEY_PREFIX = "kc_"
 key_id_bytes = 8
 secret_bytes = 32
 ADMIN_KEY_FILE_NAME = "admin.key"
-ORDER_ID_SEPARATOR = "/"
-binding_bytes_max = 64
-verified_keys_cached_max = 10_000  # per process; the map is emptied when it is full
+TABLE = "api_keys"
 
 # Which roles each RPC admits (full method name -> roles). Anything not listed is refused.
 _READ_CATALOG = ("admin", "storefront", "partner")
@@ -92,23 +93,31 @@ def _secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _store(tx, key_id: bytes, record: dict) -> None:
-    tx.txn.put(key_id, json.dumps(record, sort_keys=True).encode(), db=tx.dbs.api_keys)
+class StorageFull(Exception):
+    """The data file is full: the key was not created or revoked."""
 
 
-def _create(tx, key_id: bytes, record: dict) -> None:
-    record["created_ms"] = tx.now_ms
-    _store(tx, key_id, record)
+def _storage_full():
+    raise StorageFull("the data file is full; nothing changed")
 
 
-def _revoke(tx, key_id: bytes) -> bool:
-    value = tx.txn.get(key_id, db=tx.dbs.api_keys)
+def _store(transaction, key_id: bytes, record: dict) -> None:
+    transaction.put(TABLE, key_id, json.dumps(record, sort_keys=True).encode())
+
+
+def _create(transaction, key_id: bytes, record: dict) -> None:
+    record["created_ms"] = transaction.now_ms
+    _store(transaction, key_id, record)
+
+
+def _revoke(transaction, key_id: bytes) -> bool:
+    value = transaction.get(TABLE, key_id)
     if value is None:
         return False
     record = json.loads(value)
     if not record.get("revoked_ms"):
-        record["revoked_ms"] = tx.now_ms
-        _store(tx, key_id, record)
+        record["revoked_ms"] = transaction.now_ms
+        _store(transaction, key_id, record)
     return True
 
 
@@ -119,34 +128,35 @@ def create_key(engine: Engine, role: str, *, binding: str = "", name: str = "") 
         raise InvalidArgument("role", f"must be one of {', '.join(ROLES)}")
     needs_binding = {"storefront": "channel", "pos": "terminal", "supplier": "supplier"}
     if role in needs_binding:
-        _text(binding, needs_binding[role], binding_bytes_max)
+        text(binding, needs_binding[role], limits.binding_bytes_max)
         if ORDER_ID_SEPARATOR in binding:
             # an owner namespace must not contain the separator, or "web" could name
-            # "web/eu"'s orders (see kamicore.orders.order_id_for)
+            # "web/eu"'s orders (see kamicore.domain.orders.order_id_for)
             raise InvalidArgument(needs_binding[role], f"must not contain {ORDER_ID_SEPARATOR!r}")
     elif binding:
         raise InvalidArgument("binding", f"a {role} key is not bound to anything")
-    _text(name, "name", binding_bytes_max, required=False)
+    text(name, "name", limits.binding_bytes_max, required=False)
     key_id = secrets.token_hex(key_id_bytes)
     secret = secrets.token_urlsafe(secret_bytes)
     record = {"role": role, "binding": binding, "name": name, "revoked_ms": 0,
               "secret_sha256": _secret_hash(secret)}
-    engine._run(_create, (key_id.encode(), record), "keys:create")
+    engine.run(engine.plan(_create, (key_id.encode(), record), "keys:create",
+                           full=_storage_full))
     info = next(info for info in list_keys(engine) if info.key_id == key_id)
     return f"{KEY_PREFIX}{key_id}_{secret}", info
 
 
 def revoke_key(engine: Engine, key_id: str) -> bool:
     """Revoke a key by id (the part after kc_); False when there is no such key."""
-    _text(key_id, "key_id", 2 * key_id_bytes)
-    return engine._run(_revoke, (key_id.encode(),), "keys:revoke")
+    text(key_id, "key_id", 2 * key_id_bytes)
+    return engine.run(engine.plan(_revoke, (key_id.encode(),), "keys:revoke",
+                                  full=_storage_full))
 
 
 def list_keys(engine: Engine) -> list[KeyInfo]:
-    with engine.read() as txn, txn.cursor(db=engine.dbs.api_keys) as cursor:
-        return [KeyInfo(key.decode(), record["role"], record["binding"], record["name"],
-                        record["created_ms"], record["revoked_ms"])
-                for key, record in ((key, json.loads(value)) for key, value in cursor)]
+    return [KeyInfo(key.decode(), record["role"], record["binding"], record["name"],
+                    record["created_ms"], record["revoked_ms"])
+            for key, record in ((key, json.loads(value)) for key, value in engine.scan(TABLE))]
 
 
 class Authenticator:
@@ -164,8 +174,7 @@ class Authenticator:
         key_id, _, secret = presented[len(KEY_PREFIX):].partition("_")
         if len(key_id) != 2 * key_id_bytes or not secret:
             return None
-        with self.engine.read() as txn:
-            value = txn.get(key_id.encode(), db=self.engine.dbs.api_keys)
+        value = self.engine.get(TABLE, key_id.encode())
         if value is None:
             return None
         known = self._verified.get(presented)
@@ -173,7 +182,7 @@ class Authenticator:
             return known[1]
         principal = _verify(key_id, secret, value)
         if principal is not None:
-            if len(self._verified) >= verified_keys_cached_max:
+            if len(self._verified) >= limits.verified_keys_cached_max:
                 self._verified.clear()
             self._verified[presented] = (value, principal)
         return principal

@@ -6,6 +6,8 @@ import dataclasses
 import os
 import tomllib
 
+from . import limits
+
 CONFIG_ENV = "KAMICORE_CONFIG"
 ENV_PREFIX = "KAMICORE_"
 
@@ -24,7 +26,7 @@ class Config:
     in_flight_rpcs_max: int = 512  # per worker; the excess gets RESOURCE_EXHAUSTED
     message_bytes_max: int = 4 * 2**20  # largest request or response message
     grace_seconds: float = 10.0  # on SIGTERM, how long in-flight calls may take to finish
-    map_size_bytes: int = 64 * 2**30  # LMDB address space reserved for the data file
+    map_size_bytes: int = limits.map_size_bytes_default  # address space for the data file
     master_key_file: str = ""  # default: <data_dir>/master.key (or KAMICORE_MASTER_KEY)
 
     def worker_count(self) -> int:

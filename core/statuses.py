@@ -309,9 +309,37 @@ class VerifyStatus(enum.IntEnum):
     NOT_FOUND = 3
 
 
+def wire_name(member: enum.IntEnum) -> str:
+    """The proto value name of a member: RedeemStatus.NOT_FOUND -> "REDEEM_STATUS_NOT_FOUND"."""
+    return _PREFIXES[type(member)] + member.name
+
+
+_PREFIXES = {
+    ReserveStatus: "RESERVE_STATUS_",
+    ConfirmStatus: "CONFIRM_STATUS_",
+    ReleaseStatus: "RELEASE_STATUS_",
+    CodeState: "CODE_STATE_",
+    DeliveryKind: "DELIVERY_KIND_",
+    CreateSkuStatus: "CREATE_SKU_STATUS_",
+    SkuLookupStatus: "SKU_LOOKUP_STATUS_",
+    ImportStatus: "IMPORT_STATUS_",
+    ImportCodeStatus: "IMPORT_CODE_STATUS_",
+    StockStatus: "STOCK_STATUS_",
+    CodeOpStatus: "CODE_OP_STATUS_",
+    RotateKeysStatus: "ROTATE_KEYS_STATUS_",
+    CreateOrderStatus: "CREATE_ORDER_STATUS_",
+    OrderState: "ORDER_STATE_",
+    ConfirmPaymentStatus: "CONFIRM_PAYMENT_STATUS_",
+    CancelOrderStatus: "CANCEL_ORDER_STATUS_",
+    OrderLookupStatus: "ORDER_LOOKUP_STATUS_",
+    ReportInvalidStatus: "REPORT_INVALID_STATUS_",
+    RedeemStatus: "REDEEM_STATUS_",
+    VerifyStatus: "VERIFY_STATUS_",
+}
 __all__ = [
     "ReserveStatus", "ConfirmStatus", "ReleaseStatus", "CodeState", "DeliveryKind",
     "CreateSkuStatus", "SkuLookupStatus", "ImportStatus", "ImportCodeStatus", "StockStatus",
     "CodeOpStatus", "RotateKeysStatus", "CreateOrderStatus", "OrderState", "ConfirmPaymentStatus",
     "CancelOrderStatus", "OrderLookupStatus", "ReportInvalidStatus", "RedeemStatus", "VerifyStatus",
+    "wire_name",
 ]

@@ -115,7 +115,15 @@ def status_sources() -> dict[Path, str]:
             interpreted.append(f"{value_name} = {number}")
         python.append("")
     python.append("")
-    python.append(f"__all__ = {names!r}".replace("'", '"'))
+    python.append("def wire_name(member: enum.IntEnum) -> str:")
+    python.append('    """The proto value name of a member: RedeemStatus.NOT_FOUND -> '
+                  '"REDEEM_STATUS_NOT_FOUND"."""')
+    python.append("    return _PREFIXES[type(member)] + member.name")
+    python.append("\n")
+    python.append("_PREFIXES = {")
+    python.extend(f'    {name}: "{_prefix(name)}",' for name in names)
+    python.append("}")
+    python.append("__all__ = [*" + repr(names).replace("'", '"') + ', "wire_name"]')
     return {
         ROOT / "core" / "statuses.py": _wrap("\n".join(python) + "\n"),
         ROOT / "ext" / "kamicore" / "_statuses.pxd": "\n".join(pxd) + "\n",
@@ -128,7 +136,7 @@ def _wrap(text: str) -> str:
     lines = []
     for line in text.splitlines():
         if line.startswith("__all__") and len(line) > 100:
-            items = line[len("__all__ = ["):-1].split(", ")
+            items = line[len("__all__ = [*["):-1].replace("]", "").split(", ")
             lines.append("__all__ = [")
             current = "   "
             for item in items:

@@ -13,8 +13,8 @@ from kamicore.engine import (
     CodeOpResult, ConfirmResult, ImportResult, RedeemResult, ReportInvalidResult, ReserveResult,
 )
 from kamicore.statuses import (
-    CodeOpStatus, CodeState, ConfirmStatus, ImportStatus, ImportCodeStatus, RedeemStatus,
-    ReleaseStatus, ReportInvalidStatus, ReserveStatus,
+    CodeOpStatus, CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState,
+    RedeemStatus, ReleaseStatus, ReportInvalidStatus, ReserveStatus,
 )
 
 CODE_BYTES_MAX = 128
@@ -60,7 +60,7 @@ class Code:
 
 @dataclass
 class Order:
-    state: str  # RESERVED, SOLD, RELEASED, EXPIRED
+    state: OrderState
     hold_until_ms: int
     lines: list[tuple[bytes, int]]
     code_ids: list[int] = field(default_factory=list)
@@ -175,7 +175,7 @@ class ReferenceModel:
                 code.state = CodeState.RESERVED
                 code.order_id = order_id
                 code.hold_until_ms = hold_until_ms
-            self.orders[order_id] = Order("RESERVED", hold_until_ms, lines, list(picked))
+            self.orders[order_id] = Order(OrderState.RESERVED, hold_until_ms, lines, list(picked))
             results.append(ReserveResult(ReserveStatus.RESERVED, list(picked), hold_until_ms))
         return results
 
@@ -185,12 +185,12 @@ class ReferenceModel:
             order = self.orders.get(order_id)
             if order is None:
                 results.append(ConfirmResult(ConfirmStatus.ORDER_NOT_FOUND, [], False))
-            elif order.state == "SOLD":
+            elif order.state == OrderState.PAID:
                 results.append(ConfirmResult(ConfirmStatus.SOLD, list(order.code_ids), False))
-            elif order.state == "RESERVED":
+            elif order.state == OrderState.RESERVED:
                 for code_id in order.code_ids:
                     self.sell(order_id, code_id)
-                order.state, order.hold_until_ms = "SOLD", 0
+                order.state, order.hold_until_ms = OrderState.PAID, 0
                 results.append(ConfirmResult(ConfirmStatus.SOLD, list(order.code_ids), False))
             else:
                 picked = self.pick_lines(order.lines)
@@ -200,7 +200,7 @@ class ReferenceModel:
                     continue
                 for code_id in picked:
                     self.sell(order_id, code_id)
-                order.state, order.hold_until_ms, order.code_ids = "SOLD", 0, list(picked)
+                order.state, order.hold_until_ms, order.code_ids = OrderState.PAID, 0, list(picked)
                 results.append(ConfirmResult(ConfirmStatus.SOLD, list(picked), True))
         return results
 
@@ -218,20 +218,20 @@ class ReferenceModel:
             order = self.orders.get(order_id)
             if order is None:
                 results.append(ReleaseStatus.ORDER_NOT_FOUND)
-            elif order.state == "SOLD":
+            elif order.state == OrderState.PAID:
                 results.append(ReleaseStatus.ORDER_SOLD)
             else:
-                if order.state == "RESERVED":
-                    self._release(order, "RELEASED")
+                if order.state == OrderState.RESERVED:
+                    self._release(order, OrderState.CANCELLED)
                 results.append(ReleaseStatus.RELEASED)
         return results
 
     def expire_holds(self, limit=1000):
         now = self.clock()
         due = sorted((order.hold_until_ms, order_id) for order_id, order in self.orders.items()
-                     if order.state == "RESERVED" and order.hold_until_ms <= now)[:limit]
+                     if order.state == OrderState.RESERVED and order.hold_until_ms <= now)[:limit]
         for _, order_id in due:
-            self._release(self.orders[order_id], "EXPIRED")
+            self._release(self.orders[order_id], OrderState.EXPIRED)
         return [order_id.decode() for _, order_id in due]
 
     def _ladder(self, code: Code) -> RedeemStatus:
@@ -332,7 +332,7 @@ class ReferenceModel:
             if order is None:
                 results.append(ReportInvalidResult(ReportInvalidStatus.ORDER_NOT_FOUND, 0))
                 continue
-            if order.state != "SOLD" or code_id not in order.code_ids:
+            if order.state != OrderState.PAID or code_id not in order.code_ids:
                 results.append(ReportInvalidResult(ReportInvalidStatus.CODE_NOT_IN_ORDER, 0))
                 continue
             code = self.codes[code_id]

@@ -7,8 +7,8 @@ import pytest
 
 from kamicore.engine import InvalidArgument
 from kamicore.statuses import (
-    CodeOpStatus, CodeState, ConfirmStatus, ImportStatus, ImportCodeStatus, RedeemStatus,
-    ReleaseStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
+    CodeOpStatus, CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState,
+    RedeemStatus, ReleaseStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
 )
 
 from .support import T0_MS
@@ -144,7 +144,7 @@ def test_confirm_statuses(engine, clock):
     engine.reserve([("o3", [("sku", 1)], 10)])  # someone else takes the last code
     [late] = engine.confirm(["o2"])
     assert late.status == ConfirmStatus.ORDER_RELEASED_NO_STOCK
-    assert engine.order("o2").state == "EXPIRED"
+    assert engine.order("o2").state == OrderState.EXPIRED
 
 
 def test_payment_after_hold_expiry_still_delivers_when_stock_allows(engine, clock):
@@ -156,7 +156,7 @@ def test_payment_after_hold_expiry_still_delivers_when_stock_allows(engine, cloc
     [late] = engine.confirm(["o1"])
     assert late.status == ConfirmStatus.SOLD and late.late and len(late.code_ids) == 1
     order = engine.order("o1", reveal=True)
-    assert order.state == "SOLD" and len(order.plaintexts) == 1
+    assert order.state == OrderState.PAID and len(order.plaintexts) == 1
 
 
 def test_payment_racing_the_sweeper_keeps_the_held_codes(engine, clock):

@@ -76,18 +76,17 @@ def test_async_api_shares_the_writer(engine):
 
 
 def test_a_failing_operation_leaves_nothing_and_spares_its_neighbours(engine):
-    def write_then_fail(tx):
-        tx.txn.put(b"half-done", b"x", db=tx.dbs.meta)
+    def write_then_fail(transaction):
+        transaction.put("catalog", b"half-done", b"x")
         raise RuntimeError("bug in the middle of an operation")
 
     engine.import_codes("sku", "batch", ["A-1"])
-    failing = engine._submit(write_then_fail, (), "test")
-    neighbour = engine._submit(engine._ops.reserve, ([(b"o1", [(b"sku", 1)], 60_000)],), "test")
+    failing = engine.submit(engine.plan(write_then_fail, (), "test", full=lambda: None))
+    neighbour = engine.submit(engine.plan_reserve([("o1", [("sku", 1)], 60)], actor="test"))
     with pytest.raises(RuntimeError, match="bug in the middle"):
         failing.result()
     assert neighbour.result()[0][0] == ReserveStatus.RESERVED
-    with engine.read() as txn:
-        assert txn.get(b"half-done", db=engine.dbs.meta) is None
+    assert engine.get("catalog", b"half-done") is None
     assert engine.check() == []
 
 
@@ -121,8 +120,8 @@ def test_a_full_map_refuses_the_batch_and_keeps_the_file_sound(tmp_path, clock, 
 def test_close_commits_what_is_queued_then_refuses(tmp_path, clock):
     engine = Engine(tmp_path / "data", clock=clock)
     engine.import_codes("sku", "batch", ["A-1", "B-2"])
-    pending = [engine._submit(engine._ops.reserve, ([(f"o{n}".encode(), [(b"sku", 1)], 1000)],),
-                              "test") for n in range(2)]
+    pending = [engine.submit(engine.plan_reserve([(f"o{n}", [("sku", 1)], 1)], actor="test"))
+               for n in range(2)]
     engine.close()
     assert [future.result()[0][0] for future in pending] == [ReserveStatus.RESERVED] * 2
     with pytest.raises(EngineClosed):
@@ -156,14 +155,15 @@ def test_a_caller_that_gives_up_leaves_the_writer_running(engine):
     engine.import_codes("sku", "batch", ["A-1", "B-2", "C-3"])
     started = threading.Event()
 
-    def slow(tx):
+    def slow(transaction):
         started.set()
         clock_time.sleep(0.3)
-        return engine._ops.reserve(tx, [(b"slow", [(b"sku", 1)], 60_000)])
+        return transaction.reserve(b"slow", [(b"sku", 1)], 60_000)
 
     async def main():
         api = AsyncEngine(engine)
-        running = asyncio.ensure_future(engine.submit_async(slow, (), "test"))
+        running = asyncio.ensure_future(engine.run_async(engine.plan(slow, (), "test",
+                                                                     full=lambda: None)))
         await asyncio.get_running_loop().run_in_executor(None, started.wait)
         abandoned = asyncio.ensure_future(api.reserve([("abandoned", [("sku", 1)], 60)]))
         await asyncio.sleep(0.05)  # queued behind the slow operation

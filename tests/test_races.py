@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 
 from kamicore.engine import Engine
-from kamicore.statuses import CodeState, ConfirmStatus, RedeemStatus, ReserveStatus, VerifyStatus
+from kamicore.statuses import (
+    CodeState, ConfirmStatus, OrderState, RedeemStatus, ReserveStatus, VerifyStatus,
+)
 
 SKU = "gift-100"
 CODES = 1_000
@@ -164,7 +166,7 @@ def test_four_processes_never_sell_one_code_twice(shared_dir, tmp_path):
             assert outputs[name]["orders"], f"{name} never got to reserve: no race happened"
             for order_id, quantity, code_ids in outputs[name]["orders"]:
                 view = engine.order(order_id)
-                assert view is not None and view.state == "RESERVED"
+                assert view is not None and view.state == OrderState.RESERVED
                 assert view.lines == [(SKU, quantity)]
                 assert [code.code_id for code in view.codes] == code_ids
                 for code in view.codes:

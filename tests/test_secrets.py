@@ -24,7 +24,8 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from kamicore.engine import Engine, InvalidArgument, map_size_bytes_min
+from kamicore.engine import Engine, InvalidArgument
+from kamicore.limits import map_size_bytes_min
 from kamicore.keyring import DecryptionError
 from kamicore.statuses import (
     CodeOpStatus, CodeState, ConfirmStatus, ImportStatus, ImportCodeStatus, RedeemStatus,

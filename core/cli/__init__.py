@@ -1,0 +1,135 @@
+"""`kamicore` command line: operator tools over a data dir (import, stock, orders, audit),
+the server, and calls to it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..auth import StorageFull
+from ..engine import Engine, InvalidArgument
+from . import catalog, data, remote
+
+DATA_DIR_DEFAULT = "var"
+DATA_DIR_ENV = "KAMICORE_DATA_DIR"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kamicore", description=__doc__)
+    parser.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV, DATA_DIR_DEFAULT),
+                        help=f"LMDB data dir (default ${DATA_DIR_ENV} or ./{DATA_DIR_DEFAULT})")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    importing = commands.add_parser("import", help="import codes from a file (one per line, "
+                                    "or CSV with the code first); re-running skips duplicates")
+    importing.add_argument("file")
+    importing.add_argument("--sku", required=True)
+    importing.add_argument("--batch", required=True)
+    importing.add_argument("--supplier", default="")
+    importing.add_argument("--unit-cost-micros", type=int, default=0)
+    importing.add_argument("--valid-from", help="ISO 8601 or unix ms")
+    importing.add_argument("--valid-until", help="ISO 8601 or unix ms (default: never)")
+    importing.add_argument("--quiet", action="store_true", help="no progress bar")
+    importing.set_defaults(run=data.command_import)
+
+    stock = commands.add_parser("stock", help="counts by state for one or every sku")
+    stock.add_argument("sku", nargs="?")
+    stock.set_defaults(run=data.command_stock)
+
+    order = commands.add_parser("order", help="orders")
+    order_commands = order.add_subparsers(dest="order_command", required=True)
+    show = order_commands.add_parser("show", help="an order with its codes masked")
+    show.add_argument("order_id")
+    show.set_defaults(run=data.command_order_show)
+
+    audit = commands.add_parser("audit", help="the audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser("verify", help="recompute the audit hash chain")
+    verify.set_defaults(run=data.command_audit_verify)
+
+    check = commands.add_parser("check", help="verify every stored invariant (counters, "
+                                "indexes, orders, decryption, audit chain)")
+    check.set_defaults(run=data.command_check)
+
+    rotate = commands.add_parser("rotate-keys", help="re-wrap data keys under a new master key")
+    rotate.set_defaults(run=data.command_rotate_keys)
+
+    serve = commands.add_parser("serve", help="run the gRPC server (supervisor + workers)")
+    serve.add_argument("--config", help="TOML file (default $KAMICORE_CONFIG)")
+    serve.add_argument("--listen", help="host:port (default 127.0.0.1:50051)")
+    serve.add_argument("--metrics-listen", help="host:port of /metrics (default 127.0.0.1:9464)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: CPU count)")
+    serve.set_defaults(run_without_engine=remote.command_serve)
+
+    keys = commands.add_parser("keys", help="API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create a key (printed once)")
+    create.add_argument("--role", required=True, choices=["admin", "storefront", "partner",
+                                                          "pos", "supplier"])
+    create.add_argument("--channel", help="storefront keys: the sales channel")
+    create.add_argument("--terminal", help="pos keys: the terminal id")
+    create.add_argument("--supplier", help="supplier keys: the supplier id")
+    create.add_argument("--name", default="", help="a note for humans")
+    create.set_defaults(run=catalog.command_keys_create)
+    listing = key_commands.add_parser("list", help="keys (never their secrets)")
+    listing.set_defaults(run=catalog.command_keys_list)
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(run=catalog.command_keys_revoke)
+
+    sku = commands.add_parser("sku", help="the catalog")
+    sku_commands = sku.add_subparsers(dest="sku_command", required=True)
+    sku_create = sku_commands.add_parser("create", help="create a SKU")
+    sku_create.add_argument("sku_id")
+    sku_create.add_argument("--name", required=True)
+    sku_create.add_argument("--currency", default="CNY")
+    sku_create.add_argument("--face-value", required=True, help="e.g. 50.00")
+    sku_create.add_argument("--price", action="append", default=[],
+                            help="CHANNEL=AMOUNT, e.g. web=48.50 (repeat per channel)")
+    sku_create.add_argument("--limit", type=int, default=0, help="units per buyer account")
+    sku_create.add_argument("--low-stock", type=int, default=0)
+    sku_create.add_argument("--region", action="append", default=[])
+    sku_create.add_argument("--delivery", default="code", choices=["code", "direct_topup"])
+    sku_create.set_defaults(run=catalog.command_sku_create)
+    sku_list = sku_commands.add_parser("list", help="every SKU as JSON lines")
+    sku_list.set_defaults(run=catalog.command_sku_list)
+
+    backup = commands.add_parser("backup", help="a consistent copy of the data file, taken "
+                                 "while serving")
+    backup.add_argument("destination", help="an empty directory")
+    backup.set_defaults(run=data.command_backup)
+    restore = commands.add_parser("restore", help="put a backup in place (server stopped)")
+    restore.add_argument("source", help="a backup directory or data.mdb")
+    restore.add_argument("--force", action="store_true", help="replace existing data")
+    restore.set_defaults(run_without_engine=data.command_restore)
+
+    demo = commands.add_parser("demo", help="seed demo SKUs, codes and keys; print a tour")
+    demo.add_argument("--target", default="127.0.0.1:50051")
+    demo.add_argument("--metrics", default="127.0.0.1:9464")
+    demo.set_defaults(run=catalog.command_demo)
+
+    call = commands.add_parser("call", help="call a unary method with JSON, e.g. "
+                               "Orders/GetOrder '{\"orderId\": \"...\"}'")
+    call.add_argument("method", help="Service/Method, e.g. Redemption/VerifyCode")
+    call.add_argument("json", help="the request as JSON")
+    call.add_argument("--target", default="127.0.0.1:50051")
+    call.add_argument("--key", help="API key (or $KAMICORE_KEY, or --key-file)")
+    call.add_argument("--key-file")
+    call.set_defaults(run_without_engine=remote.command_call)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if hasattr(args, "run_without_engine"):
+            return args.run_without_engine(args)
+        with Engine(args.data_dir) as engine:
+            return args.run(engine, args)
+    except InvalidArgument as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except StorageFull as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,112 @@
+"""Commands for the catalog and its callers: SKUs, API keys, and a demo to try the API."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .. import auth, limits
+from ..domain.catalog import Catalog, ChannelPrice, Sku
+from ..engine import Engine, InvalidArgument
+from ..statuses import CreateSkuStatus, DeliveryKind, wire_name
+
+
+def command_keys_create(engine: Engine, args) -> int:
+    binding = args.channel or args.terminal or args.supplier or ""
+    key, info = auth.create_key(engine, args.role, binding=binding, name=args.name)
+    print(json.dumps({"key_id": info.key_id, "role": info.role, "binding": info.binding}),
+          file=sys.stderr)
+    print(key)  # shown once; only its hash is stored
+    return 0
+
+
+def command_keys_list(engine: Engine, args) -> int:
+    for info in auth.list_keys(engine):
+        print(json.dumps(info.__dict__))
+    return 0
+
+
+def command_keys_revoke(engine: Engine, args) -> int:
+    if not auth.revoke_key(engine, args.key_id):
+        print(f"error: no key {args.key_id!r}", file=sys.stderr)
+        return 1
+    print(json.dumps({"revoked": args.key_id}))
+    return 0
+
+
+def make_sku(sku_id: str, name: str, currency: str, face_value: str, prices: list[str],
+             limit: int, low_stock: int, regions: list[str], delivery: str) -> Sku:
+    """A SKU from the command line's words (amounts like 49.90)."""
+    return Sku(sku_id=sku_id, name=name, currency=currency,
+               face_value_micros=_micros(face_value, "--face-value"),
+               delivery_kind=DeliveryKind[delivery.upper()],
+               prices=[ChannelPrice(channel, _micros(amount, "--price"))
+                       for channel, _, amount in (entry.partition("=") for entry in prices)],
+               purchase_limit_per_account=limit, low_stock_threshold=low_stock,
+               regions=list(regions))
+
+
+def _micros(amount: str, field: str) -> int:
+    """'49.90' -> 49,900,000 (exact: no floating point)."""
+    whole, _, fraction = amount.strip().partition(".")
+    if not whole.isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > 6:
+        raise InvalidArgument(field, "must be an amount like 49.90")
+    return int(whole) * 1_000_000 + int(fraction.ljust(6, "0") or 0)
+
+
+def _sku_json(sku: Sku | None) -> dict | None:
+    """A SKU as JSON, shaped like kamicore.v1.Sku's JSON form."""
+    from google.protobuf import json_format
+
+    from ..grpc.wire import sku_to_wire
+    return json_format.MessageToDict(sku_to_wire(sku)) if sku is not None else None
+
+
+def command_sku_create(engine: Engine, args) -> int:
+    sku = make_sku(args.sku_id, args.name, args.currency, args.face_value, args.price,
+                   args.limit, args.low_stock, args.region, args.delivery)
+    status, stored = Catalog(engine).create(sku, actor="cli:sku")
+    print(json.dumps({"status": wire_name(status), "sku": _sku_json(stored)}))
+    return 0 if status == CreateSkuStatus.CREATED else 1
+
+
+def command_sku_list(engine: Engine, args) -> int:
+    token = ""
+    while True:
+        skus, token = Catalog(engine).list(limits.skus_per_page_max, token)
+        for sku in skus:
+            print(json.dumps(_sku_json(sku)))
+        if not token:
+            return 0
+
+
+def command_demo(engine: Engine, args) -> int:
+    """Seed a demo catalog, codes and keys, and print what to try next."""
+    import secrets
+    skus = [("demo-steam-50", "Steam Wallet 50 CNY", "50.00", "48.50"),
+            ("demo-netflix-1m", "Netflix 1 month", "68.00", "65.00")]
+    for sku_id, name, face, price in skus:
+        Catalog(engine).create(make_sku(
+            sku_id, name, "CNY", face, [f"web={price}", f"partner={price}"], 5, 10, [],
+            "code"), actor="cli:demo")
+        codes = ["-".join(secrets.token_hex(2).upper() for _ in range(4)) for _ in range(100)]
+        engine.import_codes(sku_id, f"{sku_id}-demo-batch", codes, supplier="demo-supplier",
+                            unit_cost_micros=40_000_000, actor="cli:demo")
+    keys = {role: auth.create_key(engine, role, binding=binding, name="demo")[0]
+            for role, binding in (("storefront", "web"), ("pos", "T-01"), ("partner", ""),
+                                  ("supplier", "demo-supplier"))}
+    target = args.target
+    call = f"{sys.argv[0]} call --target {target}"
+    print(json.dumps({"keys": keys}, indent=2))
+    print(f"""
+Next (with `make serve` running):
+  {call} --key {keys['storefront']} Orders/CreateOrder \
+    '{{"idempotencyKey": "demo-1", "buyer": {{"accountId": "alice"}}, "lines": [{{"skuId": "demo-steam-50", "quantity": 1}}]}}'
+  {call} --key {keys['storefront']} Orders/ConfirmPayment \
+    '{{"orderId": "storefront:web/demo-1", "paymentReference": "pay-1", "amount": {{"currency": "CNY", "amountMicros": "48500000"}}}}'
+  {call} --key {keys['pos']} Redemption/Redeem '{{"code": "<code from the reply>", "requestId": "r-1"}}'
+  {call} --key {keys['pos']} Redemption/Redeem '{{"code": "<the same code>", "requestId": "r-2"}}'
+  {sys.argv[0]} stock demo-steam-50
+  curl -s http://{args.metrics}/metrics | grep kamicore_
+""")
+    return 0

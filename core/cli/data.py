@@ -1,0 +1,217 @@
+"""Operator commands over a data dir: import, stock, orders, audit, check, keys rotation,
+backup and restore."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from .. import limits
+from ..engine import Engine, InvalidArgument
+from ..statuses import ImportStatus
+
+import_chunk_codes = 10_000  # codes per engine call while importing a file
+assert import_chunk_codes <= limits.codes_per_import_max
+
+
+def parse_time_ms(text: str | None, field: str) -> int | None:
+    """ISO 8601 (2027-01-31 or 2027-01-31T12:00:00+08:00) or unix milliseconds."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidArgument(field, "must be ISO 8601 or unix milliseconds") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def read_codes(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, code) from a file with one code per line, or a CSV whose first column is
+    the code (a header row naming `code` is skipped). Blank lines are skipped."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        sample = handle.read(4096)
+        handle.seek(0)
+        first_line = sample.splitlines()[0] if sample else ""
+        is_csv = path.suffix.lower() == ".csv" or "," in first_line
+        if is_csv:
+            for number, row in enumerate(csv.reader(handle), start=1):
+                if not row or not row[0].strip():
+                    continue
+                if number == 1 and row[0].strip().lower() == "code":
+                    continue
+                yield number, row[0].strip()
+        else:
+            for number, line in enumerate(handle, start=1):
+                code = line.rstrip("\r\n")
+                if code.strip():
+                    yield number, code
+
+
+def chunks(rows: Iterator[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
+    chunk: list[tuple[int, str]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def command_import(engine: Engine, args) -> int:
+    path = Path(args.file)
+    total_bytes = path.stat().st_size
+    imported = duplicates = 0
+    rejected: list[tuple[int, str]] = []
+    progress = _progress(total_bytes, f"importing {path.name}", args.quiet)
+    done_bytes = 0
+    with progress:
+        for chunk in chunks(read_codes(path), import_chunk_codes):
+            result = engine.import_codes(
+                args.sku, args.batch, [code for _, code in chunk], supplier=args.supplier,
+                unit_cost_micros=args.unit_cost_micros,
+                valid_from_ms=parse_time_ms(args.valid_from, "--valid-from") or 0,
+                valid_until_ms=parse_time_ms(args.valid_until, "--valid-until"),
+                actor="cli:import")
+            if result.status != ImportStatus.OK:
+                print(f"error: batch {args.batch}: {result.status.name}", file=sys.stderr)
+                return 1
+            imported += result.imported
+            duplicates += result.duplicates
+            rejected.extend((chunk[row][0], status.name) for row, status in result.rejected)
+            done_bytes += sum(len(code.encode()) + 1 for _, code in chunk)
+            progress.update(min(done_bytes, total_bytes))
+    summary = {"imported": imported, "duplicates": duplicates, "rejected": len(rejected)}
+    print(json.dumps(summary))
+    for line, reason in rejected[:100]:
+        print(f"line {line}: {reason}", file=sys.stderr)
+    if len(rejected) > 100:
+        print(f"... and {len(rejected) - 100} more rejected lines", file=sys.stderr)
+    return 0
+
+
+class _progress:
+    """A rich progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, total: int, label: str, quiet: bool):
+        self._bar = None
+        if not quiet and sys.stderr.isatty():
+            from rich.progress import Progress
+            self._bar = Progress(transient=True)
+            self._task = self._bar.add_task(label, total=total)
+
+    def __enter__(self):
+        if self._bar:
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar:
+            self._bar.__exit__(*exc)
+
+    def update(self, completed: int) -> None:
+        if self._bar:
+            self._bar.update(self._task, completed=completed)
+
+
+def command_stock(engine: Engine, args) -> int:
+    skus = [args.sku] if args.sku else engine.skus()
+    report = {}
+    for sku in skus:
+        stock = engine.stock(sku)
+        if stock is None:
+            print(f"error: sku {sku!r} not found", file=sys.stderr)
+            return 1
+        report[sku] = {"counts": {state.name: count for state, count in stock.counts.items()},
+                       "sellable": stock.sellable, "expired_available": stock.expired_available,
+                       "soonest_valid_until_ms": stock.soonest_valid_until_ms}
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def command_order_show(engine: Engine, args) -> int:
+    order = engine.order(args.order_id)  # masked: the CLI never prints plaintext codes
+    if order is None:
+        print(f"error: order {args.order_id!r} not found", file=sys.stderr)
+        return 1
+    print(json.dumps({
+        "order_id": order.order_id, "state": order.state, "hold_until_ms": order.hold_until_ms,
+        "lines": order.lines,
+        "codes": [{"code_id": code.code_id, "state": code.state.name, "code": code.masked,
+                   "sku": code.sku} for code in order.codes]}, indent=2))
+    return 0
+
+
+def command_audit_verify(engine: Engine, args) -> int:
+    report = engine.verify_audit()
+    print(json.dumps({"ok": report.ok, "blocks": report.blocks, "events": report.events,
+                      "head": report.head.hex(), "problem": report.problem}))
+    return 0 if report.ok else 1
+
+
+def command_check(engine: Engine, args) -> int:
+    problems = engine.check()
+    for problem in problems:
+        print(problem)
+    print(json.dumps({"ok": not problems, "problems": len(problems)}))
+    return 0 if not problems else 1
+
+
+def command_rotate_keys(engine: Engine, args) -> int:
+    batches = engine.rotate_keys(actor="cli:rotate-keys")
+    if batches is None:
+        print("error: the data file is full; every key stays as it was", file=sys.stderr)
+        return 1
+    print(json.dumps({"rewrapped_batches": batches}))
+    return 0
+
+
+def command_backup(engine: Engine, args) -> int:
+    destination = Path(args.destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    if (destination / "data.mdb").exists():
+        print(f"error: {destination} already holds a data.mdb", file=sys.stderr)
+        return 1
+    # a consistent snapshot from one read transaction; writers carry on meanwhile
+    engine.backup(destination)
+    print(json.dumps({"backup": str(destination / "data.mdb"),
+                      "bytes": (destination / "data.mdb").stat().st_size,
+                      "note": "the master key is not in the backup; keep it apart"}))
+    return 0
+
+
+def command_restore(args) -> int:
+    import shutil
+    source = Path(args.source)
+    source_file = source / "data.mdb" if source.is_dir() else source
+    target = Path(args.data_dir)
+    if not source_file.exists():
+        print(f"error: no data.mdb at {source}", file=sys.stderr)
+        return 1
+    if (target / "data.mdb").exists() and not args.force:
+        print(f"error: {target} already has data; stop the server and pass --force",
+              file=sys.stderr)
+        return 1
+    from ..keyring import MASTER_KEY_ENV, MASTER_KEY_FILE_NAME
+    if not os.environ.get(MASTER_KEY_ENV) and not (target / MASTER_KEY_FILE_NAME).exists():
+        print(f"error: the backup's codes open only with its master key: put it in "
+              f"{target / MASTER_KEY_FILE_NAME} (mode 0600) or set {MASTER_KEY_ENV} first",
+              file=sys.stderr)
+        return 1
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source_file, target / "data.mdb.restoring")
+    os.replace(target / "data.mdb.restoring", target / "data.mdb")
+    (target / "lock.mdb").unlink(missing_ok=True)
+    with Engine(target) as engine:  # opens with the master key; fails loudly if it is wrong
+        problems = engine.check()
+    print(json.dumps({"restored": str(target / "data.mdb"), "problems": problems}))
+    return 0 if not problems else 1

@@ -1,0 +1,166 @@
+"""The catalog: SKUs with a face value, prices per channel, purchase limits and delivery kind.
+
+Stored as JSON in the engine's `catalog` table and written through the one commit path, so a
+SKU change commits like any other change. Creating a SKU also gives it its engine number, so
+orders and imports can name it at once. Money is integer micro-units with its currency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from .. import limits
+from ..engine import Engine, InvalidArgument
+from ..engine.validate import integer, text
+from ..statuses import CreateSkuStatus, DeliveryKind, SkuLookupStatus
+
+TABLE = "catalog"
+
+
+@dataclasses.dataclass
+class ChannelPrice:
+    channel: str  # a storefront's channel, or "partner"
+    price_micros: int  # in the SKU's currency
+
+
+@dataclasses.dataclass
+class Sku:
+    sku_id: str
+    name: str
+    currency: str  # ISO 4217, of the face value and every price
+    face_value_micros: int
+    delivery_kind: DeliveryKind
+    prices: list[ChannelPrice]
+    purchase_limit_per_account: int = 0  # units held in open or paid orders; 0: no limit
+    low_stock_threshold: int = 0
+    regions: list[str] = dataclasses.field(default_factory=list)
+    created_ms: int = 0
+    updated_ms: int = 0
+
+    def price_micros(self, channel: str) -> int | None:
+        """The price on `channel`; None when the SKU is not sold there."""
+        for price in self.prices:
+            if price.channel == channel:
+                return price.price_micros
+        return None
+
+    def definition(self) -> dict:
+        """What a retry of CreateSku must repeat: everything but the timestamps."""
+        fields = dataclasses.asdict(self)
+        del fields["created_ms"], fields["updated_ms"]
+        return fields
+
+    def encode(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, value: bytes) -> "Sku":
+        fields = json.loads(value)
+        fields["delivery_kind"] = DeliveryKind(fields["delivery_kind"])
+        fields["prices"] = [ChannelPrice(**price) for price in fields["prices"]]
+        return cls(**fields)
+
+
+def validate(sku: Sku, field: str = "sku") -> Sku:
+    """A clean copy of `sku` (timestamps cleared), or InvalidArgument naming the bad field."""
+    text(sku.sku_id, f"{field}.sku_id", limits.name_bytes_max)
+    text(sku.name, f"{field}.name", limits.display_name_bytes_max)
+    currency = sku.currency
+    if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+        raise InvalidArgument(f"{field}.face_value.currency", "must be an ISO 4217 code")
+    integer(sku.face_value_micros, f"{field}.face_value.amount_micros", 0,
+            limits.price_micros_max)
+    if sku.delivery_kind not in (DeliveryKind.CODE, DeliveryKind.DIRECT_TOPUP):
+        raise InvalidArgument(f"{field}.delivery_kind", "must be CODE or DIRECT_TOPUP")
+    if len(sku.prices) > limits.prices_per_sku_max:
+        raise InvalidArgument(f"{field}.prices",
+                              f"has more than {limits.prices_per_sku_max} items")
+    channels = set()
+    for index, price in enumerate(sku.prices):
+        text(price.channel, f"{field}.prices[{index}].channel", limits.name_bytes_max)
+        integer(price.price_micros, f"{field}.prices[{index}].price_micros", 0,
+                limits.price_micros_max)
+        if price.channel in channels:
+            raise InvalidArgument(f"{field}.prices[{index}].channel", "is listed twice")
+        channels.add(price.channel)
+    if len(sku.regions) > limits.regions_per_sku_max:
+        raise InvalidArgument(f"{field}.regions",
+                              f"has more than {limits.regions_per_sku_max} items")
+    for index, region in enumerate(sku.regions):
+        text(region, f"{field}.regions[{index}]", limits.region_bytes_max)
+    integer(sku.purchase_limit_per_account, f"{field}.purchase_limit_per_account", 0, 2**32 - 1)
+    integer(sku.low_stock_threshold, f"{field}.low_stock_threshold", 0, 2**32 - 1)
+    return dataclasses.replace(sku, delivery_kind=DeliveryKind(sku.delivery_kind),
+                               prices=[dataclasses.replace(price) for price in sku.prices],
+                               regions=list(sku.regions), created_ms=0, updated_ms=0)
+
+
+def read(transaction, sku_id: str) -> Sku | None:
+    """A SKU as the plan's transaction sees it."""
+    stored = transaction.get(TABLE, sku_id.encode())
+    return Sku.decode(stored) if stored is not None else None
+
+
+def _create(transaction, sku: Sku):
+    existing = read(transaction, sku.sku_id)
+    if existing is not None:
+        same = existing.definition() == sku.definition()
+        return (CreateSkuStatus.CREATED if same else CreateSkuStatus.ALREADY_EXISTS), existing
+    sku.created_ms = sku.updated_ms = transaction.now_ms
+    transaction.ensure_sku(sku.sku_id.encode())
+    transaction.put(TABLE, sku.sku_id.encode(), sku.encode())
+    return CreateSkuStatus.CREATED, sku
+
+
+def _update(transaction, sku: Sku):
+    existing = read(transaction, sku.sku_id)
+    if existing is None:
+        return SkuLookupStatus.NOT_FOUND, None
+    # identity, delivery kind and face value are fixed once codes may exist
+    sku.delivery_kind = existing.delivery_kind
+    sku.currency = existing.currency
+    sku.face_value_micros = existing.face_value_micros
+    sku.created_ms = existing.created_ms
+    sku.updated_ms = transaction.now_ms
+    transaction.put(TABLE, sku.sku_id.encode(), sku.encode())
+    return SkuLookupStatus.FOUND, sku
+
+
+class Catalog:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def _plan_create(self, sku: Sku, actor: str):
+        return self.engine.plan(_create, (validate(sku),), actor,
+                                full=lambda: (CreateSkuStatus.STORAGE_FULL, None))
+
+    def create(self, sku: Sku, actor: str = "admin") -> tuple[CreateSkuStatus, Sku | None]:
+        return self.engine.run(self._plan_create(sku, actor))
+
+    async def create_async(self, sku: Sku, actor: str = "admin"):
+        return await self.engine.run_async(self._plan_create(sku, actor))
+
+    async def update_async(self, sku: Sku,
+                           actor: str = "admin") -> tuple[SkuLookupStatus, Sku | None]:
+        return await self.engine.run_async(self.engine.plan(
+            _update, (validate(sku),), actor,
+            full=lambda: (SkuLookupStatus.STORAGE_FULL, None)))
+
+    def get(self, sku_id: str) -> Sku | None:
+        text(sku_id, "sku_id", limits.name_bytes_max)
+        stored = self.engine.get(TABLE, sku_id.encode())
+        return Sku.decode(stored) if stored is not None else None
+
+    def list(self, page_size: int, page_token: str) -> tuple[list[Sku], str]:
+        """A page of SKUs in id order, and the token of the next page ("" after the last)."""
+        page_size = page_size or limits.skus_per_page_default
+        integer(page_size, "page_size", 1, limits.skus_per_page_max)
+        text(page_token, "page_token", limits.name_bytes_max, required=False)
+        start = page_token.encode() + b"\0" if page_token else b""
+        found = self.engine.scan(TABLE, start, page_size + 1)
+        skus = [Sku.decode(value) for _, value in found[:page_size]]
+        return skus, (skus[-1].sku_id if len(found) > page_size else "")
+
+
+__all__ = ["Catalog", "ChannelPrice", "Sku", "read", "validate"]

@@ -1,0 +1,248 @@
+"""Orders as storefronts and partners see them: idempotency keys, buyers, channel prices,
+per-account purchase limits, payment references and amounts.
+
+Each write here is a plan run by the engine's writer, in the same transaction as the code
+transitions it causes, so an order's bookkeeping and its codes commit together or not at all.
+Bookkeeping lives in two tables: `order_meta` (order id -> JSON) and `purchases` (owner,
+account, sku -> units held in open or paid orders). Every ladder checks in the precedence
+order of its status enum (kamicore.ladders).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from .. import limits
+from ..engine import Engine, InvalidArgument
+from ..engine.validate import integer, text
+from ..statuses import (
+    CancelOrderStatus, ConfirmPaymentStatus, ConfirmStatus, CreateOrderStatus, DeliveryKind,
+    OrderState, ReserveStatus,
+)
+from . import catalog
+
+ORDER_ID_SEPARATOR = "/"
+META_TABLE = "order_meta"
+PURCHASES_TABLE = "purchases"
+
+
+@dataclasses.dataclass(frozen=True)
+class OrderRequest:
+    """A CreateOrder as the domain sees it."""
+
+    idempotency_key: str
+    account: str
+    ip: str
+    device: str
+    lines: list[tuple[str, int]]  # (sku id, quantity)
+    hold_seconds: int  # 0: the server's default
+
+
+def order_id_for(owner: str, idempotency_key: str) -> str:
+    """Orders live in their creator's namespace: another caller cannot name them. Owners never
+    contain the separator (kamicore.auth refuses such bindings), so the first one splits an
+    order id unambiguously."""
+    assert ORDER_ID_SEPARATOR not in owner
+    return f"{owner}{ORDER_ID_SEPARATOR}{idempotency_key}"
+
+
+def owns(owner: str, order_id: str) -> bool:
+    return order_id.partition(ORDER_ID_SEPARATOR)[0] == owner
+
+
+def validate_create(request: OrderRequest, hold_seconds_default: int) -> dict:
+    """The request checked, as the plan's arguments; InvalidArgument names the bad field."""
+    text(request.idempotency_key, "idempotency_key", limits.idempotency_key_bytes_max)
+    text(request.account, "buyer.account_id", limits.account_bytes_max)
+    text(request.ip, "buyer.ip", limits.buyer_field_bytes_max, required=False)
+    text(request.device, "buyer.device_id", limits.buyer_field_bytes_max, required=False)
+    if not request.lines:
+        raise InvalidArgument("lines", "must not be empty")
+    if len(request.lines) > limits.lines_per_order_max:
+        raise InvalidArgument("lines", f"has more than {limits.lines_per_order_max} items")
+    lines = []
+    for index, (sku_id, quantity) in enumerate(request.lines):
+        text(sku_id, f"lines[{index}].sku_id", limits.name_bytes_max)
+        integer(quantity, f"lines[{index}].quantity", 1, limits.codes_per_line_max)
+        lines.append((sku_id, quantity))
+    if sum(quantity for _, quantity in lines) > limits.codes_per_order_max:
+        raise InvalidArgument("lines", f"more than {limits.codes_per_order_max} codes in all")
+    hold_seconds = request.hold_seconds or hold_seconds_default
+    integer(hold_seconds, "hold_seconds", 1, limits.hold_seconds_max)
+    return {"account": request.account, "ip": request.ip, "device": request.device,
+            "lines": lines, "hold_ms": hold_seconds * 1000}
+
+
+def validate_reference(reference: str) -> None:
+    text(reference, "payment_reference", limits.payment_reference_bytes_max)
+
+
+def _per_sku(lines) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for sku, quantity in lines:
+        totals[sku] = totals.get(sku, 0) + quantity
+    return totals
+
+
+def _purchase_key(meta: dict, sku: str) -> bytes:
+    return f"{meta['owner']}\0{meta['account']}\0{sku}".encode()
+
+
+def _held_units(transaction, meta: dict, sku: str) -> int:
+    value = transaction.get(PURCHASES_TABLE, _purchase_key(meta, sku))
+    return int(value) if value is not None else 0
+
+
+def _adjust_purchases(transaction, meta: dict, sign: int) -> None:
+    for sku, quantity in _per_sku(meta["lines"]).items():
+        held = max(0, _held_units(transaction, meta, sku) + sign * quantity)
+        key = _purchase_key(meta, sku)
+        if held:
+            transaction.put(PURCHASES_TABLE, key, str(held).encode())
+        else:
+            transaction.delete(PURCHASES_TABLE, key)
+
+
+def _put_meta(transaction, order_id: bytes, meta: dict) -> None:
+    transaction.put(META_TABLE, order_id, json.dumps(meta, sort_keys=True).encode())
+
+
+def _meta(transaction, order_id: bytes) -> dict | None:
+    value = transaction.get(META_TABLE, order_id)
+    return json.loads(value) if value is not None else None
+
+
+def create_order(transaction, order_id: bytes, owner: str, channel: str, request: dict):
+    """-> (status, meta or None). Ladder in CreateOrderStatus order."""
+    fingerprint = [request["account"], request["ip"], request["device"], request["lines"],
+                   request["hold_ms"]]
+    existing = _meta(transaction, order_id)
+    if existing is not None:
+        same = existing["fingerprint"] == json.loads(json.dumps(fingerprint))
+        return ((CreateOrderStatus.CREATED, existing) if same
+                else (CreateOrderStatus.IDEMPOTENCY_CONFLICT, None))
+    skus = {}
+    for sku_id, _ in request["lines"]:
+        sku = catalog.read(transaction, sku_id)
+        if sku is None:
+            return CreateOrderStatus.SKU_NOT_FOUND, None
+        skus[sku_id] = sku
+    if any(sku.delivery_kind != DeliveryKind.CODE for sku in skus.values()):
+        return CreateOrderStatus.DELIVERY_NOT_SUPPORTED, None
+    prices = {sku_id: sku.price_micros(channel) for sku_id, sku in skus.items()}
+    if any(price is None for price in prices.values()):
+        return CreateOrderStatus.NOT_SOLD_ON_CHANNEL, None
+    currencies = {sku.currency for sku in skus.values()}
+    if len(currencies) > 1:
+        raise InvalidArgument("lines", "SKUs priced in different currencies cannot share an "
+                              "order")
+    meta = {"owner": owner, "channel": channel, "account": request["account"],
+            "ip": request["ip"], "device": request["device"], "lines": request["lines"],
+            "hold_ms": request["hold_ms"], "fingerprint": fingerprint,
+            "currency": currencies.pop(), "payment_reference": "",
+            "created_ms": transaction.now_ms,
+            "total_micros": sum(prices[sku] * quantity for sku, quantity in request["lines"])}
+    for sku_id, quantity in _per_sku(request["lines"]).items():
+        limit = skus[sku_id].purchase_limit_per_account
+        if limit and _held_units(transaction, meta, sku_id) + quantity > limit:
+            return CreateOrderStatus.LIMIT_EXCEEDED, None
+    status = transaction.reserve(order_id, [(sku.encode(), quantity)
+                                            for sku, quantity in request["lines"]],
+                                 request["hold_ms"])
+    if status != ReserveStatus.RESERVED:
+        return CreateOrderStatus.INSUFFICIENT_STOCK, None
+    _adjust_purchases(transaction, meta, +1)
+    _put_meta(transaction, order_id, meta)
+    return CreateOrderStatus.CREATED, meta
+
+
+def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
+                    amount_micros: int):
+    """-> (status, late). Ladder in ConfirmPaymentStatus order."""
+    meta = _meta(transaction, order_id)
+    if meta is None:
+        return ConfirmPaymentStatus.ORDER_NOT_FOUND, False
+    if meta["payment_reference"]:
+        return ((ConfirmPaymentStatus.PAID if meta["payment_reference"] == reference
+                 else ConfirmPaymentStatus.ALREADY_PAID), False)
+    if currency != meta["currency"] or amount_micros != meta["total_micros"]:
+        return ConfirmPaymentStatus.AMOUNT_MISMATCH, False
+    status, late = transaction.confirm(order_id)
+    if status != ConfirmStatus.SOLD:
+        return ConfirmPaymentStatus.REFUND_REQUIRED, False
+    if late:  # its release had given the units back; paid for, so counted even past a limit
+        _adjust_purchases(transaction, meta, +1)
+    meta["payment_reference"] = reference
+    meta["paid_ms"] = transaction.now_ms
+    _put_meta(transaction, order_id, meta)
+    return ConfirmPaymentStatus.PAID, late
+
+
+def cancel(transaction, order_id: bytes) -> CancelOrderStatus:
+    meta = _meta(transaction, order_id)
+    if meta is None:
+        return CancelOrderStatus.ORDER_NOT_FOUND
+    state = transaction.order_state(order_id)
+    if state == OrderState.PAID:
+        return CancelOrderStatus.ALREADY_PAID
+    if state == OrderState.RESERVED:
+        transaction.release(order_id)
+        _adjust_purchases(transaction, meta, -1)
+    return CancelOrderStatus.CANCELLED
+
+
+def sweep(transaction, limit: int) -> list[bytes]:
+    """Give expired holds back to stock, and their units back to their buyers' limits."""
+    due = transaction.expire_holds(limit)
+    for order_id in due:
+        meta = _meta(transaction, order_id)
+        if meta is not None:
+            _adjust_purchases(transaction, meta, -1)
+    return due
+
+
+def _reveal(transaction, order_id: bytes) -> bool:
+    transaction.audit_reveal(order_id)
+    return True
+
+
+class Orders:
+    """The order writes and reads of one engine, for the servicer and the sweeper."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    async def create(self, order_id: str, owner: str, channel: str, request: dict, actor: str):
+        return await self.engine.run_async(self.engine.plan(
+            create_order, (order_id.encode(), owner, channel, request), actor,
+            full=lambda: (CreateOrderStatus.STORAGE_FULL, None)))
+
+    async def confirm_payment(self, order_id: str, reference: str, currency: str,
+                              amount_micros: int, actor: str):
+        return await self.engine.run_async(self.engine.plan(
+            confirm_payment, (order_id.encode(), reference, currency, amount_micros), actor,
+            full=lambda: (ConfirmPaymentStatus.STORAGE_FULL, False)))
+
+    async def cancel(self, order_id: str, actor: str) -> CancelOrderStatus:
+        return await self.engine.run_async(self.engine.plan(
+            cancel, (order_id.encode(),), actor, full=lambda: CancelOrderStatus.STORAGE_FULL))
+
+    async def audit_reveal(self, order_id: str, actor: str) -> bool:
+        """Record that the order's codes are shown to its buyer; False when the data file is
+        full (then nothing may be shown: every reveal is audited first)."""
+        return await self.engine.run_async(self.engine.plan(
+            _reveal, (order_id.encode(),), actor, full=lambda: False))
+
+    def sweep(self, limit: int = limits.holds_per_sweep_max) -> int:
+        """Return every expired hold to stock, `limit` orders per commit; how many expired."""
+        total = 0
+        while True:
+            due = self.engine.run(self.engine.plan(sweep, (limit,), "sweeper", full=list))
+            total += len(due)
+            if len(due) < limit:
+                return total
+
+    def meta(self, order_id: str) -> dict | None:
+        value = self.engine.get(META_TABLE, order_id.encode())
+        return json.loads(value) if value is not None else None

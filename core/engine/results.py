@@ -1,0 +1,123 @@
+"""What the engine answers: one result type per operation, and views of stored things.
+
+These are plain values (no LMDB, no protobuf): the domain layers and the gRPC servicers build
+their answers from them, and a second storage backend would return the same types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..statuses import (
+    CodeOpStatus, CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState,
+    RedeemStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
+)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    status: ImportStatus
+    imported: int
+    duplicates: int
+    rejected: list[tuple[int, ImportCodeStatus]]  # (row index, status) of every rejected code
+    statuses: list[ImportCodeStatus]  # one per code, in order
+    code_ids: list[int]  # 0 where not imported
+
+
+@dataclass(frozen=True)
+class ReserveResult:
+    status: ReserveStatus
+    code_ids: list[int]
+    hold_until_ms: int
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    status: ConfirmStatus
+    code_ids: list[int]
+    late: bool  # the hold had lapsed; the order was filled again from stock
+
+
+class RedeemResult(tuple):
+    """(status, code_id, redeemed_at_ms, redeemed_by): a tuple, for the hot path."""
+
+    __slots__ = ()
+    status = property(lambda self: self[0])
+    code_id = property(lambda self: self[1])
+    redeemed_at_ms = property(lambda self: self[2])
+    redeemed_by = property(lambda self: self[3].decode())
+
+
+@dataclass(frozen=True)
+class CodeOpResult:
+    status: CodeOpStatus
+    code_id: int
+    state: CodeState | None  # the code's state after the call (when found)
+
+
+@dataclass(frozen=True)
+class ReportInvalidResult:
+    status: ReportInvalidStatus
+    replacement_code_id: int
+
+
+@dataclass(frozen=True)
+class CodeView:
+    """A code as anyone but its buyer may see it: no plaintext."""
+
+    code_id: int
+    state: CodeState
+    sku: str
+    batch: str
+    valid_from_ms: int
+    valid_until_ms: int
+    order_id: str
+    hold_until_ms: int
+    sold_at_ms: int
+    redeemed_at_ms: int
+    redeemed_by: str
+    replaced_by: int
+    masked: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    status: VerifyStatus
+    code: CodeView | None
+
+
+@dataclass(frozen=True)
+class Stock:
+    sku: str
+    counts: dict[CodeState, int]  # every state, zeros included
+    sellable: int  # AVAILABLE and inside the validity window now
+    expired_available: int  # AVAILABLE but past valid_until: never sold
+    soonest_valid_until_ms: int  # of the sellable codes; 0 when none
+
+
+@dataclass(frozen=True)
+class BatchStock:
+    batch: str
+    supplier: str
+    valid_until_ms: int
+    counts: dict[CodeState, int]  # states with codes only
+
+
+@dataclass(frozen=True)
+class OrderView:
+    order_id: str
+    state: OrderState
+    hold_until_ms: int
+    created_ms: int
+    lines: list[tuple[str, int]]
+    codes: list[CodeView]
+    plaintexts: list[str] | None  # only when revealed to the buyer
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    ok: bool
+    blocks: int
+    events: int
+    head: bytes
+    problem: str  # empty when ok

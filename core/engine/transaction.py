@@ -1,0 +1,107 @@
+"""What a domain layer's plan function works with inside the writer's transaction.
+
+The domain layers (catalog, orders, API keys, and later risk, ledger, events) keep their own
+records in named tables and move codes through the engine's transitions — all in the same
+transaction, so they commit together or not at all. They see this narrow face, never LMDB:
+a second storage backend implements the same methods.
+"""
+
+from __future__ import annotations
+
+from ..statuses import ConfirmStatus, OrderState, ReleaseStatus, ReserveStatus
+
+# The domain layers' tables: name -> what it holds. Each is a sub-database of the data file,
+# opened by the engine package; a new layer adds its tables here.
+TABLES = {
+    "catalog": "sku id -> the SKU's definition (kamicore.domain.catalog)",
+    "order_meta": "order id -> the order's bookkeeping (kamicore.domain.orders)",
+    "purchases": "owner, account, sku -> units held in open or paid orders",
+    "api_keys": "key id -> role, binding and the secret's hash (kamicore.auth)",
+}
+
+
+class Tables:
+    """The handles of TABLES in one environment."""
+
+    def __init__(self, env):
+        self.handles = {name: env.open_db(name.encode()) for name in TABLES}
+
+    def __getitem__(self, name: str):
+        return self.handles[name]
+
+
+class Transaction:
+    """One plan's view of the group's write transaction (see the module docstring)."""
+
+    __slots__ = ("_tx", "_txn", "_tables", "_ops", "_codec")
+
+    def __init__(self, tx, tables: Tables, ops, codec):
+        self._tx = tx  # the compiled engine's Tx
+        self._txn = tx.txn
+        self._tables = tables
+        self._ops = ops
+        self._codec = codec
+
+    @property
+    def now_ms(self) -> int:
+        """The commit's clock: every plan in one group commit sees the same time."""
+        return self._tx.now_ms
+
+    @property
+    def actor(self) -> bytes:
+        return self._tx.actor
+
+    # -- the domain layers' own records --------------------------------------------------
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        return self._txn.get(key, db=self._tables[table])
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        self._txn.put(key, value, db=self._tables[table])
+
+    def delete(self, table: str, key: bytes) -> None:
+        self._txn.delete(key, db=self._tables[table])
+
+    # -- the engine's transitions, in the same transaction --------------------------------
+
+    def ensure_sku(self, sku_id: bytes) -> None:
+        """Give a SKU its engine number now, so orders and imports can name it at once."""
+        self._tx.sku_no(sku_id, True)
+
+    def reserve(self, order_id: bytes, lines: list[tuple[bytes, int]],
+                hold_ms: int) -> ReserveStatus:
+        """Hold codes for every line of one order, or for none."""
+        [(status, _, _)] = self._ops.reserve(self._tx, [(order_id, lines, hold_ms)])
+        return ReserveStatus(status)
+
+    def confirm(self, order_id: bytes) -> tuple[ConfirmStatus, bool]:
+        """Sell an order's codes -> (status, late: its hold had lapsed and it was refilled)."""
+        [(status, _, late)] = self._ops.confirm(self._tx, [order_id])
+        return ConfirmStatus(status), late
+
+    def release(self, order_id: bytes) -> ReleaseStatus:
+        [status] = self._ops.release(self._tx, [order_id])
+        return ReleaseStatus(status)
+
+    def expire_holds(self, limit: int) -> list[bytes]:
+        """Release up to `limit` orders whose hold is past -> their ids."""
+        return self._ops.expire_holds(self._tx, limit)
+
+    def order_state(self, order_id: bytes) -> OrderState | None:
+        value = self._txn.get(order_id, db=self._tx.dbs.orders)
+        return OrderState(self._codec.unpack_order(value)[0]) if value is not None else None
+
+    def audit_reveal(self, order_id: bytes) -> int:
+        """One audit event per code of the order shown again to its buyer; how many."""
+        value = self._txn.get(order_id, db=self._tx.dbs.orders)
+        if value is None:
+            return 0
+        events = []
+        for code_id in self._codec.unpack_order(value)[5]:
+            record = self._tx.record(code_id)
+            events.append((code_id, record.state, record.state, record.sku_no))
+        if events:
+            reveal = next(op for op, name in self._ops.OP_NAMES.items() if name == "reveal")
+            self._ops.append_audit(self._txn, self._tx.dbs, self._tx.now_ms, reveal,
+                                   self._tx.actor, events)
+        return len(events)

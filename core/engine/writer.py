@@ -1,0 +1,171 @@
+"""The one commit path: plans, queued and applied by the group-commit writer.
+
+Every change, from any layer (code transitions, catalog, orders, API keys, key rotation), is a
+`Plan`: a function run inside the writer's transaction, the actor the audit log names, and how
+its raw answer becomes the caller's result — including the caller's own status when the data
+file is full. The writer takes everything queued while the previous commit was in flight,
+applies it in ONE LMDB write transaction (each plan in a nested transaction, so a plan that
+fails - e.g. on a full map - leaves nothing behind and does not disturb the others), commits
+with fsync, and only then completes every caller. Reads never wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Callable
+
+import lmdb
+
+from .. import limits
+from .errors import EngineClosed
+from .validate import text
+
+log = logging.getLogger("kamicore.engine")
+
+STORAGE_FULL = object()  # a plan's raw answer when its writes did not fit in the data file
+
+
+class Plan:
+    """One write: `function(tx, *args)` in the writer's transaction, then `convert(raw)` in the
+    caller; `full()` is the caller's answer when the data file had no room for it."""
+
+    __slots__ = ("function", "args", "actor", "convert", "full")
+
+    def __init__(self, function: Callable, args: tuple, actor: str | bytes,
+                 convert: Callable[[Any], Any], full: Callable[[], Any]):
+        self.function = function
+        self.args = args
+        self.actor = text(actor, "actor", limits.actor_bytes_max)
+        self.convert = convert
+        self.full = full
+
+    def result(self, raw):
+        return self.full() if raw is STORAGE_FULL else self.convert(raw)
+
+
+class _Queued:
+    __slots__ = ("plan", "future", "raw")
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.future: Future = Future()
+
+
+class Writer:
+    """The group-commit writer thread of one environment."""
+
+    def __init__(self, env: lmdb.Environment, make_tx: Callable, clock: Callable[[], int]):
+        self._env = env
+        self._make_tx = make_tx  # (txn, now_ms, actor) -> what plan functions receive
+        self._clock = clock
+        self._pid = os.getpid()
+        self._queue: collections.deque[_Queued] = collections.deque()
+        self._wakeup = threading.Condition(threading.Lock())
+        self._closed = False
+        self.on_commit = None  # called with (operations, seconds) after every group commit
+        self.commits = 0  # commits done by this writer
+        self.operations_committed = 0
+        self._thread = threading.Thread(target=self._write_loop, name="kamicore-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, plan: Plan) -> Future:
+        """Queue `plan` for the next group commit; the future gets its raw answer."""
+        if os.getpid() != self._pid:
+            raise RuntimeError("this Engine was opened before a fork; open it in the child")
+        queued = _Queued(plan)
+        with self._wakeup:
+            if self._closed:
+                raise EngineClosed("the engine is closed")
+            self._queue.append(queued)
+            self._wakeup.notify()
+        return queued.future
+
+    def run(self, plan: Plan):
+        """Run `plan` in the next group commit and block until that commit returned."""
+        return plan.result(self.submit(plan).result())
+
+    async def run_async(self, plan: Plan):
+        """The same, awaited."""
+        return plan.result(await asyncio.wrap_future(self.submit(plan)))
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the thread."""
+        with self._wakeup:
+            if self._closed:
+                return
+            self._closed = True
+            self._wakeup.notify()
+        self._thread.join()
+
+    def _write_loop(self) -> None:
+        queue = self._queue
+        while True:
+            with self._wakeup:
+                while not queue and not self._closed:
+                    self._wakeup.wait()
+                if not queue and self._closed:
+                    return
+                group = [queue.popleft()
+                         for _ in range(min(len(queue), limits.operations_per_commit_max))]
+            # a caller that gave up (deadline, disconnect) before its plan started gets
+            # nothing applied; from here on the others can no longer be cancelled
+            group = [queued for queued in group if queued.future.set_running_or_notify_cancel()]
+            if not group:
+                continue
+            try:
+                self._commit_group(group)
+            except BaseException as error:  # the writer must outlive any failure
+                log.exception("a group commit failed")
+                for queued in group:
+                    if not queued.future.done():
+                        queued.future.set_exception(error)
+
+    def _commit_group(self, group: list[_Queued]) -> None:
+        started = time.perf_counter()
+        now_ms = self._clock()
+        try:
+            txn = self._env.begin(write=True)
+        except Exception as error:  # the environment itself failed
+            for queued in group:
+                queued.future.set_exception(error)
+            return
+        done = []
+        for queued in group:
+            plan = queued.plan
+            child = self._env.begin(write=True, parent=txn)
+            try:
+                queued.raw = plan.function(self._make_tx(child, now_ms, plan.actor), *plan.args)
+                child.commit()
+                done.append(queued)
+            except lmdb.MapFullError:
+                child.abort()
+                queued.future.set_result(STORAGE_FULL)
+            except BaseException as error:  # a bug: this plan only, nothing written
+                child.abort()
+                queued.future.set_exception(error)
+        try:
+            txn.commit()
+        except lmdb.MapFullError:  # the commit itself needed pages the file does not have
+            for queued in done:
+                queued.future.set_result(STORAGE_FULL)
+            return
+        except Exception as error:
+            for queued in done:
+                queued.future.set_exception(error)
+            return
+        self.commits += 1
+        self.operations_committed += len(done)
+        for queued in done:
+            queued.future.set_result(queued.raw)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(len(done), time.perf_counter() - started)
+            except Exception:  # metrics must never stop the writer
+                log.exception("on_commit failed")

@@ -1,0 +1,35 @@
+"""kamicore.v1.Catalog: SKUs, their prices per channel and purchase limits."""
+
+from __future__ import annotations
+
+from ..statuses import SkuLookupStatus
+from ..v1 import catalog_pb2, catalog_pb2_grpc
+from .gate import actor
+from .services import Services
+from .wire import sku_from_wire, sku_to_wire
+
+
+class CatalogService(catalog_pb2_grpc.CatalogServicer):
+    def __init__(self, services: Services):
+        self.s = services
+
+    async def CreateSku(self, request, context):
+        status, sku = await self.s.catalog.create_async(sku_from_wire(request.sku), actor())
+        self.s.outcome("CreateSku", status)
+        return catalog_pb2.CreateSkuResponse(status=status, sku=sku_to_wire(sku))
+
+    async def GetSku(self, request, context):
+        sku = self.s.catalog.get(request.sku_id)
+        if sku is None:
+            return catalog_pb2.GetSkuResponse(status=SkuLookupStatus.NOT_FOUND)
+        return catalog_pb2.GetSkuResponse(status=SkuLookupStatus.FOUND, sku=sku_to_wire(sku))
+
+    async def ListSkus(self, request, context):
+        skus, token = self.s.catalog.list(request.page_size, request.page_token)
+        return catalog_pb2.ListSkusResponse(skus=[sku_to_wire(sku) for sku in skus],
+                                            next_page_token=token)
+
+    async def UpdateSku(self, request, context):
+        status, sku = await self.s.catalog.update_async(sku_from_wire(request.sku), actor())
+        self.s.outcome("UpdateSku", status)
+        return catalog_pb2.UpdateSkuResponse(status=status, sku=sku_to_wire(sku))

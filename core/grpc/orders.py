@@ -1,0 +1,107 @@
+"""kamicore.v1.Orders: create, pay, cancel and read orders; delivery; invalid-code reports."""
+
+from __future__ import annotations
+
+from .. import limits
+from ..domain import orders
+from ..engine.validate import integer, text
+from ..statuses import (
+    CancelOrderStatus, ConfirmPaymentStatus, CreateOrderStatus, OrderLookupStatus, OrderState,
+    ReportInvalidStatus,
+)
+from ..v1 import orders_pb2, orders_pb2_grpc
+from .gate import actor, principal
+from .services import Services
+from .wire import order_to_wire
+
+
+class OrdersService(orders_pb2_grpc.OrdersServicer):
+    def __init__(self, services: Services):
+        self.s = services
+
+    def _order_id(self, order_id: str) -> str | None:
+        """The order id if this caller may see it (admins see every order)."""
+        text(order_id, "order_id", limits.order_id_bytes_max)
+        caller = principal()
+        return order_id if caller.role == "admin" or orders.owns(caller.owner, order_id) else None
+
+    def _order(self, order_id: str, reveal: bool) -> orders_pb2.Order | None:
+        view = self.s.engine.order(order_id, reveal=reveal)
+        meta = self.s.orders.meta(order_id)
+        if view is None or meta is None:
+            return None
+        return order_to_wire(order_id, view, meta)
+
+    async def CreateOrder(self, request, context):
+        caller = principal()
+        buyer = request.buyer
+        checked = orders.validate_create(orders.OrderRequest(
+            request.idempotency_key, buyer.account_id, buyer.ip, buyer.device_id,
+            [(line.sku_id, line.quantity) for line in request.lines], request.hold_seconds),
+            self.s.config.hold_seconds_default)
+        order_id = orders.order_id_for(caller.owner, request.idempotency_key)
+        status, _ = await self.s.orders.create(order_id, caller.owner, caller.channel, checked,
+                                               actor())
+        self.s.outcome("CreateOrder", status)
+        response = orders_pb2.CreateOrderResponse(status=status)
+        if status == CreateOrderStatus.CREATED:
+            response.order.CopyFrom(self._order(order_id, reveal=False))
+        return response
+
+    async def ConfirmPayment(self, request, context):
+        orders.validate_reference(request.payment_reference)
+        order_id = self._order_id(request.order_id)
+        if order_id is None:
+            return orders_pb2.ConfirmPaymentResponse(status=ConfirmPaymentStatus.ORDER_NOT_FOUND)
+        status, late = await self.s.orders.confirm_payment(
+            order_id, request.payment_reference, request.amount.currency,
+            request.amount.amount_micros, actor())
+        self.s.outcome("ConfirmPayment", status)
+        response = orders_pb2.ConfirmPaymentResponse(status=status, late=late)
+        if status == ConfirmPaymentStatus.PAID:
+            response.order.CopyFrom(self._order(order_id, reveal=True))
+        return response
+
+    async def CancelOrder(self, request, context):
+        order_id = self._order_id(request.order_id)
+        if order_id is None:
+            return orders_pb2.CancelOrderResponse(status=CancelOrderStatus.ORDER_NOT_FOUND)
+        status = await self.s.orders.cancel(order_id, actor())
+        self.s.outcome("CancelOrder", status)
+        return orders_pb2.CancelOrderResponse(status=status)
+
+    async def GetOrder(self, request, context):
+        order_id = self._order_id(request.order_id)
+        order = self._order(order_id, reveal=False) if order_id else None
+        if order is None:
+            return orders_pb2.GetOrderResponse(status=OrderLookupStatus.NOT_FOUND)
+        return orders_pb2.GetOrderResponse(status=OrderLookupStatus.FOUND, order=order)
+
+    async def GetDelivery(self, request, context):
+        order_id = self._order_id(request.order_id)
+        masked = self._order(order_id, reveal=False) if order_id else None
+        if masked is None:
+            return orders_pb2.GetDeliveryResponse(status=OrderLookupStatus.NOT_FOUND)
+        if masked.state != OrderState.PAID:
+            return orders_pb2.GetDeliveryResponse(status=OrderLookupStatus.NOT_PAID)
+        # audited before anything is shown; nothing is shown when it cannot be audited
+        if not await self.s.orders.audit_reveal(order_id, actor()):
+            return orders_pb2.GetDeliveryResponse(status=OrderLookupStatus.STORAGE_FULL)
+        return orders_pb2.GetDeliveryResponse(status=OrderLookupStatus.FOUND,
+                                              order=self._order(order_id, reveal=True))
+
+    async def ReportInvalidCode(self, request, context):
+        integer(request.code_id, "code_id", 1, 2**63)
+        order_id = self._order_id(request.order_id)
+        if order_id is None:
+            return orders_pb2.ReportInvalidCodeResponse(
+                status=ReportInvalidStatus.ORDER_NOT_FOUND)
+        [result] = await self.s.api.report_invalid([(order_id, request.code_id)], actor=actor())
+        response = orders_pb2.ReportInvalidCodeResponse(status=result.status)
+        if result.replacement_code_id:
+            order = self._order(order_id, reveal=True)
+            for code in order.codes:
+                if code.code_id == result.replacement_code_id:
+                    response.replacement.CopyFrom(code)
+        self.s.outcome("ReportInvalidCode", result.status)
+        return response

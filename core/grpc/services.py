@@ -1,0 +1,26 @@
+"""What the servicers of one worker share."""
+
+from __future__ import annotations
+
+import enum
+
+from .. import metrics
+from ..config import Config
+from ..domain.catalog import Catalog
+from ..domain.orders import Orders
+from ..engine import AsyncEngine, Engine
+from ..statuses import wire_name
+
+
+class Services:
+    def __init__(self, engine: Engine, config: Config, worker_metrics: metrics.WorkerMetrics):
+        self.engine = engine
+        self.api = AsyncEngine(engine)
+        self.catalog = Catalog(engine)
+        self.orders = Orders(engine)
+        self.config = config
+        self.metrics = worker_metrics
+
+    def outcome(self, method: str, status: enum.IntEnum) -> None:
+        """Count a business outcome by its proto value name."""
+        self.metrics.outcome(method, wire_name(status))

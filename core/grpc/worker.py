@@ -1,0 +1,84 @@
+"""A worker process: opens the data dir, binds the shared port (SO_REUSEPORT) and serves the
+kamicore.v1 services plus health and reflection until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+from pathlib import Path
+
+import grpc
+
+from .. import metrics
+from ..config import Config
+from ..engine import Engine
+from ..v1 import catalog_pb2_grpc, inventory_pb2_grpc, orders_pb2_grpc, redemption_pb2_grpc
+from .catalog import CatalogService
+from .gate import Gate
+from .inventory import InventoryService
+from .orders import OrdersService
+from .redemption import RedemptionService
+from .services import Services
+
+SERVICE_NAMES = ("kamicore.v1.Catalog", "kamicore.v1.Inventory", "kamicore.v1.Orders",
+                 "kamicore.v1.Redemption")
+
+
+def _credentials(config: Config):
+    if not config.tls_cert:
+        return None
+    key = Path(config.tls_key).read_bytes() if config.tls_key else None
+    chain = Path(config.tls_cert).read_bytes()
+    client_ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
+    return grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca,
+                                       require_client_auth=client_ca is not None)
+
+
+async def run_worker(config: Config, ready: multiprocessing.synchronize.Event | None) -> None:
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+
+    worker_metrics = metrics.WorkerMetrics()
+    engine = Engine(config.data_dir, map_size_bytes=config.map_size_bytes,
+                    master_key_file=config.master_key_file or None)
+    engine.on_commit = worker_metrics.on_commit
+    services = Services(engine, config, worker_metrics)
+    server = grpc.aio.server(
+        interceptors=[Gate(engine, config, worker_metrics)],
+        options=[("grpc.so_reuseport", 1),
+                 ("grpc.max_receive_message_length", config.message_bytes_max),
+                 ("grpc.max_send_message_length", config.message_bytes_max)])
+    catalog_pb2_grpc.add_CatalogServicer_to_server(CatalogService(services), server)
+    inventory_pb2_grpc.add_InventoryServicer_to_server(InventoryService(services), server)
+    orders_pb2_grpc.add_OrdersServicer_to_server(OrdersService(services), server)
+    redemption_pb2_grpc.add_RedemptionServicer_to_server(RedemptionService(services), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    credentials = _credentials(config)
+    if credentials is None:
+        server.add_insecure_port(config.listen)
+    else:
+        server.add_secure_port(config.listen, credentials)
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stopping.set)
+    if ready is not None:
+        ready.set()
+    await stopping.wait()
+    await health_servicer.enter_graceful_shutdown()  # every service NOT_SERVING
+    await server.stop(config.grace_seconds)  # refuse new calls, let in-flight ones finish
+    engine.close()  # the pending group commit lands first
+
+
+def worker_main(config: Config, ready) -> None:
+    """Entry of a worker process (spawned: nothing of the parent's LMDB state comes along)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(process)d %(message)s")
+    asyncio.run(run_worker(config, ready))

@@ -1,0 +1,1 @@
+"""Long-running processes and loops: the supervisor, the hold sweeper."""

@@ -1,0 +1,99 @@
+"""The supervisor: owns the data dir's first start (admin key), the hold sweeper and the
+Prometheus endpoint; starts N worker processes on one port and replaces one that dies.
+SIGTERM: every worker drains (health NOT_SERVING, in-flight calls finish, the pending commit
+lands) and every process exits 0."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from .. import auth, limits, metrics
+from ..config import Config
+from ..engine import Engine
+from ..grpc.worker import worker_main
+from .sweeper import Sweeper
+
+log = logging.getLogger("kamicore")
+
+
+class Supervisor:
+    def __init__(self, config: Config):
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: list[multiprocessing.Process] = []
+        self.stopping = threading.Event()
+
+    def start_worker(self) -> multiprocessing.Process:
+        ready = self.context.Event()
+        process = self.context.Process(target=worker_main, args=(self.config, ready),
+                                       name="kamicore-worker", daemon=False)
+        process.start()
+        process.ready = ready
+        return process
+
+    def run(self) -> int:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s kamicore %(message)s")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        metrics.prepare_directory(self.data_dir)
+        engine = Engine(self.data_dir, map_size_bytes=self.config.map_size_bytes,
+                        master_key_file=self.config.master_key_file or None)
+        admin_key_path = auth.ensure_admin_key(engine, self.data_dir)
+        if admin_key_path:
+            log.info("first start: an admin key was written to %s (mode 0600)", admin_key_path)
+        supervisor_metrics = metrics.SupervisorMetrics()
+        sweeper = Sweeper(engine)
+        if self.config.metrics_listen:
+            metrics.start_http(self.config.metrics_listen, engine)
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signal_number, lambda *_: self.stopping.set())
+        self.workers = [self.start_worker() for _ in range(self.config.worker_count())]
+        for worker in self.workers:
+            while not worker.ready.wait(0.1):
+                if not worker.is_alive() or self.stopping.is_set():
+                    break
+        log.info("serving kamicore.v1 on %s with %d workers; metrics on %s",
+                 self.config.listen, len(self.workers), self.config.metrics_listen or "(off)")
+        print(f"kamicore serving on {self.config.listen}", flush=True)
+        try:
+            while not self.stopping.wait(self.config.sweep_interval_seconds):
+                expired = sweeper.sweep()
+                if expired:
+                    supervisor_metrics.expired_holds.inc(expired)
+                self._replace_dead_workers()
+        finally:
+            self._stop_workers()
+            engine.close()
+        log.info("stopped")
+        return 0
+
+    def _replace_dead_workers(self) -> None:
+        for index, worker in enumerate(self.workers):
+            if not worker.is_alive() and not self.stopping.is_set():
+                metrics.worker_exited(worker.pid)
+                log.warning("worker %d exited with %s; starting another", worker.pid,
+                            worker.exitcode)
+                time.sleep(limits.worker_restart_delay_seconds)
+                self.workers[index] = self.start_worker()
+
+    def _stop_workers(self) -> None:
+        for worker in self.workers:
+            if worker.is_alive():
+                os.kill(worker.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.grace_seconds + 5
+        for worker in self.workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                log.error("worker %d did not stop in time; killing it", worker.pid)
+                worker.kill()
+                worker.join()
+
+
+def serve(config: Config) -> int:
+    return Supervisor(config).run()
