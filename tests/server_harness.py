@@ -103,8 +103,10 @@ class _Bound:
 class Server:
     """One `kamicore serve` process tree on free ports of 127.0.0.1 over `data_dir`."""
 
-    def __init__(self, data_dir: Path, log_dir: Path | None = None, name: str = "server"):
+    def __init__(self, data_dir: Path, log_dir: Path | None = None, name: str = "server",
+                 settings: dict[str, str] | None = None):
         self.data_dir = Path(data_dir)
+        self.settings = settings or {}  # config settings, passed as KAMICORE_<NAME> variables
         self.log_dir = Path(log_dir or data_dir.parent)
         self.name = name
         self.process: subprocess.Popen | None = None
@@ -134,7 +136,9 @@ class Server:
                 [sys.executable, "-m", "kamicore.cli", "--data-dir", str(self.data_dir),
                  "serve", "--workers", str(workers), "--listen", self.target,
                  "--metrics-listen", f"{HOST}:{self.metrics_port}"],
-                stdout=out, stderr=err, env=_clean_environment(), cwd=self.log_dir)
+                stdout=out, stderr=err, cwd=self.log_dir, env={
+                    **_clean_environment(),
+                    **{f"KAMICORE_{name.upper()}": value for name, value in self.settings.items()}})
         try:
             self.wait_serving()
         except BaseException:
