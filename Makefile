@@ -23,7 +23,9 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/kamicore serve
 
+# lint first (ruff, configured in pyproject.toml), then the suite against the installed package
 test: $(STAMP)
+	$(BIN)/ruff check .
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 soak: $(STAMP)

@@ -94,7 +94,7 @@ class MasterKeyring:
         self._stamp = self._file_stamp()
 
     @classmethod
-    def load(cls, data_dir: Path, key_file: Path | None = None) -> "MasterKeyring":
+    def load(cls, data_dir: Path, key_file: Path | None = None) -> MasterKeyring:
         """From KAMICORE_MASTER_KEY, else the key file (created with a new key if missing)."""
         from_env = os.environ.get(MASTER_KEY_ENV)
         if from_env:

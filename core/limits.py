@@ -9,7 +9,7 @@ checks from here when its module loads.
 
 from __future__ import annotations
 
-# -- identifiers and text (bytes of UTF-8) ------------------------------------------------------
+# -- identifiers and text (bytes of UTF-8) ---------------------------------------------------------
 code_bytes_max = 128  # a code's plaintext
 name_bytes_max = 64  # SKU, batch and supplier ids, sales channels
 terminal_bytes_max = 64  # a POS terminal id
@@ -24,11 +24,11 @@ region_bytes_max = 8  # ISO 3166 codes and subdivisions
 binding_bytes_max = 64  # what an API key is bound to (channel, terminal, supplier) and its name
 actor_bytes_max = 64  # who made a change, as the audit log records it
 
-# -- time -----------------------------------------------------------------------------------------
+# -- time ------------------------------------------------------------------------------------------
 time_ms_max = 2**62  # "never expires"
 hold_seconds_max = 24 * 3600  # how long an unpaid order may hold its codes
 
-# -- money (integer micro-units of the currency) ------------------------------------------------------
+# -- money (integer micro-units of the currency) ---------------------------------------------------
 price_micros_max = 10**14  # 100 million of a currency's units, so an order's total fits int64
 unit_cost_micros_max = 10**15
 
@@ -48,7 +48,7 @@ skus_per_page_max = 1_000
 skus_per_page_default = 100
 stream_redemptions_in_flight_max = 256  # per RedeemStream: requests read ahead of answers
 
-# -- the engine -------------------------------------------------------------------------------------
+# -- the engine ------------------------------------------------------------------------------------
 map_size_bytes_default = 64 * 2**30  # address space reserved; the file grows as it fills
 map_size_bytes_min = 2**20
 map_size_bytes_max = 2**48
@@ -58,14 +58,15 @@ operations_per_commit_max = 4096  # one commit never holds more queued operation
 holds_per_sweep_max = 1_000  # orders one sweep commit expires; the sweeper repeats until done
 batches_max = 2**24  # batch numbers fit 24 bits of a transition key (the engine's Tx.move)
 
-# -- the server -------------------------------------------------------------------------------------
+# -- the server ------------------------------------------------------------------------------------
 verified_keys_cached_max = 10_000  # per process; the map is emptied when it is full
 worker_restart_delay_seconds = 1.0
 
-# -- what ties them ---------------------------------------------------------------------------------
+# -- what ties them --------------------------------------------------------------------------------
 assert order_id_bytes_max <= 255, "a code record keeps the order id's length in one byte"
 assert terminal_bytes_max <= 255, "a code record keeps the terminal's length in one byte"
-assert binding_bytes_max + 1 + idempotency_key_bytes_max + len("storefront:") <= order_id_bytes_max, \
+owner_bytes_max = len("storefront:") + binding_bytes_max  # the longest order namespace
+assert owner_bytes_max + 1 + idempotency_key_bytes_max <= order_id_bytes_max, \
     "every owner namespace plus an idempotency key must fit an order id"
 assert codes_per_order_max <= lines_per_order_max * codes_per_line_max
 assert codes_per_order_max <= codes_per_import_max, "one order's codes fit one commit's work"

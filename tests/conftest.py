@@ -11,10 +11,10 @@ import pytest
 
 from kamicore.engine import Engine
 
+from .support import FakeClock
+
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("KAMICORE_EXT_DIR", str(REPO / "ext"))
-
-from .support import FakeClock
 
 
 @pytest.fixture

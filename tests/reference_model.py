@@ -147,7 +147,8 @@ class ReferenceModel:
         rejected = [(row, status) for row, status in enumerate(statuses)
                     if status not in (ImportCodeStatus.IMPORTED, ImportCodeStatus.DUPLICATE)]
         return ImportResult(ImportStatus.OK, statuses.count(ImportCodeStatus.IMPORTED),
-                            statuses.count(ImportCodeStatus.DUPLICATE), rejected, statuses, code_ids)
+                            statuses.count(ImportCodeStatus.DUPLICATE), rejected, statuses,
+                            code_ids)
 
     def reserve(self, orders):
         results = []

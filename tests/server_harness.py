@@ -121,7 +121,7 @@ class Server:
     def target(self) -> str:
         return f"{HOST}:{self.port}"
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         assert self.process is None or self.process.poll() is not None
         self.port, self.metrics_port = free_port(), free_port()
         while self.metrics_port == self.port:
@@ -186,7 +186,7 @@ class Server:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"server did not exit {timeout} s after SIGTERM")
+            raise AssertionError(f"server did not exit {timeout} s after SIGTERM") from None
 
     def kill(self) -> None:
         """Last resort for a finalizer: the supervisor and its workers, by pid."""

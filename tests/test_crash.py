@@ -86,19 +86,16 @@ def read_log(path: Path) -> list[dict]:
     """Whole lines only: a line cut by the kill was never acknowledged."""
     if not path.exists():
         return []
-    records = []
-    for line in path.read_text().splitlines(keepends=True):
-        if line.endswith("\n"):
-            records.append(json.loads(line))
-    return records
+    # a line without its newline was being written when the process was killed
+    return [json.loads(line) for line in path.read_text().splitlines(keepends=True)
+            if line.endswith("\n")]
 
 
 def verify_all(engine: Engine, codes: list[str]) -> dict:
     found = {}
     for start in range(0, len(codes), 1000):
         chunk = codes[start:start + 1000]
-        for code, result in zip(chunk, engine.verify(chunk)):
-            found[code] = result
+        found.update(zip(chunk, engine.verify(chunk), strict=True))
     return found
 
 
@@ -110,7 +107,7 @@ def check_store(engine: Engine, acks: list[dict], intents: list[dict]) -> None:
                        for code in ack["codes"]])))
     for ack in acks:
         if ack["op"] == "import":
-            for code, code_id in zip(ack["codes"], ack["code_ids"]):
+            for code, code_id in zip(ack["codes"], ack["code_ids"], strict=True):
                 assert found[code].status == VerifyStatus.FOUND, code
                 assert found[code].code.code_id == code_id
                 assert found[code].code.sku == SKU
@@ -133,7 +130,7 @@ def check_store(engine: Engine, acks: list[dict], intents: list[dict]) -> None:
                 assert found[code].code.state in (CodeState.SOLD, CodeState.REDEEMED), code
                 assert found[code].code.order_id == ack["order_id"]
         elif ack["op"] == "redeemed":
-            for code, at_ms in zip(ack["codes"], ack["at_ms"]):
+            for code, at_ms in zip(ack["codes"], ack["at_ms"], strict=True):
                 assert found[code].status == VerifyStatus.FOUND, code
                 assert found[code].code.state == CodeState.REDEEMED, code
                 assert found[code].code.redeemed_by == TERMINAL

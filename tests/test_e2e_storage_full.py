@@ -14,9 +14,9 @@ import pytest
 
 from kamicore.engine import Engine
 from kamicore.statuses import (
-    CancelOrderStatus, CodeOpStatus, CodeState, ConfirmPaymentStatus, CreateOrderStatus, CreateSkuStatus,
-    ImportStatus, OrderLookupStatus, RedeemStatus, ReportInvalidStatus, RotateKeysStatus,
-    SkuLookupStatus, StockStatus, VerifyStatus,
+    CancelOrderStatus, CodeOpStatus, CodeState, ConfirmPaymentStatus, CreateOrderStatus,
+    CreateSkuStatus, ImportStatus, OrderLookupStatus, RedeemStatus, ReportInvalidStatus,
+    RotateKeysStatus, SkuLookupStatus, StockStatus, VerifyStatus,
 )
 from kamicore.v1 import catalog_pb2, inventory_pb2, orders_pb2, redemption_pb2
 

@@ -286,7 +286,7 @@ def test_masking_never_shows_more_than_a_quarter(engine, code, masked):
 # -- freeze, unfreeze, void --------------------------------------------------------------
 
 def test_freeze_unfreeze_void_table(engine):
-    sold = sell(engine, ["SOLD-1", "SOLD-2"])
+    sell(engine, ["SOLD-1", "SOLD-2"])
     [available_id] = engine.import_codes("sku", "batch2", ["AVAIL-1"]).code_ids
     engine.import_codes("sku", "batch3", ["HELD-1"])
     [held] = engine.reserve([("held", [("sku", 2)], 60)])

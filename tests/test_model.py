@@ -15,11 +15,11 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 
-from kamicore.engine import Engine
 from kamicore.statuses import CodeState
 
-from .support import T0_MS, FakeClock
+from .backends import BACKENDS
 from .reference_model import ReferenceModel
+from .support import T0_MS, FakeClock
 
 SKUS = [b"sku-a", b"sku-b", b"sku-missing"]
 IMPORTABLE_SKUS = SKUS[:2]
@@ -38,15 +38,16 @@ codes = st.lists(st.sampled_from(CODE_POOL), min_size=1, max_size=8)
 lines = st.lists(st.tuples(st.sampled_from(SKUS), st.integers(1, 3)), min_size=1, max_size=3)
 
 
-class EngineAgainstModel(RuleBasedStateMachine):
-    implementation = "compiled"
+class BackendAgainstModel(RuleBasedStateMachine):
+    """The body: uses only the backend API (kamicore.engine.api.Backend)."""
+
+    backend = "lmdb-compiled"
 
     def __init__(self):
         super().__init__()
         self.directory = tempfile.mkdtemp(prefix="kamicore-model-")
         self.clock = FakeClock()
-        self.engine = Engine(self.directory, clock=self.clock,
-                             implementation=self.implementation)
+        self.engine = BACKENDS[self.backend](self.directory, self.clock)
         self.model = ReferenceModel(self.clock)
 
     def teardown(self):
@@ -143,13 +144,18 @@ class EngineAgainstModel(RuleBasedStateMachine):
                 stock.sellable + stock.expired_available + not_yet_valid)
 
 
-class InterpretedEngineAgainstModel(EngineAgainstModel):
-    implementation = "interpreted"
-
-
 MODEL_SETTINGS = settings(max_examples=100, stateful_step_count=40, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
-TestCompiledEngineAgainstModel = EngineAgainstModel.TestCase
-TestCompiledEngineAgainstModel.settings = MODEL_SETTINGS
-TestInterpretedEngineAgainstModel = InterpretedEngineAgainstModel.TestCase
-TestInterpretedEngineAgainstModel.settings = MODEL_SETTINGS
+
+
+def _test_case(backend: str):
+    machine = type(f"{backend}AgainstModel", (BackendAgainstModel,), {"backend": backend})
+    case = machine.TestCase
+    case.settings = MODEL_SETTINGS
+    return case
+
+
+# one test class per registered backend: TestLmdbCompiledAgainstModel, ...
+for _backend in BACKENDS:
+    _name = "".join(part.title() for part in _backend.split("-"))
+    globals()[f"Test{_name}AgainstModel"] = _test_case(_backend)

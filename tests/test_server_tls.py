@@ -31,7 +31,7 @@ def free_port() -> int:
 def certificate(name: str, issuer_key=None, issuer_name=None, ca: bool = False):
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder().subject_name(subject)
                .issuer_name(issuer_name or subject).public_key(key.public_key())
                .serial_number(x509.random_serial_number())

@@ -95,17 +95,22 @@ def command_demo(engine: Engine, args) -> int:
     keys = {role: auth.create_key(engine, role, binding=binding, name="demo")[0]
             for role, binding in (("storefront", "web"), ("pos", "T-01"), ("partner", ""),
                                   ("supplier", "demo-supplier"))}
-    target = args.target
-    call = f"{sys.argv[0]} call --target {target}"
+    call = f"{sys.argv[0]} call --target {args.target}"
+    create = json.dumps({"idempotencyKey": "demo-1", "buyer": {"accountId": "alice"},
+                         "lines": [{"skuId": "demo-steam-50", "quantity": 1}]})
+    pay = json.dumps({"orderId": "storefront:web/demo-1", "paymentReference": "pay-1",
+                      "amount": {"currency": "CNY", "amountMicros": "48500000"}})
     print(json.dumps({"keys": keys}, indent=2))
     print(f"""
 Next (with `make serve` running):
   {call} --key {keys['storefront']} Orders/CreateOrder \
-    '{{"idempotencyKey": "demo-1", "buyer": {{"accountId": "alice"}}, "lines": [{{"skuId": "demo-steam-50", "quantity": 1}}]}}'
+    '{create}'
   {call} --key {keys['storefront']} Orders/ConfirmPayment \
-    '{{"orderId": "storefront:web/demo-1", "paymentReference": "pay-1", "amount": {{"currency": "CNY", "amountMicros": "48500000"}}}}'
-  {call} --key {keys['pos']} Redemption/Redeem '{{"code": "<code from the reply>", "requestId": "r-1"}}'
-  {call} --key {keys['pos']} Redemption/Redeem '{{"code": "<the same code>", "requestId": "r-2"}}'
+    '{pay}'
+  {call} --key {keys['pos']} Redemption/Redeem \
+    '{{"code": "<code from the reply>", "requestId": "r-1"}}'
+  {call} --key {keys['pos']} Redemption/Redeem \
+    '{{"code": "<the same code>", "requestId": "r-2"}}'
   {sys.argv[0]} stock demo-steam-50
   curl -s http://{args.metrics}/metrics | grep kamicore_
 """)

@@ -7,9 +7,9 @@ import csv
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from .. import limits
 from ..engine import Engine, InvalidArgument
@@ -30,7 +30,7 @@ def parse_time_ms(text: str | None, field: str) -> int | None:
     except ValueError:
         raise InvalidArgument(field, "must be ISO 8601 or unix milliseconds") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 

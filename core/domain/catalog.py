@@ -55,7 +55,7 @@ class Sku:
         return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
 
     @classmethod
-    def decode(cls, value: bytes) -> "Sku":
+    def decode(cls, value: bytes) -> Sku:
         fields = json.loads(value)
         fields["delivery_kind"] = DeliveryKind(fields["delivery_kind"])
         fields["prices"] = [ChannelPrice(**price) for price in fields["prices"]]

@@ -100,7 +100,7 @@ class Integrity:
         audit = self.verify_audit()
         if not audit.ok:
             problems.append(f"audit chain: {audit.problem}")
-        codec, ops = self.codec, self.ops
+        codec = self.codec
         with self.read() as txn:
             owners: dict[int, bytes] = {}
             with txn.cursor(db=self.dbs.codes) as cursor:

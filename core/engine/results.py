@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..statuses import (
     CodeOpStatus, CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState,
-    RedeemStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
+    ReportInvalidStatus, ReserveStatus, VerifyStatus,
 )
 
 

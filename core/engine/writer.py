@@ -18,7 +18,8 @@ import os
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import lmdb
 

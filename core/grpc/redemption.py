@@ -48,7 +48,7 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServicer):
         self._count(results)
         return redemption_pb2.RedeemBatchResponse(results=[
             self._response(result, item.request_id)
-            for result, item in zip(results, request.items)])
+            for result, item in zip(results, request.items, strict=True)])
 
     async def RedeemStream(self, request_iterator, context):
         """Requests are handed to the engine as they arrive (so they share group commits with
