@@ -42,10 +42,15 @@ import time
 
 import grpc
 import grpc.experimental.gevent as grpc_gevent
+from kamicore.v1 import (
+    inventory_pb2,
+    inventory_pb2_grpc,
+    orders_pb2,
+    orders_pb2_grpc,
+    redemption_pb2,
+    redemption_pb2_grpc,
+)
 from locust import User, between, events, task
-
-from kamicore.v1 import (inventory_pb2, inventory_pb2_grpc, orders_pb2, orders_pb2_grpc,
-                         redemption_pb2, redemption_pb2_grpc)
 
 grpc_gevent.init_gevent()  # gRPC's completion queue must cooperate with Locust's gevent loop
 
@@ -234,7 +239,8 @@ class AdminUser(KamicoreUser):
     @task
     def import_batch(self) -> None:
         number = next(sequence)
-        codes = [f"LCST-{RUN_TAG}-{number:06d}-{index:05d}".upper() for index in range(IMPORT_CODES)]
+        codes = [f"LCST-{RUN_TAG}-{number:06d}-{index:05d}".upper()
+                 for index in range(IMPORT_CODES)]
         requests = [inventory_pb2.ImportCodesRequest(header=inventory_pb2.ImportHeader(
                         sku_id=SKU, batch_id=f"{IMPORT_BATCH}-{number}",
                         supplier_id="locust-supplier", unit_cost_micros=900_000)),

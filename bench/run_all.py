@@ -34,12 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-import common  # noqa: E402 - bench/common.py, beside this script
+from common import BENCH, REPO, TEMP_PARENT, git_commit, load_json, machine, stop_on_signals
 
-REPO = Path(__file__).resolve().parent.parent
-BENCH = REPO / "bench"
-RESULTS_FILE = BENCH / "RESULTS.md"
-TEMP_PARENT = BENCH / "results" / "tmp"  # git-ignored
 PYTHON = sys.executable
 STEPS = ("engine", "server", "concurrency", "locust", "scaling", "report")
 locust_users, locust_spawn_rate, locust_seconds = 24, 8, 60
@@ -49,12 +45,6 @@ total_budget_seconds = 22 * 60  # `make bench` aims at 15-25 minutes on this mac
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-git_commit = common.git_commit
-
-def machine() -> str:
-    return common.machine()
 
 
 def environment() -> dict:
@@ -108,11 +98,9 @@ def stop_group(process: subprocess.Popen) -> None:
 
 def seed_locust(run_dir: Path) -> tuple[Path, dict, str]:
     """A fresh data dir for the Locust run: returns it, the keys and the pool file."""
-    sys.path.insert(0, str(BENCH))
-    os.environ.setdefault("KAMICORE_EXT_DIR", str(REPO / "ext"))
-    import scaling_bench
-    store = scaling_bench.Store(run_dir / "locust-data")
-    store.prepare({scaling_bench.SKU: 0})
+    from scaling_store import SKU, Store
+    store = Store(run_dir / "locust-data")
+    store.prepare({SKU: 0})
     store.import_to(locust_pool_codes, prefix="LCPL")
     store.sell(locust_sold_codes)
     pool_file = run_dir / "locust-pool.txt"
@@ -122,16 +110,16 @@ def seed_locust(run_dir: Path) -> tuple[Path, dict, str]:
 
 def run_locust(run_dir: Path, quick: bool) -> dict:
     """Seed, serve (2 workers), run Locust headless, stop the server."""
-    sys.path.insert(0, str(BENCH))
-    import scaling_bench
-    from server_bench import Children
+    from processes import Children
+    from scaling_store import SKU
+    from servers import KamicoreServer
     seconds = 20 if quick else locust_seconds
     data_dir, keys, pool_file = seed_locust(run_dir)
     children = Children(run_dir)
     try:
-        with scaling_bench.Server(children, data_dir, 2, name="kamicore-locust") as server:
+        with KamicoreServer(children, data_dir, 2, name="kamicore-locust") as server:
             env = environment()
-            env.update({"KAMICORE_TARGET": server.target, "KAMICORE_SKU": scaling_bench.SKU,
+            env.update({"KAMICORE_TARGET": server.target, "KAMICORE_SKU": SKU,
                         "KAMICORE_POOL_FILE": pool_file,
                         "KAMICORE_STOREFRONT_KEY": keys["storefront"],
                         "KAMICORE_POS_KEY": keys["pos"], "KAMICORE_PARTNER_KEY": keys["partner"],
@@ -169,12 +157,9 @@ def main() -> int:
     quick = ["--quick"] if options.quick else []
     no_write = ["--no-write"] if options.quick else []
 
-    def stop(signal_number, frame):
-        raise SystemExit(143)
-
-    signal.signal(signal.SIGTERM, stop)
+    stop_on_signals()
     started = time.perf_counter()
-    started_at = datetime.datetime.now(datetime.timezone.utc)
+    started_at = datetime.datetime.now(datetime.UTC)
     TEMP_PARENT.mkdir(parents=True, exist_ok=True)
     run_dir = Path(options.run_dir).resolve() if options.run_dir else (
         TEMP_PARENT / f"run-{started_at:%Y%m%d-%H%M%S}")
@@ -221,7 +206,7 @@ def main() -> int:
                 outcome = run_locust(run_dir, options.quick)
                 run["locust"] = outcome
                 record("locust", began, outcome["ok"], outcome["error"])
-            except Exception as error:  # the report says it is missing; go on
+            except Exception as error:  # noqa: BLE001 - the report says it is missing; go on
                 record("locust", began, False, f"{type(error).__name__}: {error}")
         if "scaling" in steps:
             began = time.perf_counter()
@@ -247,7 +232,6 @@ def main() -> int:
             run["seconds"] = time.perf_counter() - started + sum(
                 step["seconds"] for step in run["steps"] if step["name"] not in steps)
             (run_dir / "run.json").write_text(json.dumps(run, indent=1))
-            sys.path.insert(0, str(BENCH))
             import report
             out_dir = run_dir if options.quick else None
             path = report.build(run_dir, write_results_md=not options.quick, out_dir=out_dir)
@@ -261,13 +245,6 @@ def main() -> int:
             shutil.rmtree(run_dir, ignore_errors=True)
         log(f"whole run {(time.perf_counter() - started) / 60:.1f} min")
     return 0 if all(step["ok"] for step in run["steps"]) else 1
-
-
-def load_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def load_run(run_dir: Path) -> dict | None:

@@ -1,0 +1,91 @@
+"""The only place bench/ reaches past kamicore's public API.
+
+kamicore's public API, which the rest of bench/ keeps to: the `kamicore` package's exports
+(Engine, AsyncEngine, InvalidArgument, the status enums) with the Engine's public methods, the
+gRPC API (kamicore.v1) and what the server exposes (its /metrics, the admin key file it writes),
+and the `kamicore` command line. Everything in this file goes past that: modules, constants,
+attributes and the store layout that are kamicore's own business. The engine's Python layout
+is being reorganised in parallel; this file is what gets adapted afterwards, and nothing else in
+bench/ may import kamicore's inner modules or touch an Engine's private attributes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import kamicore
+from kamicore import Engine, auth, catalog, cli, interpreted, keyring
+from kamicore import engine as engine_module
+
+# the interpreted engine runs the sources under ext/ (kamicore.interpreted finds them here)
+os.environ.setdefault("KAMICORE_EXT_DIR", str(Path(__file__).resolve().parent.parent / "ext"))
+
+# the command line, run by module path with this interpreter (the `kamicore` script's module)
+CLI = (sys.executable, "-m", "kamicore.cli")
+
+# the engine's limits
+codes_per_line_max = engine_module.codes_per_line_max
+codes_per_order_max = engine_module.codes_per_order_max
+
+
+def open_engine(path: Path, implementation: str = "compiled") -> Engine:
+    """`compiled` (kamicore._engine) or `interpreted` (the same per-item code run by CPython)."""
+    return Engine(path, implementation=implementation)
+
+
+def engine_build_warning() -> str:
+    """The compiled package is what `make install` built; the interpreted engine runs the
+    sources at KAMICORE_EXT_DIR, which may have moved on since. '' if they agree."""
+    compiled = list(Path(kamicore.__file__).parent.glob("_engine*.so"))
+    if not compiled:
+        return "kamicore._engine is not a compiled extension"
+    ext_dir = interpreted.ext_dir()
+    newest_source = max((ext_dir / "kamicore" / name).stat().st_mtime
+                        for name in ("_engine.py", "_codec.py"))
+    if newest_source > compiled[0].stat().st_mtime:
+        return (f"{ext_dir} is newer than the installed kamicore._engine: compiled and "
+                "interpreted figures may be of different code (run make install)")
+    return ""
+
+
+# -- the store as the engine lays it out (the raw py-lmdb floor copies it) ---------------------
+
+LMDB_OPEN_OPTIONS = {"map_size": engine_module.map_size_bytes_default,
+                     "max_dbs": engine_module.sub_databases_max,
+                     "max_readers": engine_module.readers_max}
+CODES_DB, LOOKUP_DB, REDEMPTIONS_DB = b"codes", b"lookup", b"redemptions"
+RECORD_STATE_AT = 1  # the byte of a code record holding its CodeState
+
+
+def code_key(code_id: int) -> bytes:
+    """A code record's key: its id, 8 bytes big-endian."""
+    return code_id.to_bytes(8, "big")
+
+
+def stored_code_record(engine: Engine, code_id: int) -> bytes:
+    """A code's record as stored (sealed code, state, order, ...)."""
+    with engine.read() as txn:
+        return txn.get(code_key(code_id), db=engine.dbs.codes)
+
+
+def lookup_hasher() -> keyring.LookupHasher:
+    """code -> its lookup key (HMAC-SHA256), under a fresh key."""
+    return keyring.LookupHasher(keyring.new_data_key())
+
+
+# -- catalog and keys straight into a data dir (the server is not running) -------------------------
+
+def create_sku(engine: Engine, sku_id: str, currency: str, face_value: str,
+               prices: dict[str, int]) -> None:
+    """A SKU with a price per channel (micros), as `kamicore sku create` makes it."""
+    catalog.Catalog(engine).create(cli.sku_message(
+        sku_id, f"Bench {sku_id}", currency, face_value,
+        [f"{channel}={micros / 1e6:.2f}" for channel, micros in prices.items()],
+        0, 0, [], "code"), actor="bench")
+
+
+def create_key(engine: Engine, role: str, binding: str, name: str) -> str:
+    """A new API key's plaintext."""
+    return auth.create_key(engine, role, binding=binding, name=name)[0]
