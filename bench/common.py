@@ -135,7 +135,7 @@ def median(values: list) -> float:
 
 def round_ratios(tops: list, bottoms: list) -> list[float]:
     """Round by round: both ran back to back, so each pair saw the same machine."""
-    return [top / bottom if bottom else 0.0 for top, bottom in zip(tops, bottoms)]
+    return [top / bottom if bottom else 0.0 for top, bottom in zip(tops, bottoms, strict=True)]
 
 
 def ratios_text(ratios: list[float]) -> str:

@@ -246,7 +246,7 @@ class DriverPool:
     def run(self, jobs: list[Job]) -> list[dict]:
         expect(len(jobs) == len(self.workers), "one job per driver process")
         self.barrier.reset()
-        for (_, connection), job in zip(self.workers, jobs):
+        for (_, connection), job in zip(self.workers, jobs, strict=True):
             connection.send(job)
         results = []
         deadline = time.monotonic() + jobs[0].deadline_seconds + call_timeout_seconds + 90

@@ -183,7 +183,7 @@ class Bench:
         for _ in range(calls):
             codes = self.next_sold("raw", order, size)
             arguments.append(([(code, terminal + request_id) for code, request_id in
-                               zip(codes, self.request_ids(size))],))
+                               zip(codes, self.request_ids(size), strict=True)],))
         seconds, latencies, results = timed_calls(self.raw.redeem, arguments)
         expect(sum(results) == size * calls, f"{key}: {sum(results)} of {size * calls}")
         figure.add_round(size * calls, calls, seconds, latencies, measured)
@@ -193,7 +193,8 @@ class Bench:
         figure = self.figure(key, f"redeem, {order} order", implementation, size)
         engine = self.compiled if implementation == "compiled" else self.interpreted
         arguments = [(list(zip(self.next_sold(implementation, order, size),
-                               self.request_ids(size))), TERMINAL) for _ in range(calls)]
+                               self.request_ids(size), strict=True)), TERMINAL)
+                     for _ in range(calls)]
         seconds, latencies, results = timed_calls(engine.redeem, arguments)
         redeemed = sum(result.status == RedeemStatus.REDEEMED
                        for per_call in results for result in per_call)

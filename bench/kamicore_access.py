@@ -16,8 +16,10 @@ import sys
 from pathlib import Path
 
 import kamicore
-from kamicore import Engine, auth, catalog, cli, interpreted, keyring
-from kamicore import engine as engine_module
+from kamicore import Engine, auth, keyring, limits
+from kamicore.cli.catalog import make_sku
+from kamicore.domain.catalog import Catalog
+from kamicore.engine import interpreted
 
 # the interpreted engine runs the sources under ext/ (kamicore.interpreted finds them here)
 os.environ.setdefault("KAMICORE_EXT_DIR", str(Path(__file__).resolve().parent.parent / "ext"))
@@ -26,8 +28,8 @@ os.environ.setdefault("KAMICORE_EXT_DIR", str(Path(__file__).resolve().parent.pa
 CLI = (sys.executable, "-m", "kamicore.cli")
 
 # the engine's limits
-codes_per_line_max = engine_module.codes_per_line_max
-codes_per_order_max = engine_module.codes_per_order_max
+codes_per_line_max = limits.codes_per_line_max
+codes_per_order_max = limits.codes_per_order_max
 
 
 def open_engine(path: Path, implementation: str = "compiled") -> Engine:
@@ -42,8 +44,7 @@ def engine_build_warning() -> str:
     if not compiled:
         return "kamicore._engine is not a compiled extension"
     ext_dir = interpreted.ext_dir()
-    newest_source = max((ext_dir / "kamicore" / name).stat().st_mtime
-                        for name in ("_engine.py", "_codec.py"))
+    newest_source = max(path.stat().st_mtime for path in (ext_dir / "kamicore").glob("*.p*"))
     if newest_source > compiled[0].stat().st_mtime:
         return (f"{ext_dir} is newer than the installed kamicore._engine: compiled and "
                 "interpreted figures may be of different code (run make install)")
@@ -52,9 +53,9 @@ def engine_build_warning() -> str:
 
 # -- the store as the engine lays it out (the raw py-lmdb floor copies it) ---------------------
 
-LMDB_OPEN_OPTIONS = {"map_size": engine_module.map_size_bytes_default,
-                     "max_dbs": engine_module.sub_databases_max,
-                     "max_readers": engine_module.readers_max}
+LMDB_OPEN_OPTIONS = {"map_size": limits.map_size_bytes_default,
+                     "max_dbs": limits.sub_databases_max,
+                     "max_readers": limits.readers_max}
 CODES_DB, LOOKUP_DB, REDEMPTIONS_DB = b"codes", b"lookup", b"redemptions"
 RECORD_STATE_AT = 1  # the byte of a code record holding its CodeState
 
@@ -80,7 +81,7 @@ def lookup_hasher() -> keyring.LookupHasher:
 def create_sku(engine: Engine, sku_id: str, currency: str, face_value: str,
                prices: dict[str, int]) -> None:
     """A SKU with a price per channel (micros), as `kamicore sku create` makes it."""
-    catalog.Catalog(engine).create(cli.sku_message(
+    Catalog(engine).create(make_sku(
         sku_id, f"Bench {sku_id}", currency, face_value,
         [f"{channel}={micros / 1e6:.2f}" for channel, micros in prices.items()],
         0, 0, [], "code"), actor="bench")

@@ -49,7 +49,7 @@ def markdown_rows(text: str) -> list[dict]:
         elif set("".join(cells)) <= set("-: "):
             continue
         else:
-            rows.append(dict(zip(header, cells)))
+            rows.append(dict(zip(header, cells, strict=False)))
     return rows
 
 

@@ -32,7 +32,7 @@ def plot_concurrency(concurrency: dict, path_rate: Path, path_latency: Path) -> 
     plt.close(figure)
 
     figure, axes = plt.subplots(1, len(series), figsize=(4.6 * len(series), 4.4), sharey=True)
-    for axis, name in zip(axes if len(series) > 1 else [axes], series):
+    for axis, name in zip(axes if len(series) > 1 else [axes], series, strict=True):
         chosen = [point for point in points if point["series"] == name]
         for key, style in (("p50_ms", "o-"), ("p90_ms", "s--"), ("p99_ms", "^:")):
             axis.plot([point["in_flight"] for point in chosen],
