@@ -51,11 +51,34 @@ class Plan:
 
 
 class _Queued:
-    __slots__ = ("plan", "future", "raw")
+    """A plan waiting for the writer, and whom to tell: a concurrent Future (blocking callers),
+    or an asyncio future with its loop (every asyncio caller of one commit is completed by ONE
+    wake-up of its loop)."""
 
-    def __init__(self, plan: Plan):
+    __slots__ = ("plan", "future", "loop")
+
+    def __init__(self, plan: Plan, future, loop: asyncio.AbstractEventLoop | None):
         self.plan = plan
-        self.future: Future = Future()
+        self.future = future
+        self.loop = loop
+
+    def start(self) -> bool:
+        """False when the caller gave up (deadline, disconnect) before its plan started: it is
+        not applied. From here on it can no longer be cancelled."""
+        if self.loop is None:
+            return self.future.set_running_or_notify_cancel()
+        return not self.future.cancelled()  # read from this thread: a racy but safe peek
+
+
+def _settle(outcomes: list) -> None:
+    """In the caller's event loop: hand every caller of one commit its answer."""
+    for future, raw, error in outcomes:
+        if future.done():  # cancelled while its plan ran; the change stands
+            continue
+        if error is None:
+            future.set_result(raw)
+        else:
+            future.set_exception(error)
 
 
 class Writer:
@@ -76,17 +99,20 @@ class Writer:
                                         daemon=True)
         self._thread.start()
 
-    def submit(self, plan: Plan) -> Future:
-        """Queue `plan` for the next group commit; the future gets its raw answer."""
+    def _enqueue(self, queued: _Queued) -> None:
         if os.getpid() != self._pid:
             raise RuntimeError("this Engine was opened before a fork; open it in the child")
-        queued = _Queued(plan)
         with self._wakeup:
             if self._closed:
                 raise EngineClosed("the engine is closed")
             self._queue.append(queued)
             self._wakeup.notify()
-        return queued.future
+
+    def submit(self, plan: Plan) -> Future:
+        """Queue `plan` for the next group commit; the future gets its raw answer."""
+        future: Future = Future()
+        self._enqueue(_Queued(plan, future, None))
+        return future
 
     def run(self, plan: Plan):
         """Run `plan` in the next group commit and block until that commit returned."""
@@ -94,7 +120,10 @@ class Writer:
 
     async def run_async(self, plan: Plan):
         """The same, awaited."""
-        return plan.result(await asyncio.wrap_future(self.submit(plan)))
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._enqueue(_Queued(plan, future, loop))
+        return plan.result(await future)
 
     def close(self) -> None:
         """Commit what is queued, then stop the thread."""
@@ -115,58 +144,65 @@ class Writer:
                     return
                 group = [queue.popleft()
                          for _ in range(min(len(queue), limits.operations_per_commit_max))]
-            # a caller that gave up (deadline, disconnect) before its plan started gets
-            # nothing applied; from here on the others can no longer be cancelled
-            group = [queued for queued in group if queued.future.set_running_or_notify_cancel()]
+            group = [queued for queued in group if queued.start()]
             if not group:
                 continue
             try:
-                self._commit_group(group)
+                outcomes = self._commit_group(group)
             except BaseException as error:  # the writer must outlive any failure
                 log.exception("a group commit failed")
-                for queued in group:
-                    if not queued.future.done():
-                        queued.future.set_exception(error)
+                outcomes = [(queued, None, error) for queued in group]
+            self._complete(outcomes)
 
-    def _commit_group(self, group: list[_Queued]) -> None:
+    def _complete(self, outcomes: list) -> None:
+        by_loop: dict = {}
+        for queued, raw, error in outcomes:
+            if queued.loop is None:
+                if error is None:
+                    queued.future.set_result(raw)
+                else:
+                    queued.future.set_exception(error)
+            else:
+                by_loop.setdefault(queued.loop, []).append((queued.future, raw, error))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:  # the caller's loop is closed: nobody is waiting
+                pass
+
+    def _commit_group(self, group: list[_Queued]) -> list:
+        """Apply and commit `group` -> [(queued, raw answer, error or None)]."""
         started = time.perf_counter()
         now_ms = self._clock()
         try:
             txn = self._env.begin(write=True)
         except Exception as error:  # the environment itself failed
-            for queued in group:
-                queued.future.set_exception(error)
-            return
-        done = []
+            return [(queued, None, error) for queued in group]
+        outcomes, done = [], []
         for queued in group:
             plan = queued.plan
             child = self._env.begin(write=True, parent=txn)
             try:
-                queued.raw = plan.function(self._make_tx(child, now_ms, plan.actor), *plan.args)
+                raw = plan.function(self._make_tx(child, now_ms, plan.actor), *plan.args)
                 child.commit()
-                done.append(queued)
+                done.append((queued, raw))
             except lmdb.MapFullError:
                 child.abort()
-                queued.future.set_result(STORAGE_FULL)
+                outcomes.append((queued, STORAGE_FULL, None))
             except BaseException as error:  # a bug: this plan only, nothing written
                 child.abort()
-                queued.future.set_exception(error)
+                outcomes.append((queued, None, error))
         try:
             txn.commit()
         except lmdb.MapFullError:  # the commit itself needed pages the file does not have
-            for queued in done:
-                queued.future.set_result(STORAGE_FULL)
-            return
+            return outcomes + [(queued, STORAGE_FULL, None) for queued, _ in done]
         except Exception as error:
-            for queued in done:
-                queued.future.set_exception(error)
-            return
+            return outcomes + [(queued, None, error) for queued, _ in done]
         self.commits += 1
         self.operations_committed += len(done)
-        for queued in done:
-            queued.future.set_result(queued.raw)
         if self.on_commit is not None:
             try:
                 self.on_commit(len(done), time.perf_counter() - started)
             except Exception:  # metrics must never stop the writer
                 log.exception("on_commit failed")
+        return outcomes + [(queued, raw, None) for queued, raw in done]
