@@ -1,7 +1,8 @@
 """Running a real `kamicore serve` (supervisor + workers) for end-to-end tests, and talking to it
 the way a client does: over a socket, with an API key, through the generated stubs.
 
-Everything here is used by tests/test_server_e2e.py; nothing reaches into the server process.
+Everything here is used by the end-to-end tests, tests/test_e2e_*.py (which share one server,
+started in tests/conftest.py); nothing reaches into the server process.
 """
 
 from __future__ import annotations

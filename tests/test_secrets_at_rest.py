@@ -1,40 +1,43 @@
-"""What the engine promises about secrets (shared/DESIGN.md, "Secrets"), checked from outside.
+"""What the engine promises about secrets (shared/DESIGN.md, "Secrets"), checked from outside:
+a code's plaintext never reaches the data file, an error or a status.
 
-A code's plaintext must never reach the data file, an error or a status; it is sealed with
-AES-256-GCM under a per-batch data key (the code id as associated data) and found for
-redemption only through a keyed hash of its normalised form. These tests read the data dir's
-raw bytes, tamper with LMDB records directly, rotate and swap master keys, and check that every
-failure is loud (DecryptionError, a check() problem) and never a wrong or leaked plaintext.
+A code is sealed with AES-256-GCM under a per-batch data key (the code id as associated data)
+and found for redemption only through a keyed hash of its normalised form. These tests read the
+data dir's raw bytes and tamper with LMDB records directly, and check that every failure is loud
+(DecryptionError, a check() problem) and never a wrong or leaked plaintext. Master keys and their
+rotation: tests/test_secrets_keys.py.
 """
 
 from __future__ import annotations
 
-import gc
 import hashlib
-import os
 import random
-import secrets
-import stat
-import string
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import lmdb
 import pytest
-
 from kamicore.engine import Engine, InvalidArgument
-from kamicore.limits import map_size_bytes_min
 from kamicore.keyring import DecryptionError
 from kamicore.statuses import (
-    CodeOpStatus, CodeState, ConfirmStatus, ImportStatus, ImportCodeStatus, RedeemStatus,
-    ReserveStatus, VerifyStatus,
+    CodeOpStatus,
+    CodeState,
+    ImportCodeStatus,
+    ImportStatus,
+    RedeemStatus,
+    VerifyStatus,
 )
 
-SKU = "gift-50"
-MASTER_KEY_ENV = "KAMICORE_MASTER_KEY"
-KEY_FILE = "master.key"
+from .secrets_support import (
+    KEY_FILE,
+    MASTER_KEY_ENV,
+    SKU,
+    file_mode,
+    normalised,
+    random_codes,
+    reopen,
+    sell,
+)
 
 # The code record layout of ext/_codec.py, format version 1: a 64-byte header whose last three
 # fields are the lengths of the order id, terminal and sealed code that follow it, in that order.
@@ -44,46 +47,7 @@ NONCE_BYTES = 12
 TAG_BYTES = 16
 
 
-# -- helpers -------------------------------------------------------------------------------
-
-def random_codes(count: int, rng: random.Random) -> list[str]:
-    """Distinct gift-card-like codes in the shapes suppliers send: grouped with dashes or
-    spaces, upper or lower case, or one run of characters."""
-    alphabet = string.ascii_uppercase + string.digits
-    codes, seen = [], set()
-    while len(codes) < count:
-        raw = "".join(rng.choice(alphabet) for _ in range(16))
-        if raw in seen:
-            continue
-        seen.add(raw)
-        groups = [raw[i:i + 4] for i in range(0, 16, 4)]
-        shape = len(codes) % 4
-        if shape == 0:
-            codes.append("-".join(groups))
-        elif shape == 1:
-            codes.append(" ".join(groups).lower())
-        elif shape == 2:
-            codes.append(raw)
-        else:
-            codes.append("-".join(groups).lower())
-    return codes
-
-
-def normalised(code: str) -> str:
-    return code.upper().replace(" ", "").replace("-", "")
-
-
-def reopen(path: Path, clock, implementation: str, **options) -> Engine:
-    return Engine(path, clock=clock, implementation=implementation, **options)
-
-
-def sell(engine: Engine, order_id: str, quantity: int, sku: str = SKU) -> list[int]:
-    reserved = engine.reserve([(order_id, [(sku, quantity)], 600)])[0]
-    assert reserved.status == ReserveStatus.RESERVED
-    confirmed = engine.confirm([order_id])[0]
-    assert confirmed.status == ConfirmStatus.SOLD
-    return confirmed.code_ids
-
+# -- reading and editing stored code records -------------------------------------------------
 
 def raw_codes_db(path: Path, write: bool = False):
     env = lmdb.open(str(path), max_dbs=16, readonly=not write, lock=True)
@@ -112,10 +76,6 @@ def tamper_code(path: Path, code_id: int, edit) -> None:
             txn.put(key, bytes(value), db=codes)
     finally:
         env.close()
-
-
-def file_mode(path: Path) -> int:
-    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 # -- plaintext never reaches the disk ---------------------------------------------------------
@@ -293,152 +253,6 @@ def test_the_lookup_index_holds_keyed_hashes_only(tmp_path, clock, implementatio
     assert not first & second
 
 
-# -- key rotation and master keys -----------------------------------------------------------
-
-def test_rotate_keys_keeps_every_code_readable(engine, clock, implementation, tmp_path):
-    data_dir = tmp_path / "data"
-    key_file = data_dir / KEY_FILE
-    codes = random_codes(90, random.Random(5))
-    for number in range(3):
-        engine.import_codes(SKU, f"batch-{number}", codes[number * 30:(number + 1) * 30])
-    sell(engine, "order-1", 10)
-    before = engine.order("order-1", reveal=True).plaintexts
-    old_key = key_file.read_text().split()[0]
-
-    assert engine.rotate_keys() == 3
-    assert engine.check() == []
-    assert engine.order("order-1", reveal=True).plaintexts == before
-    assert [r.status for r in engine.verify(codes)] == [VerifyStatus.FOUND] * 90
-    keys_now = key_file.read_text().split()
-    assert keys_now[0] != old_key  # a new master key is current
-    assert file_mode(key_file) == 0o600
-    # imports after the rotation use the new key
-    assert engine.import_codes(SKU, "batch-after", ["AFTER-ROTATION-0001"]).imported == 1
-    assert engine.rotate_keys(secrets.token_bytes(32)) == 4
-    engine.close()
-
-    with reopen(data_dir, clock, implementation) as reopened:
-        assert reopened.check() == []
-        assert reopened.order("order-1", reveal=True).plaintexts == before
-        assert reopened.verify(["after-rotation-0001"])[0].status == VerifyStatus.FOUND
-        assert [r.status for r in reopened.verify(codes)] == [VerifyStatus.FOUND] * 90
-    assert file_mode(key_file) == 0o600
-    assert sorted(p.name for p in data_dir.iterdir()) == ["data.mdb", "lock.mdb", KEY_FILE]
-
-
-def test_master_key_from_environment(tmp_path, clock, implementation, monkeypatch):
-    data_dir = tmp_path / "data"
-    key = secrets.token_bytes(32)
-    monkeypatch.setenv(MASTER_KEY_ENV, key.hex())
-    with Engine(data_dir, clock=clock, implementation=implementation) as opened:
-        opened.import_codes(SKU, "batch-1", ["ENV-KEY-CODE-0001", "ENV-KEY-CODE-0002"])
-        sell(opened, "order-1", 1)
-    assert sorted(p.name for p in data_dir.iterdir()) == ["data.mdb", "lock.mdb"]
-
-    with Engine(data_dir, clock=clock, implementation=implementation) as opened:
-        assert opened.check() == []
-        assert opened.order("order-1", reveal=True).plaintexts == ["ENV-KEY-CODE-0001"]
-
-    # another master key opens nothing, and says so
-    monkeypatch.setenv(MASTER_KEY_ENV, secrets.token_bytes(32).hex())
-    with pytest.raises(DecryptionError):
-        Engine(data_dir, clock=clock, implementation=implementation)
-    # so does a key file holding another key (no environment key)
-    monkeypatch.delenv(MASTER_KEY_ENV)
-    other_key_file = tmp_path / "other.key"
-    other_key_file.write_text(secrets.token_bytes(32).hex() + "\n")
-    with pytest.raises(DecryptionError):
-        Engine(data_dir, clock=clock, implementation=implementation,
-               master_key_file=str(other_key_file))
-    gc.collect()  # the failed opens' environments
-
-    # the failed opens harmed nothing: the right key still opens everything
-    monkeypatch.setenv(MASTER_KEY_ENV, key.hex())
-    with Engine(data_dir, clock=clock, implementation=implementation) as opened:
-        assert opened.check() == []
-        assert opened.verify(["env-key-code-0002"])[0].status == VerifyStatus.FOUND
-    assert not (data_dir / KEY_FILE).exists()
-
-
-def test_rotation_to_a_given_key_with_environment_keys(tmp_path, clock, implementation,
-                                                        monkeypatch):
-    data_dir = tmp_path / "data"
-    old_key, new_key = secrets.token_bytes(32), secrets.token_bytes(32)
-    monkeypatch.setenv(MASTER_KEY_ENV, old_key.hex())
-    with Engine(data_dir, clock=clock, implementation=implementation) as opened:
-        opened.import_codes(SKU, "batch-1", ["ROTATE-ME-0001", "ROTATE-ME-0002"])
-        assert opened.rotate_keys(new_key) == 1
-        assert opened.check() == []
-    assert sorted(p.name for p in data_dir.iterdir()) == ["data.mdb", "lock.mdb"]
-    monkeypatch.setenv(MASTER_KEY_ENV, new_key.hex())
-    with Engine(data_dir, clock=clock, implementation=implementation) as opened:
-        assert opened.check() == []
-        assert opened.verify(["rotate-me-0002"])[0].status == VerifyStatus.FOUND
-    monkeypatch.setenv(MASTER_KEY_ENV, old_key.hex())
-    with pytest.raises(DecryptionError):
-        Engine(data_dir, clock=clock, implementation=implementation)
-    gc.collect()
-
-
-def test_rotation_without_a_key_never_loses_an_environment_keyed_store(
-        tmp_path, clock, implementation, monkeypatch):
-    data_dir = tmp_path / "data"
-    key = secrets.token_bytes(32)
-    monkeypatch.setenv(MASTER_KEY_ENV, key.hex())
-    with Engine(data_dir, clock=clock, implementation=implementation) as opened:
-        opened.import_codes(SKU, "batch-1", ["LOST-KEY-CODE-0001"])
-        try:
-            opened.rotate_keys()  # refusing is fine; losing the store is not
-        except Exception:  # noqa: BLE001 - any refusal will do
-            pass
-    # the operator still has only the key they configured
-    with Engine(data_dir, clock=clock, implementation=implementation) as opened:
-        assert opened.check() == []
-        assert opened.verify(["LOST-KEY-CODE-0001"])[0].status == VerifyStatus.FOUND
-
-
-ROTATE_IN_ANOTHER_PROCESS = """
-import sys
-from kamicore.engine import Engine
-with Engine(sys.argv[1]) as engine:
-    print(engine.rotate_keys())
-"""
-
-
-def test_rotation_by_another_process_keeps_codes_readable(tmp_path, monkeypatch):
-    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
-    data_dir = tmp_path / "data"
-    with Engine(data_dir) as setup:
-        setup.import_codes(SKU, "batch-1", ["SHARED-DIR-0001", "SHARED-DIR-0002"])
-    with Engine(data_dir) as engine:
-        done = subprocess.run([sys.executable, "-c", ROTATE_IN_ANOTHER_PROCESS, str(data_dir)],
-                              capture_output=True, text=True, timeout=60,
-                              env={k: v for k, v in os.environ.items() if k != MASTER_KEY_ENV})
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.split() == ["1"]
-        assert engine.verify(["shared-dir-0001"])[0].status == VerifyStatus.FOUND
-        assert engine.check() == []
-
-
-def test_codes_imported_after_a_full_store_survive_a_restart(tmp_path, clock, implementation,
-                                                             monkeypatch):
-    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
-    data_dir = tmp_path / "data"
-    rng = random.Random(99)
-    with Engine(data_dir, clock=clock, implementation=implementation,
-                map_size_bytes=map_size_bytes_min) as opened:
-        too_many = opened.import_codes(SKU, "batch-big", random_codes(12_000, rng))
-        assert too_many.status == ImportStatus.STORAGE_FULL
-        # the operator splits the batch and tries again
-        retry = random_codes(100, rng)
-        assert opened.import_codes(SKU, "batch-big", retry).imported == 100
-        assert opened.check() == []
-    with Engine(data_dir, clock=clock, implementation=implementation,
-                map_size_bytes=map_size_bytes_min) as reopened:
-        assert reopened.check() == []
-        assert reopened.verify(retry[:1])[0].code.masked.endswith(normalised(retry[0])[-4:])
-
-
 # -- no plaintext in errors or statuses -------------------------------------------------------
 
 def test_no_plaintext_in_errors_or_statuses(engine):
@@ -520,7 +334,7 @@ def test_a_code_import_accepts_can_be_revealed_without_leaking(engine):
     sell(engine, "order-1", 1)
     try:
         view = engine.order("order-1", reveal=True)
-    except Exception as error:  # noqa: BLE001 - whatever is raised must not carry the code
+    except Exception as error:  # whatever is raised must not carry the code
         assert b"SECRETCODE-9271" not in repr(error).encode()
         assert b"SECRETCODE-9271" not in str(error).encode()
         raise

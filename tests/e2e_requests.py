@@ -1,0 +1,312 @@
+"""The request tables of the end-to-end tests: a minimal valid request per RPC (the auth matrix
+of tests/test_e2e_server.py sends each with every role) and the bad requests that every service
+must refuse, naming the field, without changing anything."""
+
+from __future__ import annotations
+
+import grpc
+from kamicore.v1 import catalog_pb2, common_pb2, inventory_pb2, orders_pb2
+
+from .e2e_support import NOT_FOUND, R, uid
+from .server_harness import CURRENCY, import_codes, order_request, pay_request, sku_message
+
+# -- a minimal valid request per method (for the auth matrix) -------------------------------------
+
+def _minimal_requests() -> dict[str, tuple[str, object, object]]:
+    """A minimal valid request per method: (kind, request or messages, response class)."""
+    unknown_order = orders_pb2.GetOrderRequest(order_id="storefront:web/auth-none")
+    return {
+        "/kamicore.v1.Catalog/CreateSku": ("unary", catalog_pb2.CreateSkuRequest(
+            sku=sku_message("auth-matrix-sku")), catalog_pb2.CreateSkuResponse),
+        "/kamicore.v1.Catalog/UpdateSku": ("unary", catalog_pb2.UpdateSkuRequest(
+            sku=sku_message("auth-matrix-none")), catalog_pb2.UpdateSkuResponse),
+        "/kamicore.v1.Catalog/GetSku": ("unary", catalog_pb2.GetSkuRequest(
+            sku_id="auth-matrix-none"), catalog_pb2.GetSkuResponse),
+        "/kamicore.v1.Catalog/ListSkus": ("unary", catalog_pb2.ListSkusRequest(page_size=1),
+                                          catalog_pb2.ListSkusResponse),
+        "/kamicore.v1.Inventory/ImportCodes": ("stream_unary", [
+            inventory_pb2.ImportCodesRequest(header=inventory_pb2.ImportHeader(
+                sku_id="auth-matrix-none", batch_id="auth", supplier_id="S-1"))],
+            inventory_pb2.ImportCodesResponse),
+        "/kamicore.v1.Inventory/GetStock": ("unary", inventory_pb2.GetStockRequest(
+            sku_id="auth-matrix-none"), inventory_pb2.GetStockResponse),
+        "/kamicore.v1.Inventory/FreezeCodes": ("unary", inventory_pb2.CodeOpRequest(
+            codes=[inventory_pb2.CodeRef(code_id=2**62)]), inventory_pb2.CodeOpResponse),
+        "/kamicore.v1.Inventory/UnfreezeCodes": ("unary", inventory_pb2.CodeOpRequest(
+            codes=[inventory_pb2.CodeRef(code_id=2**62)]), inventory_pb2.CodeOpResponse),
+        "/kamicore.v1.Inventory/VoidCodes": ("unary", inventory_pb2.CodeOpRequest(
+            codes=[inventory_pb2.CodeRef(code_id=2**62)]), inventory_pb2.CodeOpResponse),
+        "/kamicore.v1.Inventory/RotateKeys": ("unary", inventory_pb2.RotateKeysRequest(),
+                                              inventory_pb2.RotateKeysResponse),
+        "/kamicore.v1.Orders/CreateOrder": ("unary", order_request(
+            "auth-matrix", "auth-matrix-none"), orders_pb2.CreateOrderResponse),
+        "/kamicore.v1.Orders/ConfirmPayment": ("unary", orders_pb2.ConfirmPaymentRequest(
+            order_id=unknown_order.order_id, payment_reference="auth",
+            amount=common_pb2.Money(currency=CURRENCY, amount_micros=1)),
+            orders_pb2.ConfirmPaymentResponse),
+        "/kamicore.v1.Orders/CancelOrder": ("unary", orders_pb2.CancelOrderRequest(
+            order_id=unknown_order.order_id), orders_pb2.CancelOrderResponse),
+        "/kamicore.v1.Orders/GetOrder": ("unary", unknown_order, orders_pb2.GetOrderResponse),
+        "/kamicore.v1.Orders/GetDelivery": ("unary", orders_pb2.GetDeliveryRequest(
+            order_id=unknown_order.order_id), orders_pb2.GetDeliveryResponse),
+        "/kamicore.v1.Orders/ReportInvalidCode": ("unary", orders_pb2.ReportInvalidCodeRequest(
+            order_id=unknown_order.order_id, code_id=1), orders_pb2.ReportInvalidCodeResponse),
+        "/kamicore.v1.Redemption/Redeem": ("unary", R.RedeemRequest(
+            code="AUTH-MATRIX-NONE", request_id="auth"), R.RedeemResponse),
+        "/kamicore.v1.Redemption/RedeemBatch": ("unary", R.RedeemBatchRequest(items=[
+            R.RedeemRequest(code="AUTH-MATRIX-NONE", request_id="auth")]),
+            R.RedeemBatchResponse),
+        "/kamicore.v1.Redemption/RedeemStream": ("stream_stream", [R.RedeemRequest(
+            code="AUTH-MATRIX-NONE", request_id="auth")], R.RedeemResponse),
+        "/kamicore.v1.Redemption/VerifyCode": ("unary", R.VerifyCodeRequest(
+            code="AUTH-MATRIX-NONE"), R.VerifyCodeResponse),
+    }
+
+
+MINIMAL_REQUESTS = _minimal_requests()
+ROLE_CLIENTS = {"admin": "admin", "storefront": "web", "partner": "partner", "pos": "pos",
+                "supplier": "supplier"}
+
+
+def call_method(channel: grpc.Channel, method: str, metadata) -> grpc.StatusCode:
+    """Call `method` with its minimal request; OK or the gRPC status code it failed with."""
+    kind, request, response_class = MINIMAL_REQUESTS[method]
+    options = {"request_serializer": lambda message: message.SerializeToString(),
+               "response_deserializer": response_class.FromString}
+    try:
+        if kind == "unary":
+            channel.unary_unary(method, **options)(request, metadata=metadata, timeout=30)
+        elif kind == "stream_unary":
+            channel.stream_unary(method, **options)(iter(request), metadata=metadata,
+                                                    timeout=30)
+        else:
+            list(channel.stream_stream(method, **options)(iter(request), metadata=metadata,
+                                                          timeout=30))
+    except grpc.RpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+# -- bad input, refused naming the field (for the bad-input table) --------------------------------
+
+def _bad_sku(base_id: str | None = None, **changes) -> catalog_pb2.Sku:
+    sku = sku_message(base_id or uid("bad-sku"))
+    for name, value in changes.items():
+        if name == "currency":
+            sku.face_value.currency = value
+        elif name == "price":
+            sku.prices[0].price_micros = value
+        elif name == "duplicate_channel":
+            sku.prices.add(channel="web", price_micros=1)
+        else:
+            setattr(sku, name, value)
+    return sku
+
+
+def _import(s, header_fields=None, chunks=(), header=True):
+    fields = {"sku_id": s.sku_id, "batch_id": f"{s.sku_id}-batch",
+              "unit_cost_micros": 40_000_000, **(header_fields or {})}
+    messages = [inventory_pb2.ImportCodesRequest(header=inventory_pb2.ImportHeader(**fields))
+                ] if header else []
+    messages += [inventory_pb2.ImportCodesRequest(chunk=inventory_pb2.CodeChunk(codes=chunk))
+                 for chunk in chunks]
+    return lambda c: c.admin.inventory.ImportCodes(iter(messages))
+
+
+def _order(s, **changes):
+    request = order_request(uid("bad"), s.sku_id, 1)
+    for name, value in changes.items():
+        if name == "account":
+            request.buyer.account_id = value
+        elif name == "quantity":
+            request.lines[0].quantity = value
+        elif name == "lines":
+            del request.lines[:]
+            request.lines.extend(value)
+        else:
+            setattr(request, name, value)
+    return request
+
+
+def _items(count, request_id="r"):
+    return [R.RedeemRequest(code=f"BAD-{index}", request_id=f"{request_id}{index}")
+            for index in range(count)]
+
+
+def _ref(**field):
+    return inventory_pb2.CodeRef(**field)
+
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+BIG = grpc.StatusCode.RESOURCE_EXHAUSTED
+MiB = 2**20
+# (id, call(c, s) -> reply, expected): expected is (INVALID, "field named in the details"),
+# (BIG, None), or a predicate on the reply for documented business statuses
+BAD_INPUT = [
+    ("CreateSku no sku_id", lambda c, s: c.admin.catalog.CreateSku(catalog_pb2.CreateSkuRequest(
+        sku=_bad_sku(None, sku_id=""))), (INVALID, "sku.sku_id")),
+    ("CreateSku bad currency", lambda c, s: c.admin.catalog.CreateSku(
+        catalog_pb2.CreateSkuRequest(sku=_bad_sku(currency="yuan"))),
+     (INVALID, "sku.face_value.currency")),
+    ("CreateSku no delivery kind", lambda c, s: c.admin.catalog.CreateSku(
+        catalog_pb2.CreateSkuRequest(sku=_bad_sku(delivery_kind=0))),
+     (INVALID, "sku.delivery_kind")),
+    ("CreateSku negative price", lambda c, s: c.admin.catalog.CreateSku(
+        catalog_pb2.CreateSkuRequest(sku=_bad_sku(price=-1))),
+     (INVALID, "sku.prices[0].price_micros")),
+    ("CreateSku channel twice", lambda c, s: c.admin.catalog.CreateSku(
+        catalog_pb2.CreateSkuRequest(sku=_bad_sku(duplicate_channel=True))),
+     (INVALID, "sku.prices[2].channel")),
+    ("CreateSku oversize message", lambda c, s: c.admin.catalog.CreateSku(
+        catalog_pb2.CreateSkuRequest(sku=_bad_sku(name="N" * (5 * MiB)))), (BIG, None)),
+    ("UpdateSku no name", lambda c, s: c.admin.catalog.UpdateSku(catalog_pb2.UpdateSkuRequest(
+        sku=_bad_sku(s.sku_id, name=""))), (INVALID, "sku.name")),
+    ("UpdateSku unknown", lambda c, s: c.admin.catalog.UpdateSku(catalog_pb2.UpdateSkuRequest(
+        sku=sku_message(uid("bad-unknown")))),
+     lambda reply: reply.status == catalog_pb2.SKU_LOOKUP_STATUS_NOT_FOUND),
+    ("GetSku no sku_id", lambda c, s: c.web.catalog.GetSku(catalog_pb2.GetSkuRequest()),
+     (INVALID, "sku_id")),
+    ("GetSku unknown", lambda c, s: c.web.catalog.GetSku(catalog_pb2.GetSkuRequest(
+        sku_id=uid("bad-unknown"))),
+     lambda reply: reply.status == catalog_pb2.SKU_LOOKUP_STATUS_NOT_FOUND),
+    ("ListSkus page_size 1001", lambda c, s: c.web.catalog.ListSkus(catalog_pb2.ListSkusRequest(
+        page_size=1001)), (INVALID, "page_size")),
+    ("GetStock no sku_id", lambda c, s: c.admin.inventory.GetStock(
+        inventory_pb2.GetStockRequest()), (INVALID, "sku_id")),
+    ("GetStock unknown", lambda c, s: c.admin.inventory.GetStock(inventory_pb2.GetStockRequest(
+        sku_id=uid("bad-unknown"))),
+     lambda reply: reply.status == inventory_pb2.STOCK_STATUS_NOT_FOUND),
+    ("ImportCodes without header", lambda c, s: _import(s, chunks=[["BAD-NO-HEADER"]],
+                                                        header=False)(c), (INVALID, "header")),
+    ("ImportCodes empty stream", lambda c, s: _import(s, header=False)(c), (INVALID, "header")),
+    ("ImportCodes header twice", lambda c, s: c.admin.inventory.ImportCodes(iter([
+        inventory_pb2.ImportCodesRequest(header=inventory_pb2.ImportHeader(sku_id=s.sku_id,
+                                                                           batch_id="b"))] * 2)),
+     (INVALID, "chunk")),
+    ("ImportCodes chunk of 10,001", lambda c, s: _import(s, chunks=[
+        [f"BAD-{index}" for index in range(10_001)]])(c), (INVALID, "chunk.codes")),
+    ("ImportCodes valid_until before valid_from", lambda c, s: _import(s, {
+        "batch_id": "bad-window", "valid_from_ms": 2_000_000_000_000,
+        "valid_until_ms": 1_900_000_000_000}, chunks=[["BAD-WINDOW"]])(c),
+     (INVALID, "valid_until_ms")),
+    ("ImportCodes negative cost", lambda c, s: _import(s, {
+        "batch_id": "bad-cost", "unit_cost_micros": -1}, chunks=[["BAD-COST"]])(c),
+     (INVALID, "unit_cost_micros")),
+    ("ImportCodes no batch_id", lambda c, s: _import(s, {"batch_id": ""}, chunks=[
+        ["BAD-NO-BATCH"]])(c), (INVALID, "batch_id")),
+    ("ImportCodes bad second chunk", lambda c, s: _import(s, chunks=[
+        ["BAD-FIRST-CHUNK-1", "BAD-FIRST-CHUNK-2"], [f"BAD-{i}" for i in range(10_001)]])(c),
+        (INVALID, "chunk.codes")),
+    ("ImportCodes oversize chunk", lambda c, s: _import(s, chunks=[
+        ["B" * 100 + str(index) for index in range(50_000)]])(c), (BIG, None)),
+    ("ImportCodes unknown SKU", lambda c, s: import_codes(c.admin, uid("bad-unknown"),
+                                                          ["BAD-UNKNOWN-SKU"], expect_ok=False),
+     lambda reply: reply.status == inventory_pb2.IMPORT_STATUS_SKU_NOT_FOUND),
+    ("FreezeCodes none", lambda c, s: c.admin.inventory.FreezeCodes(
+        inventory_pb2.CodeOpRequest()), (INVALID, "codes")),
+    ("FreezeCodes 1,001", lambda c, s: c.admin.inventory.FreezeCodes(
+        inventory_pb2.CodeOpRequest(codes=[_ref(code_id=s.paid.codes[0].code_id)] * 1001)),
+     (INVALID, "codes")),
+    ("FreezeCodes empty ref", lambda c, s: c.admin.inventory.FreezeCodes(
+        inventory_pb2.CodeOpRequest(codes=[_ref(code_id=s.paid.codes[0].code_id), _ref()])),
+     (INVALID, "codes[1]")),
+    ("FreezeCodes code_id 0", lambda c, s: c.admin.inventory.FreezeCodes(
+        inventory_pb2.CodeOpRequest(codes=[_ref(code_id=s.paid.codes[0].code_id),
+                                           _ref(code_id=0)])), (INVALID, "codes[1]")),
+    ("UnfreezeCodes none", lambda c, s: c.admin.inventory.UnfreezeCodes(
+        inventory_pb2.CodeOpRequest()), (INVALID, "codes")),
+    ("VoidCodes 1,001", lambda c, s: c.admin.inventory.VoidCodes(
+        inventory_pb2.CodeOpRequest(codes=[_ref(code_id=s.paid.codes[0].code_id)] * 1001)),
+     (INVALID, "codes")),
+    ("VoidCodes unknown and malformed", lambda c, s: c.admin.inventory.VoidCodes(
+        inventory_pb2.CodeOpRequest(codes=[_ref(code_id=2**62), _ref(code="bad\x01")])),
+     lambda reply: [result.status for result in reply.results] == [
+         inventory_pb2.CODE_OP_STATUS_NOT_FOUND, inventory_pb2.CODE_OP_STATUS_MALFORMED]),
+    ("CreateOrder no idempotency_key", lambda c, s: c.web.orders.CreateOrder(
+        _order(s, idempotency_key="")), (INVALID, "idempotency_key")),
+    ("CreateOrder idempotency_key 65 bytes", lambda c, s: c.web.orders.CreateOrder(
+        _order(s, idempotency_key="k" * 65)), (INVALID, "idempotency_key")),
+    ("CreateOrder no account", lambda c, s: c.web.orders.CreateOrder(_order(s, account="")),
+     (INVALID, "buyer.account_id")),
+    ("CreateOrder no lines", lambda c, s: c.web.orders.CreateOrder(_order(s, lines=[])),
+     (INVALID, "lines")),
+    ("CreateOrder quantity 0", lambda c, s: c.web.orders.CreateOrder(_order(s, quantity=0)),
+     (INVALID, "lines[0].quantity")),
+    ("CreateOrder quantity 1001", lambda c, s: c.web.orders.CreateOrder(
+        _order(s, quantity=1001)), (INVALID, "lines[0].quantity")),
+    ("CreateOrder line without sku", lambda c, s: c.web.orders.CreateOrder(_order(s, lines=[
+        orders_pb2.OrderLine(sku_id=s.sku_id, quantity=1), orders_pb2.OrderLine(quantity=1)])),
+     (INVALID, "lines[1].sku_id")),
+    ("CreateOrder 101 lines", lambda c, s: c.web.orders.CreateOrder(_order(s, lines=[
+        orders_pb2.OrderLine(sku_id=s.sku_id, quantity=1)] * 101)), (INVALID, "lines")),
+    ("CreateOrder 11,000 codes", lambda c, s: c.web.orders.CreateOrder(_order(s, lines=[
+        orders_pb2.OrderLine(sku_id=s.sku_id, quantity=1000)] * 11)), (INVALID, "lines")),
+    ("CreateOrder hold_seconds 86401", lambda c, s: c.web.orders.CreateOrder(
+        _order(s, hold_seconds=86_401)), (INVALID, "hold_seconds")),
+    ("CreateOrder mixed currencies", lambda c, s: c.web.orders.CreateOrder(_order(s, lines=[
+        orders_pb2.OrderLine(sku_id=s.sku_id, quantity=1),
+        orders_pb2.OrderLine(sku_id=s.usd_sku_id, quantity=1)])), (INVALID, "lines")),
+    ("CreateOrder unknown SKU", lambda c, s: c.web.orders.CreateOrder(_order(s, lines=[
+        orders_pb2.OrderLine(sku_id=s.sku_id, quantity=1),
+        orders_pb2.OrderLine(sku_id=uid("bad-unknown"), quantity=1)])),
+     lambda reply: reply.status == orders_pb2.CREATE_ORDER_STATUS_SKU_NOT_FOUND),
+    ("ConfirmPayment no reference", lambda c, s: c.web.orders.ConfirmPayment(
+        orders_pb2.ConfirmPaymentRequest(order_id=s.held.order_id, amount=s.held.total)),
+     (INVALID, "payment_reference")),
+    ("ConfirmPayment reference 129 bytes", lambda c, s: c.web.orders.ConfirmPayment(
+        pay_request(s.held, "p" * 129)), (INVALID, "payment_reference")),
+    ("ConfirmPayment no order_id", lambda c, s: c.web.orders.ConfirmPayment(
+        orders_pb2.ConfirmPaymentRequest(payment_reference="p", amount=s.held.total)),
+     (INVALID, "order_id")),
+    ("ConfirmPayment unknown order", lambda c, s: c.web.orders.ConfirmPayment(
+        orders_pb2.ConfirmPaymentRequest(order_id=f"storefront:web/{uid('bad')}",
+                                         payment_reference="p", amount=s.held.total)),
+     lambda reply: reply.status == orders_pb2.CONFIRM_PAYMENT_STATUS_ORDER_NOT_FOUND),
+    ("ConfirmPayment negative amount", lambda c, s: c.web.orders.ConfirmPayment(
+        pay_request(s.held, "p-neg", -1)),
+     lambda reply: reply.status == orders_pb2.CONFIRM_PAYMENT_STATUS_AMOUNT_MISMATCH),
+    ("CancelOrder no order_id", lambda c, s: c.web.orders.CancelOrder(
+        orders_pb2.CancelOrderRequest()), (INVALID, "order_id")),
+    ("CancelOrder unknown", lambda c, s: c.web.orders.CancelOrder(orders_pb2.CancelOrderRequest(
+        order_id=uid("bad"))),
+     lambda reply: reply.status == orders_pb2.CANCEL_ORDER_STATUS_ORDER_NOT_FOUND),
+    ("GetOrder no order_id", lambda c, s: c.web.orders.GetOrder(orders_pb2.GetOrderRequest()),
+     (INVALID, "order_id")),
+    ("GetOrder unknown", lambda c, s: c.web.orders.GetOrder(orders_pb2.GetOrderRequest(
+        order_id=uid("bad"))), lambda reply: reply.status == NOT_FOUND),
+    ("GetDelivery no order_id", lambda c, s: c.web.orders.GetDelivery(
+        orders_pb2.GetDeliveryRequest()), (INVALID, "order_id")),
+    ("GetDelivery unknown", lambda c, s: c.web.orders.GetDelivery(orders_pb2.GetDeliveryRequest(
+        order_id=uid("bad"))), lambda reply: reply.status == NOT_FOUND),
+    ("ReportInvalidCode code_id 0", lambda c, s: c.web.orders.ReportInvalidCode(
+        orders_pb2.ReportInvalidCodeRequest(order_id=s.paid.order_id)), (INVALID, "code_id")),
+    ("ReportInvalidCode unknown code", lambda c, s: c.web.orders.ReportInvalidCode(
+        orders_pb2.ReportInvalidCodeRequest(order_id=s.paid.order_id, code_id=2**62)),
+     lambda reply: reply.status == orders_pb2.REPORT_INVALID_STATUS_CODE_NOT_IN_ORDER),
+    ("Redeem no request_id", lambda c, s: c.pos.redemption.Redeem(R.RedeemRequest(
+        code=s.paid.codes[0].code)), (INVALID, "request_id")),
+    ("Redeem request_id 65 bytes", lambda c, s: c.pos.redemption.Redeem(R.RedeemRequest(
+        code=s.paid.codes[0].code, request_id="r" * 65)), (INVALID, "request_id")),
+    ("Redeem malformed codes", lambda c, s: [c.pos.redemption.Redeem(R.RedeemRequest(
+        code=code, request_id=uid("bad"))) for code in ("", "bad\x01code", "X" * 129, " - ")],
+     lambda replies: {reply.status for reply in replies} == {R.REDEEM_STATUS_MALFORMED}),
+    ("Redeem unknown code", lambda c, s: c.pos.redemption.Redeem(R.RedeemRequest(
+        code=uid("BAD-UNKNOWN"), request_id=uid("bad"))),
+     lambda reply: reply.status == R.REDEEM_STATUS_NOT_FOUND),
+    ("RedeemBatch empty", lambda c, s: c.pos.redemption.RedeemBatch(R.RedeemBatchRequest()),
+     (INVALID, "items")),
+    ("RedeemBatch 1,001 items", lambda c, s: c.pos.redemption.RedeemBatch(R.RedeemBatchRequest(
+        items=[R.RedeemRequest(code=s.paid.codes[0].code, request_id=uid("bad1001"))]
+        + _items(1000))), (INVALID, "items")),
+    ("RedeemBatch item without request_id", lambda c, s: c.pos.redemption.RedeemBatch(
+        R.RedeemBatchRequest(items=[R.RedeemRequest(code=s.paid.codes[0].code,
+                                                    request_id=uid("bad")),
+                                    R.RedeemRequest(code="BAD-1")])),
+     (INVALID, "items[1].request_id")),
+    ("RedeemStream without request_id", lambda c, s: list(c.pos.redemption.RedeemStream(iter([
+        R.RedeemRequest(code=s.paid.codes[0].code)]))), (INVALID, "request_id")),
+    ("VerifyCode malformed and unknown", lambda c, s: [c.pos.redemption.VerifyCode(
+        R.VerifyCodeRequest(code=code)) for code in ("", uid("BAD-UNKNOWN"))],
+     lambda replies: [reply.status for reply in replies] == [R.VERIFY_STATUS_MALFORMED,
+                                                             R.VERIFY_STATUS_NOT_FOUND]),
+]
