@@ -73,7 +73,7 @@ KEY_SPECS = {  # client name -> (role, binding)
 def keys(server) -> dict[str, str]:
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         made = dict(zip(KEY_SPECS, pool.map(lambda spec: server.create_key(*spec)[0],
-                                           KEY_SPECS.values())))
+                                           KEY_SPECS.values()), strict=True))
     made["admin"] = server.admin_key
     return made
 
@@ -94,7 +94,8 @@ def revoked_keys(server) -> dict[str, str]:
              "partner": ("partner", ""), "pos": ("pos", "T-01"),
              "supplier": ("supplier", "S-1")}
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        made = dict(zip(specs, pool.map(lambda spec: server.create_key(*spec), specs.values())))
+        made = dict(zip(specs, pool.map(lambda spec: server.create_key(*spec), specs.values()),
+                        strict=True))
         list(pool.map(server.revoke_key, [key_id for _, key_id in made.values()]))
     return {role: key for role, (key, _) in made.items()}
 

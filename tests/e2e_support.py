@@ -13,7 +13,7 @@ import pytest
 from kamicore.v1 import orders_pb2, redemption_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
-O = orders_pb2  # short names for the enums used on every other line
+O = orders_pb2  # noqa: E741 - short names for the enums used on every other line
 R = redemption_pb2
 CREATED = orders_pb2.CREATE_ORDER_STATUS_CREATED
 PAID = orders_pb2.CONFIRM_PAYMENT_STATUS_PAID

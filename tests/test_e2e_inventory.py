@@ -141,8 +141,11 @@ def test_freeze_unfreeze_and_void_each_status(c):
     available = [code for code in available
                  if lookup[code].state == common_pb2.CODE_STATE_AVAILABLE]
     assert len(available) == 2
-    ref_id = lambda code_id: inventory_pb2.CodeRef(code_id=code_id)
-    ref_code = lambda code: inventory_pb2.CodeRef(code=code)
+    def ref_id(code_id):
+        return inventory_pb2.CodeRef(code_id=code_id)
+
+    def ref_code(code):
+        return inventory_pb2.CodeRef(code=code)
 
     frozen = c.admin.inventory.FreezeCodes(inventory_pb2.CodeOpRequest(codes=[
         ref_code(sold_a.code.lower().replace("-", " ")),  # a leak report, as typed

@@ -181,7 +181,7 @@ def test_get_order_is_masked_everywhere_for_owner_and_admin(c):
         assert reply.order.state == orders_pb2.ORDER_STATE_PAID
         assert [code.code_id for code in reply.order.codes] == \
             [code.code_id for code in paid.order.codes]
-        for code, delivered in zip(reply.order.codes, paid.order.codes):
+        for code, delivered in zip(reply.order.codes, paid.order.codes, strict=True):
             assert code.code == ""
             assert code.masked_code == delivered.masked_code
             assert code.masked_code.endswith(delivered.code[-4:])

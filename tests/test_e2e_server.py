@@ -201,14 +201,13 @@ def _row_id(row) -> str:
                                                                    for row in BAD_INPUT])
 def test_bad_input_is_refused_naming_the_field_and_changes_nothing(name, call, expected, c,
                                                                    sentinel):
-    watched = lambda: (c.admin.stock(sentinel.sku_id),
-                       c.admin.stock(sentinel.usd_sku_id),
-                       c.admin.catalog.GetSku(catalog_pb2.GetSkuRequest(
-                           sku_id=sentinel.sku_id)).sku,
-                       c.web.orders.GetOrder(orders_pb2.GetOrderRequest(
-                           order_id=sentinel.paid.order_id)).order,
-                       c.web.orders.GetOrder(orders_pb2.GetOrderRequest(
-                           order_id=sentinel.held.order_id)).order)
+    def watched():
+        return (c.admin.stock(sentinel.sku_id), c.admin.stock(sentinel.usd_sku_id),
+                c.admin.catalog.GetSku(catalog_pb2.GetSkuRequest(sku_id=sentinel.sku_id)).sku,
+                c.web.orders.GetOrder(orders_pb2.GetOrderRequest(
+                    order_id=sentinel.paid.order_id)).order,
+                c.web.orders.GetOrder(orders_pb2.GetOrderRequest(
+                    order_id=sentinel.held.order_id)).order)
     before = watched()
     if callable(expected):
         assert expected(call(c, sentinel))
