@@ -165,7 +165,7 @@ class LookupHasher:
 
     Computed from the key's precomputed inner and outer SHA-256 states (RFC 2104 with a
     32-byte key), which costs a third of a one-shot HMAC call that looks the digest up by name
-    each time; tests/test_secrets.py holds it equal to hmac.digest."""
+    each time; tests/test_keyring.py holds it equal to hmac.digest."""
 
     __slots__ = ("_inner", "_outer")
 
