@@ -30,8 +30,8 @@ import lmdb
 from . import keyring
 from ._codec import has_control_character as _has_control_character
 from .statuses import (
-    CodeOpStatus, CodeState, ConfirmStatus, ImportStatus, ImportCodeStatus, RedeemStatus,
-    ReleaseStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
+    CodeOpStatus, CodeState, ConfirmStatus, ImportStatus, ImportCodeStatus, OrderState,
+    RedeemStatus, ReleaseStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
 )
 
 log = logging.getLogger("kamicore.engine")
@@ -165,7 +165,7 @@ class BatchStock:
 @dataclass(frozen=True)
 class OrderView:
     order_id: str
-    state: str  # RESERVED, SOLD, RELEASED or EXPIRED
+    state: str  # an OrderState name: RESERVED, PAID, CANCELLED or EXPIRED
     hold_until_ms: int
     created_ms: int
     lines: list[tuple[str, int]]
@@ -828,7 +828,7 @@ class Engine(_Writer, _Api):
                 views.append(self._view(txn, code_id, record))
                 if reveal:
                     plaintexts.append(self._plaintext(txn, code_id, record).decode())
-            return OrderView(order_id.decode(), self._ops.ORDER_STATE_NAMES[state], hold_until_ms,
+            return OrderView(order_id.decode(), OrderState(state).name, hold_until_ms,
                              created_ms, [(self._sku_name(txn, sku_no), quantity)
                                           for sku_no, quantity in lines],
                              views, plaintexts if reveal else None)

@@ -18,7 +18,7 @@ from .engine import (
     lines_per_order_max,
 )
 from .auth import ORDER_ID_SEPARATOR
-from .statuses import ConfirmStatus, ReserveStatus
+from .statuses import ConfirmStatus, OrderState, ReserveStatus
 from .v1 import catalog_pb2, orders_pb2
 
 CREATED = orders_pb2.CREATE_ORDER_STATUS_CREATED
@@ -39,8 +39,8 @@ CANCELLED = orders_pb2.CANCEL_ORDER_STATUS_CANCELLED
 CANCEL_NOT_FOUND = orders_pb2.CANCEL_ORDER_STATUS_ORDER_NOT_FOUND
 CANCEL_ALREADY_PAID = orders_pb2.CANCEL_ORDER_STATUS_ALREADY_PAID
 
-ORDER_STATES = {"RESERVED": orders_pb2.ORDER_STATE_RESERVED, "SOLD": orders_pb2.ORDER_STATE_PAID,
-                "RELEASED": orders_pb2.ORDER_STATE_CANCELLED,
+ORDER_STATES = {"RESERVED": orders_pb2.ORDER_STATE_RESERVED, "PAID": orders_pb2.ORDER_STATE_PAID,
+                "CANCELLED": orders_pb2.ORDER_STATE_CANCELLED,
                 "EXPIRED": orders_pb2.ORDER_STATE_EXPIRED}
 
 idempotency_key_bytes_max = 64
@@ -118,8 +118,8 @@ def _meta(tx, order_id: bytes) -> dict | None:
     return json.loads(value) if value is not None else None
 
 
-def _engine_order_state(tx, ops, codec, order_id: bytes) -> str:
-    return ops.ORDER_STATE_NAMES[codec.unpack_order(tx.txn.get(order_id, db=tx.dbs.orders))[0]]
+def _engine_order_state(tx, ops, codec, order_id: bytes) -> OrderState:
+    return OrderState(codec.unpack_order(tx.txn.get(order_id, db=tx.dbs.orders))[0])
 
 
 def create_order(tx, ops, order_id: bytes, owner: str, channel: str, request: dict):
@@ -190,9 +190,9 @@ def cancel(tx, ops, codec, order_id: bytes):
     if meta is None:
         return CANCEL_NOT_FOUND
     state = _engine_order_state(tx, ops, codec, order_id)
-    if state == "SOLD":
+    if state == OrderState.PAID:
         return CANCEL_ALREADY_PAID
-    if state == "RESERVED":
+    if state == OrderState.RESERVED:
         ops.release(tx, [order_id])
         _adjust_purchases(tx, meta, -1)
     return CANCELLED

@@ -120,12 +120,12 @@ def check_store(engine: Engine, acks: list[dict], intents: list[dict]) -> None:
         if ack["op"] == "reserved":
             acked_orders.setdefault(ack["order_id"], "RESERVED")
             view = engine.order(ack["order_id"])
-            assert view is not None and view.state in ("RESERVED", "SOLD")
+            assert view is not None and view.state in ("RESERVED", "PAID")
             assert [code.code_id for code in view.codes] == ack["code_ids"]
         elif ack["op"] == "sold":
-            acked_orders[ack["order_id"]] = "SOLD"
+            acked_orders[ack["order_id"]] = "PAID"
             view = engine.order(ack["order_id"], reveal=True)
-            assert view is not None and view.state == "SOLD"
+            assert view is not None and view.state == "PAID"
             assert [code.code_id for code in view.codes] == ack["code_ids"]
             assert view.plaintexts == ack["codes"]
             for code in ack["codes"]:
@@ -147,11 +147,11 @@ def check_store(engine: Engine, acks: list[dict], intents: list[dict]) -> None:
         view = engine.order(order_id)
         if order_id in acked_orders:
             assert view is not None, order_id
-            if acked_orders[order_id] == "SOLD":
-                assert view.state == "SOLD", order_id
+            if acked_orders[order_id] == "PAID":
+                assert view.state == "PAID", order_id
         if view is None:
             continue
-        assert view.state in ("RESERVED", "SOLD"), (order_id, view.state)
+        assert view.state in ("RESERVED", "PAID"), (order_id, view.state)
         quantity = sum(count for _, count in view.lines)
         assert len(view.codes) == quantity, order_id
         allowed = ((CodeState.RESERVED,) if view.state == "RESERVED"

@@ -156,7 +156,7 @@ def test_payment_after_hold_expiry_still_delivers_when_stock_allows(engine, cloc
     [late] = engine.confirm(["o1"])
     assert late.status == ConfirmStatus.SOLD and late.late and len(late.code_ids) == 1
     order = engine.order("o1", reveal=True)
-    assert order.state == "SOLD" and len(order.plaintexts) == 1
+    assert order.state == "PAID" and len(order.plaintexts) == 1
 
 
 def test_payment_racing_the_sweeper_keeps_the_held_codes(engine, clock):

@@ -14,24 +14,24 @@ import sys
 
 import cython
 
+# Status and state numbers come from the proto enums (proto/generate.py writes _statuses.pxd and
+# _statuses.py): C constants when compiled, Python ints when interpreted.
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
+    from cython.cimports.kamicore._statuses import (
+        IMPORT_CODE_STATUS_CONTROL_CHARACTER, IMPORT_CODE_STATUS_EMPTY,
+        IMPORT_CODE_STATUS_IMPORTED, IMPORT_CODE_STATUS_NOT_UTF8, IMPORT_CODE_STATUS_TOO_LONG,
+    )
     from cython.cimports.libc.string import memcpy
+else:
+    from ._statuses import (
+        IMPORT_CODE_STATUS_CONTROL_CHARACTER, IMPORT_CODE_STATUS_EMPTY,
+        IMPORT_CODE_STATUS_IMPORTED, IMPORT_CODE_STATUS_NOT_UTF8, IMPORT_CODE_STATUS_TOO_LONG,
+    )
 
 # Compiled code reads and writes record fields in place where the host's byte order is the
 # layout's (little-endian); elsewhere, and when interpreted, it goes through struct.
 _in_place = cython.declare(cython.bint, sys.byteorder == "little")
-
-# Code states, numbered as kamicore.statuses.CodeState (tests/test_statuses.py holds them
-# equal). Module-level names are visible to Python; modules that test them per item keep
-# C copies (cython.declare), which compiled code compares as plain ints.
-STATE_AVAILABLE = 1
-STATE_RESERVED = 2
-STATE_SOLD = 3
-STATE_REDEEMED = 4
-STATE_FROZEN = 5
-STATE_INVALID = 6
-STATE_VOID = 7
 
 RECORD_VERSION = cython.declare(cython.int, 1)
 ORDER_RECORD_VERSION = cython.declare(cython.int, 1)
@@ -44,18 +44,6 @@ request_id_bytes_max = 64
 name_bytes_max = 64  # sku, batch and supplier ids
 time_ms_max = 2**62  # "never expires"
 _code_bytes_max = cython.declare(cython.Py_ssize_t, code_bytes_max)
-
-# Per-code validation outcomes, numbered as kamicore.statuses.ImportCodeStatus.
-CODE_OK = 1
-CODE_EMPTY = 2
-CODE_TOO_LONG = 3
-CODE_CONTROL_CHARACTER = 4
-CODE_NOT_UTF8 = 5
-_CODE_OK = cython.declare(cython.int, CODE_OK)
-_CODE_EMPTY = cython.declare(cython.int, CODE_EMPTY)
-_CODE_TOO_LONG = cython.declare(cython.int, CODE_TOO_LONG)
-_CODE_CONTROL_CHARACTER = cython.declare(cython.int, CODE_CONTROL_CHARACTER)
-_CODE_NOT_UTF8 = cython.declare(cython.int, CODE_NOT_UTF8)
 
 # version, state, prior_state, spare, sku_no, batch_no, valid_from_ms, valid_until_ms,
 # hold_until_ms, sold_at_ms, redeemed_at_ms, link_code_id, order_len, terminal_len, secret_len;
@@ -269,12 +257,13 @@ def _unpack_in_place(value: bytes) -> CodeRecord:
 
 
 def check_code(raw: bytes) -> cython.int:
-    """Per-code validation of an imported or presented code, before any lookup."""
+    """Per-code validation of an imported or presented code, before any lookup: an
+    ImportCodeStatus number (IMPORTED when the code is well formed)."""
     length: cython.Py_ssize_t = len(raw)
     if length == 0:
-        return _CODE_EMPTY
+        return IMPORT_CODE_STATUS_EMPTY
     if length > _code_bytes_max:
-        return _CODE_TOO_LONG
+        return IMPORT_CODE_STATUS_TOO_LONG
     data: cython.p_uchar = raw
     byte: cython.uchar
     only_separators: cython.bint = True
@@ -283,7 +272,7 @@ def check_code(raw: bytes) -> cython.int:
     for i in range(length):
         byte = data[i]
         if byte < 0x20 or byte == 0x7F:
-            return _CODE_CONTROL_CHARACTER
+            return IMPORT_CODE_STATUS_CONTROL_CHARACTER
         if byte >= 0x80:
             ascii_only = False
         if byte != 0x20 and byte != 0x2D:
@@ -292,10 +281,10 @@ def check_code(raw: bytes) -> cython.int:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
-            return _CODE_NOT_UTF8
+            return IMPORT_CODE_STATUS_NOT_UTF8
     if only_separators:
-        return _CODE_EMPTY
-    return _CODE_OK
+        return IMPORT_CODE_STATUS_EMPTY
+    return IMPORT_CODE_STATUS_IMPORTED
 
 
 def has_control_character(value: bytes) -> cython.bint:

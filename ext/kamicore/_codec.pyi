@@ -1,16 +1,5 @@
 """Typed face of the compiled kamicore._codec (source: ext/_codec.py)."""
 
-STATE_AVAILABLE: int
-STATE_RESERVED: int
-STATE_SOLD: int
-STATE_REDEEMED: int
-STATE_FROZEN: int
-STATE_INVALID: int
-STATE_VOID: int
-CODE_OK: int
-CODE_EMPTY: int
-CODE_TOO_LONG: int
-CODE_CONTROL_CHARACTER: int
 code_bytes_max: int
 order_id_bytes_max: int
 terminal_bytes_max: int

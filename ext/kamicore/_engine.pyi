@@ -12,7 +12,6 @@ META_AUDIT_HEAD: bytes
 SKU_NAME_PREFIX: bytes
 SKU_NUMBER_PREFIX: bytes
 AUDIT_GENESIS: bytes
-ORDER_STATE_NAMES: dict[int, str]
 
 class Dbs:
     codes: Any
