@@ -19,14 +19,20 @@ import cython
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
     from cython.cimports.kamicore._statuses import (
-        IMPORT_CODE_STATUS_CONTROL_CHARACTER, IMPORT_CODE_STATUS_EMPTY,
-        IMPORT_CODE_STATUS_IMPORTED, IMPORT_CODE_STATUS_NOT_UTF8, IMPORT_CODE_STATUS_TOO_LONG,
+        IMPORT_CODE_STATUS_CONTROL_CHARACTER,
+        IMPORT_CODE_STATUS_EMPTY,
+        IMPORT_CODE_STATUS_IMPORTED,
+        IMPORT_CODE_STATUS_NOT_UTF8,
+        IMPORT_CODE_STATUS_TOO_LONG,
     )
     from cython.cimports.libc.string import memcpy
 else:
     from ._statuses import (
-        IMPORT_CODE_STATUS_CONTROL_CHARACTER, IMPORT_CODE_STATUS_EMPTY,
-        IMPORT_CODE_STATUS_IMPORTED, IMPORT_CODE_STATUS_NOT_UTF8, IMPORT_CODE_STATUS_TOO_LONG,
+        IMPORT_CODE_STATUS_CONTROL_CHARACTER,
+        IMPORT_CODE_STATUS_EMPTY,
+        IMPORT_CODE_STATUS_IMPORTED,
+        IMPORT_CODE_STATUS_NOT_UTF8,
+        IMPORT_CODE_STATUS_TOO_LONG,
     )
 
 # Compiled code reads and writes record fields in place where the host's byte order is the
@@ -68,49 +74,52 @@ _BATCH = struct.Struct("<BIqqq8sBBH")
 
 @cython.cclass
 class CodeRecord:
-    """One code's stored state. Mutable: an operation edits fields and packs it back."""
+    """One code's stored state. Mutable: an operation edits fields and packs it back.
 
-    state = cython.declare(cython.int, visibility="public")
-    prior_state = cython.declare(cython.int, visibility="public")
-    sku_no = cython.declare(cython.uint, visibility="public")
-    batch_no = cython.declare(cython.uint, visibility="public")
-    valid_from_ms = cython.declare(cython.longlong, visibility="public")
-    valid_until_ms = cython.declare(cython.longlong, visibility="public")
-    hold_until_ms = cython.declare(cython.longlong, visibility="public")
-    sold_at_ms = cython.declare(cython.longlong, visibility="public")
-    redeemed_at_ms = cython.declare(cython.longlong, visibility="public")
-    link_code_id = cython.declare(cython.ulonglong, visibility="public")
-    # The variable-length tail (order id, terminal, sealed code) stays in the stored value
-    # until a field is read or replaced: most transitions never touch it, and pack copies it
-    # straight across.
-    _value = cython.declare(bytes)
-    _order_start = cython.declare(cython.Py_ssize_t)
-    _terminal_start = cython.declare(cython.Py_ssize_t)
-    _sealed_start = cython.declare(cython.Py_ssize_t)
-    _sealed_end = cython.declare(cython.Py_ssize_t)
-    _order_id = cython.declare(object)  # bytes once read or replaced, else None
-    _terminal = cython.declare(object)
-    _sealed = cython.declare(object)
+    The variable-length tail (order id, terminal, sealed code) stays in the stored value until
+    a field is read or replaced: most transitions never touch it, and pack copies it straight
+    across."""
 
-    @property
-    def order_id(self) -> bytes:
+    # The fields (C attributes, some public) are declared in _codec.pxd, which other compiled
+    # modules cimport; when interpreted they are plain instance attributes. Compiled callers
+    # read and replace the order id and terminal with the get_/set_ methods (C calls); the
+    # properties are for Python and cost an attribute lookup and a copy.
+
+    @cython.cfunc
+    def get_order_id(self) -> bytes:
         if self._order_id is None:
             self._order_id = self._value[self._order_start:self._terminal_start]
         return self._order_id
 
-    @order_id.setter
-    def order_id(self, value: bytes):
-        self._order_id = bytes(value)
+    @cython.cfunc
+    def set_order_id(self, value: bytes) -> cython.void:
+        self._order_id = value
 
-    @property
-    def terminal(self) -> bytes:
+    @cython.cfunc
+    def get_terminal(self) -> bytes:
         if self._terminal is None:
             self._terminal = self._value[self._terminal_start:self._sealed_start]
         return self._terminal
 
+    @cython.cfunc
+    def set_terminal(self, value: bytes) -> cython.void:
+        self._terminal = value
+
+    @property
+    def order_id(self) -> bytes:
+        return self.get_order_id()
+
+    @order_id.setter
+    def order_id(self, value: bytes):
+        self.set_order_id(bytes(value))
+
+    @property
+    def terminal(self) -> bytes:
+        return self.get_terminal()
+
     @terminal.setter
     def terminal(self, value: bytes):
-        self._terminal = bytes(value)
+        self.set_terminal(bytes(value))
 
     @property
     def sealed(self) -> bytes:

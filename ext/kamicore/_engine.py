@@ -12,54 +12,167 @@ import struct
 
 import cython
 
-from . import _codec
-from ._codec import (
-    CodeRecord,
-    available_key, check_code, code_key, counter_key, hold_key, new_record, normalize_code,
-    pack_order, pack_redemption, pack_u64, request_key, sku_prefix, u32_key, unpack_order,
-    unpack_record, unpack_redemption, unpack_u64,
-)
+# CodeRecord's fields and the codec functions are C-level when compiled (declared in
+# _codec.pxd), so per-item code reads and writes records without Python attribute lookups.
+if cython.compiled:
+    from cython.cimports.kamicore._codec import (
+        CodeRecord,
+        available_key,
+        check_code,
+        code_id_of,
+        code_key,
+        counter_key,
+        hold_key,
+        new_record,
+        normalize_code,
+        pack_batch,
+        pack_order,
+        pack_redemption,
+        pack_u64,
+        request_key,
+        sku_prefix,
+        u32_key,
+        u64_key,
+        u64_of,
+        unpack_batch,
+        unpack_hold_key,
+        unpack_order,
+        unpack_record,
+        unpack_redemption,
+        unpack_u64,
+    )
+else:
+    from ._codec import (
+        CodeRecord,
+        available_key,
+        check_code,
+        code_id_of,
+        code_key,
+        counter_key,
+        hold_key,
+        new_record,
+        normalize_code,
+        pack_batch,
+        pack_order,
+        pack_redemption,
+        pack_u64,
+        request_key,
+        sku_prefix,
+        u32_key,
+        u64_key,
+        u64_of,
+        unpack_batch,
+        unpack_hold_key,
+        unpack_order,
+        unpack_record,
+        unpack_redemption,
+        unpack_u64,
+    )
 
 # Status and state numbers come from the proto enums (proto/generate.py writes _statuses.pxd and
 # _statuses.py): C constants when compiled, Python ints when interpreted. Order records store
 # OrderState numbers.
 if cython.compiled:
     from cython.cimports.kamicore._statuses import (
-        CODE_OP_STATUS_DONE, CODE_OP_STATUS_MALFORMED, CODE_OP_STATUS_NOT_FOUND,
-        CODE_OP_STATUS_WRONG_STATE, CODE_STATE_AVAILABLE, CODE_STATE_FROZEN, CODE_STATE_INVALID,
-        CODE_STATE_REDEEMED, CODE_STATE_RESERVED, CODE_STATE_SOLD, CODE_STATE_VOID,
-        CONFIRM_STATUS_ORDER_NOT_FOUND, CONFIRM_STATUS_ORDER_RELEASED_NO_STOCK, CONFIRM_STATUS_SOLD,
-        IMPORT_CODE_STATUS_DUPLICATE, IMPORT_CODE_STATUS_IMPORTED, IMPORT_STATUS_BATCH_MISMATCH,
-        IMPORT_STATUS_OK, ORDER_STATE_CANCELLED, ORDER_STATE_EXPIRED, ORDER_STATE_PAID,
-        ORDER_STATE_RESERVED, REDEEM_STATUS_ALREADY_REDEEMED, REDEEM_STATUS_EXPIRED,
-        REDEEM_STATUS_FROZEN, REDEEM_STATUS_INVALID, REDEEM_STATUS_MALFORMED,
-        REDEEM_STATUS_NOT_FOUND, REDEEM_STATUS_NOT_SOLD, REDEEM_STATUS_NOT_YET_VALID,
-        REDEEM_STATUS_REDEEMED, REDEEM_STATUS_REQUEST_ID_CONFLICT, REDEEM_STATUS_VOID,
-        RELEASE_STATUS_ORDER_NOT_FOUND, RELEASE_STATUS_ORDER_SOLD, RELEASE_STATUS_RELEASED,
-        REPORT_INVALID_STATUS_CODE_NOT_IN_ORDER, REPORT_INVALID_STATUS_NOT_SOLD,
-        REPORT_INVALID_STATUS_NO_REPLACEMENT, REPORT_INVALID_STATUS_ORDER_NOT_FOUND,
-        REPORT_INVALID_STATUS_REISSUED, RESERVE_STATUS_INSUFFICIENT_STOCK,
-        RESERVE_STATUS_ORDER_ID_CONFLICT, RESERVE_STATUS_RESERVED, RESERVE_STATUS_SKU_NOT_FOUND,
-        VERIFY_STATUS_FOUND, VERIFY_STATUS_MALFORMED, VERIFY_STATUS_NOT_FOUND,
+        CODE_OP_STATUS_DONE,
+        CODE_OP_STATUS_MALFORMED,
+        CODE_OP_STATUS_NOT_FOUND,
+        CODE_OP_STATUS_WRONG_STATE,
+        CODE_STATE_AVAILABLE,
+        CODE_STATE_FROZEN,
+        CODE_STATE_INVALID,
+        CODE_STATE_REDEEMED,
+        CODE_STATE_RESERVED,
+        CODE_STATE_SOLD,
+        CODE_STATE_VOID,
+        CONFIRM_STATUS_ORDER_NOT_FOUND,
+        CONFIRM_STATUS_ORDER_RELEASED_NO_STOCK,
+        CONFIRM_STATUS_SOLD,
+        IMPORT_CODE_STATUS_DUPLICATE,
+        IMPORT_CODE_STATUS_IMPORTED,
+        IMPORT_STATUS_BATCH_MISMATCH,
+        IMPORT_STATUS_OK,
+        ORDER_STATE_CANCELLED,
+        ORDER_STATE_EXPIRED,
+        ORDER_STATE_PAID,
+        ORDER_STATE_RESERVED,
+        REDEEM_STATUS_ALREADY_REDEEMED,
+        REDEEM_STATUS_EXPIRED,
+        REDEEM_STATUS_FROZEN,
+        REDEEM_STATUS_INVALID,
+        REDEEM_STATUS_MALFORMED,
+        REDEEM_STATUS_NOT_FOUND,
+        REDEEM_STATUS_NOT_SOLD,
+        REDEEM_STATUS_NOT_YET_VALID,
+        REDEEM_STATUS_REDEEMED,
+        REDEEM_STATUS_REQUEST_ID_CONFLICT,
+        REDEEM_STATUS_VOID,
+        RELEASE_STATUS_ORDER_NOT_FOUND,
+        RELEASE_STATUS_ORDER_SOLD,
+        RELEASE_STATUS_RELEASED,
+        REPORT_INVALID_STATUS_CODE_NOT_IN_ORDER,
+        REPORT_INVALID_STATUS_NO_REPLACEMENT,
+        REPORT_INVALID_STATUS_NOT_SOLD,
+        REPORT_INVALID_STATUS_ORDER_NOT_FOUND,
+        REPORT_INVALID_STATUS_REISSUED,
+        RESERVE_STATUS_INSUFFICIENT_STOCK,
+        RESERVE_STATUS_ORDER_ID_CONFLICT,
+        RESERVE_STATUS_RESERVED,
+        RESERVE_STATUS_SKU_NOT_FOUND,
+        VERIFY_STATUS_FOUND,
+        VERIFY_STATUS_MALFORMED,
+        VERIFY_STATUS_NOT_FOUND,
     )
 else:
     from ._statuses import (
-        CODE_OP_STATUS_DONE, CODE_OP_STATUS_MALFORMED, CODE_OP_STATUS_NOT_FOUND,
-        CODE_OP_STATUS_WRONG_STATE, CODE_STATE_AVAILABLE, CODE_STATE_FROZEN, CODE_STATE_INVALID,
-        CODE_STATE_REDEEMED, CODE_STATE_RESERVED, CODE_STATE_SOLD, CODE_STATE_VOID,
-        CONFIRM_STATUS_ORDER_NOT_FOUND, CONFIRM_STATUS_ORDER_RELEASED_NO_STOCK, CONFIRM_STATUS_SOLD,
-        IMPORT_CODE_STATUS_DUPLICATE, IMPORT_CODE_STATUS_IMPORTED, IMPORT_STATUS_BATCH_MISMATCH,
-        IMPORT_STATUS_OK, ORDER_STATE_CANCELLED, ORDER_STATE_EXPIRED, ORDER_STATE_PAID,
-        ORDER_STATE_RESERVED, REDEEM_STATUS_ALREADY_REDEEMED, REDEEM_STATUS_EXPIRED,
-        REDEEM_STATUS_FROZEN, REDEEM_STATUS_INVALID, REDEEM_STATUS_MALFORMED,
-        REDEEM_STATUS_NOT_FOUND, REDEEM_STATUS_NOT_SOLD, REDEEM_STATUS_NOT_YET_VALID,
-        REDEEM_STATUS_REDEEMED, REDEEM_STATUS_REQUEST_ID_CONFLICT, REDEEM_STATUS_VOID,
-        RELEASE_STATUS_ORDER_NOT_FOUND, RELEASE_STATUS_ORDER_SOLD, RELEASE_STATUS_RELEASED,
-        REPORT_INVALID_STATUS_CODE_NOT_IN_ORDER, REPORT_INVALID_STATUS_NOT_SOLD,
-        REPORT_INVALID_STATUS_NO_REPLACEMENT, REPORT_INVALID_STATUS_ORDER_NOT_FOUND,
-        REPORT_INVALID_STATUS_REISSUED, RESERVE_STATUS_INSUFFICIENT_STOCK,
-        RESERVE_STATUS_ORDER_ID_CONFLICT, RESERVE_STATUS_RESERVED, RESERVE_STATUS_SKU_NOT_FOUND,
-        VERIFY_STATUS_FOUND, VERIFY_STATUS_MALFORMED, VERIFY_STATUS_NOT_FOUND,
+        CODE_OP_STATUS_DONE,
+        CODE_OP_STATUS_MALFORMED,
+        CODE_OP_STATUS_NOT_FOUND,
+        CODE_OP_STATUS_WRONG_STATE,
+        CODE_STATE_AVAILABLE,
+        CODE_STATE_FROZEN,
+        CODE_STATE_INVALID,
+        CODE_STATE_REDEEMED,
+        CODE_STATE_RESERVED,
+        CODE_STATE_SOLD,
+        CODE_STATE_VOID,
+        CONFIRM_STATUS_ORDER_NOT_FOUND,
+        CONFIRM_STATUS_ORDER_RELEASED_NO_STOCK,
+        CONFIRM_STATUS_SOLD,
+        IMPORT_CODE_STATUS_DUPLICATE,
+        IMPORT_CODE_STATUS_IMPORTED,
+        IMPORT_STATUS_BATCH_MISMATCH,
+        IMPORT_STATUS_OK,
+        ORDER_STATE_CANCELLED,
+        ORDER_STATE_EXPIRED,
+        ORDER_STATE_PAID,
+        ORDER_STATE_RESERVED,
+        REDEEM_STATUS_ALREADY_REDEEMED,
+        REDEEM_STATUS_EXPIRED,
+        REDEEM_STATUS_FROZEN,
+        REDEEM_STATUS_INVALID,
+        REDEEM_STATUS_MALFORMED,
+        REDEEM_STATUS_NOT_FOUND,
+        REDEEM_STATUS_NOT_SOLD,
+        REDEEM_STATUS_NOT_YET_VALID,
+        REDEEM_STATUS_REDEEMED,
+        REDEEM_STATUS_REQUEST_ID_CONFLICT,
+        REDEEM_STATUS_VOID,
+        RELEASE_STATUS_ORDER_NOT_FOUND,
+        RELEASE_STATUS_ORDER_SOLD,
+        RELEASE_STATUS_RELEASED,
+        REPORT_INVALID_STATUS_CODE_NOT_IN_ORDER,
+        REPORT_INVALID_STATUS_NO_REPLACEMENT,
+        REPORT_INVALID_STATUS_NOT_SOLD,
+        REPORT_INVALID_STATUS_ORDER_NOT_FOUND,
+        REPORT_INVALID_STATUS_REISSUED,
+        RESERVE_STATUS_INSUFFICIENT_STOCK,
+        RESERVE_STATUS_ORDER_ID_CONFLICT,
+        RESERVE_STATUS_RESERVED,
+        RESERVE_STATUS_SKU_NOT_FOUND,
+        VERIFY_STATUS_FOUND,
+        VERIFY_STATUS_MALFORMED,
+        VERIFY_STATUS_NOT_FOUND,
     )
 
 # Audit operation numbers (stored in audit blocks; kamicore.audit names them).
@@ -211,12 +324,14 @@ class Tx:
 
     # -- small shared steps -------------------------------------------------------------
 
+    @cython.ccall
     def next_number(self, name: bytes, first: cython.ulonglong = 1) -> cython.ulonglong:
         value = self.txn.get(name, db=self.dbs.meta)
         number: cython.ulonglong = unpack_u64(value) if value is not None else first
         self.txn.put(name, pack_u64(number + 1), db=self.dbs.meta)
         return number
 
+    @cython.ccall
     def sku_no(self, sku: bytes, create: cython.bint) -> cython.uint:
         """The number of a sku id, 0 when unknown (and not created)."""
         value = self.txn.get(SKU_NAME_PREFIX + sku, db=self.dbs.skus)
@@ -229,12 +344,15 @@ class Tx:
         self.txn.put(SKU_NUMBER_PREFIX + u32_key(number), sku, db=self.dbs.skus)
         return number
 
+    @cython.ccall
     def record(self, code_id: cython.ulonglong) -> CodeRecord:
         return unpack_record(self.txn.get(code_key(code_id), db=self.dbs.codes))
 
+    @cython.ccall
     def put_record(self, code_id: cython.ulonglong, record: CodeRecord):
         self.txn.put(code_key(code_id), record.pack(), db=self.dbs.codes)
 
+    @cython.ccall
     def resolve(self, ref) -> tuple:
         """A code reference (code id or plaintext) -> (status, code_id, record)."""
         code_id: cython.ulonglong
@@ -247,12 +365,13 @@ class Tx:
             key = self.txn.get(self.keys.lookup_hash(normalize_code(ref)), db=self.dbs.lookup)
             if key is None:
                 return CODE_OP_STATUS_NOT_FOUND, 0, None
-            code_id = _codec.code_id_of(key)
+            code_id = code_id_of(key)
             value = self.txn.get(key, db=self.dbs.codes)
         if value is None:
             return CODE_OP_STATUS_NOT_FOUND, 0, None
         return CODE_OP_STATUS_DONE, code_id, unpack_record(value)
 
+    @cython.ccall
     def pick(self, sku_no: cython.uint, quantity: cython.Py_ssize_t) -> list:
         """The `quantity` sellable codes of a sku that expire soonest, as (code_id, record);
         fewer when stock is short. Reads only."""
@@ -270,7 +389,7 @@ class Tx:
         for key in cursor.iternext(keys=True, values=False):
             if key[:4] != prefix:
                 break
-            code_id: cython.ulonglong = _codec.u64_of(key[12:])
+            code_id: cython.ulonglong = u64_of(key[12:])
             record: CodeRecord = unpack_record(txn.get(key[12:], db=codes_db))
             if record.valid_from_ms > now_ms:
                 continue  # not yet valid; a later one may be
@@ -279,6 +398,7 @@ class Tx:
                 break
         return picked
 
+    @cython.ccall
     def take_available(self, code_id: cython.ulonglong, record: CodeRecord):
         self.txn.delete(available_key(record.sku_no, record.valid_until_ms, code_id),
                         db=self.dbs.available)
@@ -286,6 +406,7 @@ class Tx:
             self.txn.delete(available_key(record.sku_no, record.valid_from_ms, code_id),
                             db=self.dbs.pending)
 
+    @cython.ccall
     def return_available(self, code_id: cython.ulonglong, record: CodeRecord):
         self.txn.put(available_key(record.sku_no, record.valid_until_ms, code_id), b"",
                      db=self.dbs.available)
@@ -309,7 +430,7 @@ def append_audit(txn, dbs: Dbs, now_ms: cython.longlong, op: cython.int, actor: 
         parts.append(pack_event(*event))
     body = b"".join(parts)
     block_hash = hashlib.sha256(prev_hash + body).digest()
-    txn.put(_codec.u64_key(first_seq), prev_hash + body, db=dbs.audit, append=True)
+    txn.put(u64_key(first_seq), prev_hash + body, db=dbs.audit, append=True)
     txn.put(META_AUDIT_HEAD, pack_u64(first_seq + len(events)) + block_hash, db=dbs.meta)
 
 
@@ -343,7 +464,7 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
     if existing is not None:
         sku_no = tx.sku_no(sku, False)
         batch_no = _U32_VALUE.unpack(existing)[0]
-        info = _codec.unpack_batch(txn.get(u32_key(batch_no), db=dbs.batches))
+        info = unpack_batch(txn.get(u32_key(batch_no), db=dbs.batches))
         if (info["sku_no"] != sku_no or info["supplier"] != supplier
                 or info["unit_cost_micros"] != unit_cost_micros
                 or info["valid_from_ms"] != valid_from_ms
@@ -356,7 +477,7 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
             raise OverflowError(f"more than {batches_max} batches")
         key_id, wrapped = tx.keys.new_wrapped_data_key(u32_key(batch_no))
         txn.put(u32_key(batch_no),
-                _codec.pack_batch(sku_no, valid_from_ms, valid_until_ms, unit_cost_micros,
+                pack_batch(sku_no, valid_from_ms, valid_until_ms, unit_cost_micros,
                                   key_id, batch, supplier, wrapped), db=dbs.batches)
         txn.put(batch, _U32_VALUE.pack(batch_no), db=dbs.batch_names)
     sealer = tx.keys.sealer(txn, dbs, batch_no)
@@ -445,6 +566,7 @@ def reserve(tx: Tx, orders: list) -> list:
     dbs: Dbs = tx.dbs
     results = []
     hold_until_ms: cython.longlong
+    record: CodeRecord
     for order_id, sku_lines, hold_ms in orders:
         hold_until_ms = tx.now_ms + hold_ms
         lines = []
@@ -472,7 +594,7 @@ def reserve(tx: Tx, orders: list) -> list:
         for code_id, record in picked:
             tx.take_available(code_id, record)
             tx.move(code_id, record, CODE_STATE_RESERVED)
-            record.order_id = order_id
+            record.set_order_id(order_id)
             record.hold_until_ms = hold_until_ms
             tx.put_record(code_id, record)
             code_ids.append(code_id)
@@ -487,7 +609,7 @@ def reserve(tx: Tx, orders: list) -> list:
 
 def _sell(tx: Tx, order_id: bytes, code_id: cython.ulonglong, record: CodeRecord):
     tx.move(code_id, record, CODE_STATE_SOLD)
-    record.order_id = order_id
+    record.set_order_id(order_id)
     record.hold_until_ms = 0
     record.sold_at_ms = tx.now_ms
     tx.put_record(code_id, record)
@@ -499,6 +621,7 @@ def confirm(tx: Tx, order_ids: list) -> list:
     txn = tx.txn
     dbs: Dbs = tx.dbs
     results = []
+    record: CodeRecord
     for order_id in order_ids:
         existing = txn.get(order_id, db=dbs.orders)
         if existing is None:
@@ -511,7 +634,7 @@ def confirm(tx: Tx, order_ids: list) -> list:
         if state == ORDER_STATE_RESERVED:
             for code_id in code_ids:
                 record = tx.record(code_id)
-                assert record.state == CODE_STATE_RESERVED and record.order_id == order_id
+                assert record.state == CODE_STATE_RESERVED and record.get_order_id() == order_id
                 _sell(tx, order_id, code_id, record)
             txn.delete(hold_key(hold_until_ms, order_id), db=dbs.holds)
             late = False
@@ -537,9 +660,9 @@ def _release_order(tx: Tx, order_id: bytes, order: tuple, final_state: cython.in
     state, hold_until_ms, created_ms, order_no, lines, code_ids = order
     for code_id in code_ids:
         record = tx.record(code_id)
-        assert record.state == CODE_STATE_RESERVED and record.order_id == order_id
+        assert record.state == CODE_STATE_RESERVED and record.get_order_id() == order_id
         tx.move(code_id, record, CODE_STATE_AVAILABLE)
-        record.order_id = b""
+        record.set_order_id(b"")
         record.hold_until_ms = 0
         tx.put_record(code_id, record)
         tx.return_available(code_id, record)
@@ -577,7 +700,7 @@ def expire_holds(tx: Tx, limit: cython.Py_ssize_t) -> list:
     cursor = txn.cursor(db=tx.dbs.holds)
     if cursor.first():
         for key in cursor.iternext(keys=True, values=False):
-            hold_until_ms, order_id = _codec.unpack_hold_key(key)
+            hold_until_ms, order_id = unpack_hold_key(key)
             if hold_until_ms > tx.now_ms or len(due) >= limit:
                 break
             due.append(order_id)
@@ -654,7 +777,7 @@ def redeem(tx: Tx, items: list, terminal: bytes) -> list:
         record = None
         code_id = 0
         if key is not None:
-            code_id = _codec.code_id_of(key)
+            code_id = code_id_of(key)
             record = records.get(key)
             if record is None:
                 record = records[key] = unpack_record(stored_values[key])
@@ -669,11 +792,11 @@ def redeem(tx: Tx, items: list, terminal: bytes) -> list:
         if status == REDEEM_STATUS_REDEEMED:
             tx.move(code_id, record, CODE_STATE_REDEEMED)
             record.redeemed_at_ms = now_ms
-            record.terminal = terminal
+            record.set_terminal(terminal)
             changed[key] = record
             results.append((REDEEM_STATUS_REDEEMED, code_id, now_ms, terminal))
         elif status == REDEEM_STATUS_ALREADY_REDEEMED:
-            results.append((status, code_id, record.redeemed_at_ms, record.terminal))
+            results.append((status, code_id, record.redeemed_at_ms, record.get_terminal()))
         else:
             results.append((status, code_id, 0, b""))
     if new_firsts:
@@ -695,7 +818,7 @@ def _replay_redemption(tx: Tx, first: bytes, digest: bytes, terminal: bytes,
         return (REDEEM_STATUS_REDEEMED, code_id, at_ms, terminal)
     if status == REDEEM_STATUS_ALREADY_REDEEMED:
         record: CodeRecord = records.get(code_key(code_id)) or tx.record(code_id)
-        return (status, code_id, record.redeemed_at_ms, record.terminal)
+        return (status, code_id, record.redeemed_at_ms, record.get_terminal())
     return (status, code_id, 0, b"")
 
 
@@ -704,6 +827,7 @@ def _replay_redemption(tx: Tx, first: bytes, digest: bytes, terminal: bytes,
 def _code_op(tx: Tx, refs: list, op: cython.int, transition) -> list:
     """Resolve each code and apply `transition` to it -> [(status, code_id, state after)]."""
     results = []
+    record: CodeRecord
     for ref in refs:
         status, code_id, record = tx.resolve(ref)
         if status != CODE_OP_STATUS_DONE:
@@ -815,6 +939,6 @@ def verify(txn, dbs: Dbs, lookup_hash, codes: list) -> list:
         if key is None:
             results.append((VERIFY_STATUS_NOT_FOUND, 0, None))
             continue
-        results.append((VERIFY_STATUS_FOUND, _codec.code_id_of(key),
+        results.append((VERIFY_STATUS_FOUND, code_id_of(key),
                         unpack_record(txn.get(key, db=dbs.codes))))
     return results
