@@ -153,9 +153,10 @@ class CodeRecord:
 
     @cython.cfunc
     def _pack_in_place(self) -> bytes:
-        order_len: cython.Py_ssize_t
-        terminal_len: cython.Py_ssize_t
-        sealed_len: cython.Py_ssize_t
+        # lengths _tail fills in (initialised so that the names also exist for Python linters)
+        order_len: cython.Py_ssize_t = 0
+        terminal_len: cython.Py_ssize_t = 0
+        sealed_len: cython.Py_ssize_t = 0
         order: cython.p_char = self._tail(self._order_id, self._order_start,
                                           self._terminal_start, cython.address(order_len))
         terminal: cython.p_char = self._tail(self._terminal, self._terminal_start,
@@ -251,7 +252,7 @@ def _unpack_in_place(value: bytes) -> CodeRecord:
     memcpy(cython.address(record.sold_at_ms), p + 36, 8)
     memcpy(cython.address(record.redeemed_at_ms), p + 44, 8)
     memcpy(cython.address(record.link_code_id), p + 52, 8)
-    sealed_len: cython.ushort
+    sealed_len: cython.ushort = 0
     memcpy(cython.address(sealed_len), p + 62, 2)
     order_end: cython.Py_ssize_t = 64 + p[60]
     terminal_end: cython.Py_ssize_t = order_end + p[61]

@@ -491,8 +491,8 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
         if statuses[i] == IMPORT_CODE_STATUS_IMPORTED:
             digests[i] = lookup_hash(normalize_code(codes[i]))
     # one multi-get finds the codes already stored; a set catches repeats within the call
-    seen = set(key for key, _ in txn.cursor(db=dbs.lookup).getmulti(
-        [digest for digest in digests if digest is not None], values=True))
+    seen = {key for key, _ in txn.cursor(db=dbs.lookup).getmulti(
+        [digest for digest in digests if digest is not None], values=True)}
     nonces = tx.keys.new_nonces(count)
     id_value = txn.get(META_CODE_ID_NEXT, db=dbs.meta)
     next_id: cython.ulonglong = unpack_u64(id_value) if id_value is not None else 1
@@ -657,7 +657,7 @@ def confirm(tx: Tx, order_ids: list) -> list:
 
 
 def _release_order(tx: Tx, order_id: bytes, order: tuple, final_state: cython.int):
-    state, hold_until_ms, created_ms, order_no, lines, code_ids = order
+    _, hold_until_ms, created_ms, order_no, lines, code_ids = order
     for code_id in code_ids:
         record = tx.record(code_id)
         assert record.state == CODE_STATE_RESERVED and record.get_order_id() == order_id
