@@ -10,7 +10,6 @@ import importlib
 import re
 
 import pytest
-
 from kamicore import interpreted, statuses
 from kamicore.engine import load_implementation
 
