@@ -1,7 +1,9 @@
 """Statuses have one source, the proto enums: kamicore.statuses (Python) and the engine's
 constants (ext/kamicore/_statuses.pxd when compiled, _statuses.py when interpreted) are generated
-from them (tests/test_generated.py holds the generated files to their source). This checks that
-the engine uses those constants and keeps no hand-kept copy, and that the wire enums agree."""
+from them (tests/test_generated.py holds the generated files to their source), and the
+precedence of each ladder is declared apart, in kamicore.ladders. This checks that the engine
+uses the generated constants and keeps no copy of its own, that every ladder is complete, and
+that the wire enums agree."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ import re
 import pytest
 from kamicore import interpreted, statuses
 from kamicore.engine import load_implementation
+from kamicore.ladders import LADDERS
 
 impl = load_implementation("interpreted")
 generated = importlib.import_module(f"{interpreted.PACKAGE}._statuses")
 
 ENUMS = [getattr(statuses, name) for name in statuses.__all__]
+STATUS_ENUMS = [enum_type for enum_type in ENUMS if enum_type.__name__.endswith("Status")]
 
 
 def constant_name(member: enum.IntEnum) -> str:
@@ -30,6 +34,8 @@ CONSTANTS = {constant_name(member): member.value for enum_type in ENUMS for memb
 # record format numbers, which are not statuses.
 OWN_CONSTANT = re.compile(r"OP_[A-Z_]+|[A-Z_]+_VERSION|[A-Z_]+_BYTES")
 
+
+# -- the engine's constants ---------------------------------------------------------------------
 
 def test_the_engine_constants_are_the_enums():
     public = {name: value for name, value in vars(generated).items() if name.isupper()}
@@ -51,6 +57,25 @@ def test_the_engine_keeps_no_copy_of_a_status(module):
             assert OWN_CONSTANT.fullmatch(name), f"{module.__name__}.{name} = {value}"
     assert used
 
+
+# -- ladders ------------------------------------------------------------------------------------
+
+def test_every_status_enum_has_a_ladder():
+    assert set(LADDERS) == set(STATUS_ENUMS)
+
+
+@pytest.mark.parametrize("enum_type", STATUS_ENUMS, ids=lambda enum_type: enum_type.__name__)
+def test_a_ladder_orders_every_refusal_once(enum_type):
+    """Every member but the success member (number 1) and STORAGE_FULL, each once."""
+    ladder = LADDERS[enum_type]
+    assert all(type(member) is enum_type for member in ladder), ladder
+    assert len(set(ladder)) == len(ladder), f"a rung appears twice: {ladder}"
+    rungs = set(enum_type) - {enum_type(1)} - {member for member in enum_type
+                                                if member.name == "STORAGE_FULL"}
+    assert set(ladder) == rungs
+
+
+# -- the wire -------------------------------------------------------------------------------------
 
 def test_the_wire_enums_are_the_same_enums():
     """The gRPC modules and kamicore.statuses come from the same .proto files (one build), so

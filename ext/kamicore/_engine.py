@@ -2,8 +2,9 @@
 transaction handed over by the group-commit writer (kamicore.engine).
 
 Cython pure-Python mode (see _codec.py). Each operation is a straight ladder of checks in the
-precedence order of its status enum (kamicore.statuses); an item that fails a check has written
-nothing, so one bad item never disturbs the others. Per-(sku, state) counter changes and audit
+precedence order kamicore.ladders declares for its status enum (the wire numbers are
+append-only and say nothing about order); an item that fails a check has written nothing, so
+one bad item never disturbs the others. Per-(sku, state) counter changes and audit
 events are collected while items are applied and written once per operation (`Tx.finish`).
 """
 
