@@ -1,80 +1,91 @@
-"""The compiled engine carries the status and state numbers as C constants; they must be the
-numbers of kamicore.statuses (the wire and storage contract). The interpreted engine exposes
-the same source's constants to Python, so this checks what the compiled module is built from."""
+"""Statuses have one source, the proto enums: kamicore.statuses (Python) and the engine's
+constants (ext/kamicore/_statuses.pxd when compiled, _statuses.py when interpreted) are generated
+from them (tests/test_generated.py holds the generated files to their source), and the
+precedence of each ladder is declared apart, in kamicore.ladders. This checks that the engine
+uses the generated constants and keeps no copy of its own, that every ladder is complete, and
+that the wire enums agree."""
 
 from __future__ import annotations
 
-import pytest
+import enum
+import importlib
+import re
 
+import pytest
+from kamicore import interpreted, statuses
 from kamicore.engine import load_implementation
-from kamicore.statuses import (
-    CodeOpStatus, CodeState, ConfirmStatus, ImportStatus, ImportCodeStatus, RedeemStatus,
-    ReleaseStatus, ReportInvalidStatus, ReserveStatus, VerifyStatus,
-)
+from kamicore.ladders import LADDERS
 
 impl = load_implementation("interpreted")
+generated = importlib.import_module(f"{interpreted.PACKAGE}._statuses")
 
-CONSTANTS = [
-    (impl.engine, "IMPORTED", ImportCodeStatus.IMPORTED),
-    (impl.engine, "IMPORT_DUPLICATE", ImportCodeStatus.DUPLICATE),
-    (impl.codec, "CODE_OK", ImportCodeStatus.IMPORTED),
-    (impl.codec, "CODE_EMPTY", ImportCodeStatus.EMPTY),
-    (impl.codec, "CODE_TOO_LONG", ImportCodeStatus.TOO_LONG),
-    (impl.codec, "CODE_CONTROL_CHARACTER", ImportCodeStatus.CONTROL_CHARACTER),
-    (impl.codec, "CODE_NOT_UTF8", ImportCodeStatus.NOT_UTF8),
-    (impl.engine, "BATCH_OK", ImportStatus.OK),
-    (impl.engine, "BATCH_MISMATCH", ImportStatus.BATCH_MISMATCH),
-    *[(impl.engine, f"RESERVE_{member.name}", member) for member in ReserveStatus
-      if member not in (ReserveStatus.RESERVED, ReserveStatus.STORAGE_FULL)],
-    (impl.engine, "RESERVE_OK", ReserveStatus.RESERVED),
-    (impl.engine, "CONFIRM_SOLD", ConfirmStatus.SOLD),
-    (impl.engine, "CONFIRM_ORDER_NOT_FOUND", ConfirmStatus.ORDER_NOT_FOUND),
-    (impl.engine, "CONFIRM_RELEASED_NO_STOCK", ConfirmStatus.ORDER_RELEASED_NO_STOCK),
-    (impl.engine, "RELEASE_OK", ReleaseStatus.RELEASED),
-    (impl.engine, "RELEASE_ORDER_NOT_FOUND", ReleaseStatus.ORDER_NOT_FOUND),
-    (impl.engine, "RELEASE_ORDER_SOLD", ReleaseStatus.ORDER_SOLD),
-    (impl.engine, "REDEEM_OK", RedeemStatus.REDEEMED),
-    *[(impl.engine, f"REDEEM_{member.name}", member) for member in RedeemStatus
-      if member not in (RedeemStatus.REDEEMED, RedeemStatus.STORAGE_FULL)],
-    *[(impl.engine, f"CODE_OP_{member.name}", member) for member in CodeOpStatus
-      if member != CodeOpStatus.STORAGE_FULL],
-    (impl.engine, "REPORT_REISSUED", ReportInvalidStatus.REISSUED),
-    (impl.engine, "REPORT_NO_REPLACEMENT", ReportInvalidStatus.NO_REPLACEMENT),
-    (impl.engine, "REPORT_ORDER_NOT_FOUND", ReportInvalidStatus.ORDER_NOT_FOUND),
-    (impl.engine, "REPORT_CODE_NOT_IN_ORDER", ReportInvalidStatus.CODE_NOT_IN_ORDER),
-    (impl.engine, "REPORT_NOT_SOLD", ReportInvalidStatus.NOT_SOLD),
-    *[(impl.engine, f"VERIFY_{member.name}", member) for member in VerifyStatus],
-    *[(impl.engine, member.name, member) for member in CodeState],
-    *[(impl.codec, f"STATE_{member.name}", member) for member in CodeState],
-]
+ENUMS = [getattr(statuses, name) for name in statuses.__all__]
+STATUS_ENUMS = [enum_type for enum_type in ENUMS if enum_type.__name__.endswith("Status")]
 
 
-@pytest.mark.parametrize("module, name, member", CONSTANTS,
-                         ids=[f"{module.__name__.split('.')[-1]}.{name}"
-                              for module, name, _ in CONSTANTS])
-def test_engine_constant_matches_the_public_enum(module, name, member):
-    assert getattr(module, name) == member.value
+def constant_name(member: enum.IntEnum) -> str:
+    """CodeOpStatus.NOT_FOUND -> CODE_OP_STATUS_NOT_FOUND (the proto value name)."""
+    prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", type(member).__name__).upper()
+    return f"{prefix}_{member.name}"
 
 
-def test_every_status_is_numbered_from_one_without_gaps():
-    for enum_type in (CodeState, ImportCodeStatus, ImportStatus, ReserveStatus, ConfirmStatus,
-                      ReleaseStatus, RedeemStatus, CodeOpStatus, ReportInvalidStatus,
-                      VerifyStatus):
-        assert [member.value for member in enum_type] == list(range(1, len(enum_type) + 1))
+CONSTANTS = {constant_name(member): member.value for enum_type in ENUMS for member in enum_type}
+# Upper-case integers the engine sources may define themselves: audit operation numbers and
+# record format numbers, which are not statuses.
+OWN_CONSTANT = re.compile(r"OP_[A-Z_]+|[A-Z_]+_VERSION|[A-Z_]+_BYTES")
 
 
-def test_wire_enums_carry_the_engine_numbers():
-    """Handlers pass engine statuses straight into replies: the numbers must be the same."""
-    from kamicore.v1 import common_pb2, inventory_pb2, orders_pb2, redemption_pb2
-    pairs = [
-        (CodeState, common_pb2.CodeState, "CODE_STATE_"),
-        (RedeemStatus, redemption_pb2.RedeemStatus, "REDEEM_STATUS_"),
-        (VerifyStatus, redemption_pb2.VerifyStatus, "VERIFY_STATUS_"),
-        (CodeOpStatus, inventory_pb2.CodeOpStatus, "CODE_OP_STATUS_"),
-        (ImportCodeStatus, inventory_pb2.ImportCodeStatus, "IMPORT_CODE_STATUS_"),
-        (ImportStatus, inventory_pb2.ImportStatus, "IMPORT_STATUS_"),
-        (ReportInvalidStatus, orders_pb2.ReportInvalidStatus, "REPORT_INVALID_STATUS_"),
-    ]
-    for engine_enum, wire_enum, prefix in pairs:
-        for member in engine_enum:
-            assert wire_enum.Value(prefix + member.name) == member.value, (prefix, member)
+# -- the engine's constants ---------------------------------------------------------------------
+
+def test_the_engine_constants_are_the_enums():
+    public = {name: value for name, value in vars(generated).items() if name.isupper()}
+    assert public == CONSTANTS
+
+
+@pytest.mark.parametrize("module", [impl.engine, impl.codec], ids=["_engine", "_codec"])
+def test_the_engine_keeps_no_copy_of_a_status(module):
+    """Every status or state number the interpreted source sees is the generated constant;
+    any other upper-case integer is one of its own (an audit op or a format number)."""
+    used = 0
+    for name, value in vars(module).items():
+        if not name.isupper() or not isinstance(value, int):
+            continue
+        if name in CONSTANTS:
+            assert value == CONSTANTS[name], name
+            used += 1
+        else:
+            assert OWN_CONSTANT.fullmatch(name), f"{module.__name__}.{name} = {value}"
+    assert used
+
+
+# -- ladders ------------------------------------------------------------------------------------
+
+def test_every_status_enum_has_a_ladder():
+    assert set(LADDERS) == set(STATUS_ENUMS)
+
+
+@pytest.mark.parametrize("enum_type", STATUS_ENUMS, ids=lambda enum_type: enum_type.__name__)
+def test_a_ladder_orders_every_refusal_once(enum_type):
+    """Every member but the success member (number 1) and STORAGE_FULL, each once."""
+    ladder = LADDERS[enum_type]
+    assert all(type(member) is enum_type for member in ladder), ladder
+    assert len(set(ladder)) == len(ladder), f"a rung appears twice: {ladder}"
+    rungs = set(enum_type) - {enum_type(1)} - {member for member in enum_type
+                                                if member.name == "STORAGE_FULL"}
+    assert set(ladder) == rungs
+
+
+# -- the wire -------------------------------------------------------------------------------------
+
+def test_the_wire_enums_are_the_same_enums():
+    """The gRPC modules and kamicore.statuses come from the same .proto files (one build), so
+    this only catches a stale generated file: every wire enum has kamicore.statuses' members."""
+    from kamicore.v1 import catalog_pb2, common_pb2, inventory_pb2, orders_pb2, redemption_pb2
+    compared = set()
+    for module in (catalog_pb2, common_pb2, inventory_pb2, orders_pb2, redemption_pb2):
+        for name, wire in module.DESCRIPTOR.enum_types_by_name.items():
+            numbers = {value.name: value.number for value in wire.values if value.number}
+            assert numbers == {constant_name(member): member.value
+                               for member in getattr(statuses, name)}, name
+            compared.add(name)
+    assert {"CodeState", "OrderState", "RedeemStatus"} <= compared

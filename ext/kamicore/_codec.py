@@ -14,24 +14,30 @@ import sys
 
 import cython
 
+# Status and state numbers come from the proto enums (proto/generate.py writes _statuses.pxd and
+# _statuses.py): C constants when compiled, Python ints when interpreted.
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
+    from cython.cimports.kamicore._statuses import (
+        IMPORT_CODE_STATUS_CONTROL_CHARACTER,
+        IMPORT_CODE_STATUS_EMPTY,
+        IMPORT_CODE_STATUS_IMPORTED,
+        IMPORT_CODE_STATUS_NOT_UTF8,
+        IMPORT_CODE_STATUS_TOO_LONG,
+    )
     from cython.cimports.libc.string import memcpy
+else:
+    from ._statuses import (
+        IMPORT_CODE_STATUS_CONTROL_CHARACTER,
+        IMPORT_CODE_STATUS_EMPTY,
+        IMPORT_CODE_STATUS_IMPORTED,
+        IMPORT_CODE_STATUS_NOT_UTF8,
+        IMPORT_CODE_STATUS_TOO_LONG,
+    )
 
 # Compiled code reads and writes record fields in place where the host's byte order is the
 # layout's (little-endian); elsewhere, and when interpreted, it goes through struct.
 _in_place = cython.declare(cython.bint, sys.byteorder == "little")
-
-# Code states, numbered as kamicore.statuses.CodeState (tests/test_statuses.py holds them
-# equal). Module-level names are visible to Python; modules that test them per item keep
-# C copies (cython.declare), which compiled code compares as plain ints.
-STATE_AVAILABLE = 1
-STATE_RESERVED = 2
-STATE_SOLD = 3
-STATE_REDEEMED = 4
-STATE_FROZEN = 5
-STATE_INVALID = 6
-STATE_VOID = 7
 
 RECORD_VERSION = cython.declare(cython.int, 1)
 ORDER_RECORD_VERSION = cython.declare(cython.int, 1)
@@ -44,18 +50,6 @@ request_id_bytes_max = 64
 name_bytes_max = 64  # sku, batch and supplier ids
 time_ms_max = 2**62  # "never expires"
 _code_bytes_max = cython.declare(cython.Py_ssize_t, code_bytes_max)
-
-# Per-code validation outcomes, numbered as kamicore.statuses.ImportCodeStatus.
-CODE_OK = 1
-CODE_EMPTY = 2
-CODE_TOO_LONG = 3
-CODE_CONTROL_CHARACTER = 4
-CODE_NOT_UTF8 = 5
-_CODE_OK = cython.declare(cython.int, CODE_OK)
-_CODE_EMPTY = cython.declare(cython.int, CODE_EMPTY)
-_CODE_TOO_LONG = cython.declare(cython.int, CODE_TOO_LONG)
-_CODE_CONTROL_CHARACTER = cython.declare(cython.int, CODE_CONTROL_CHARACTER)
-_CODE_NOT_UTF8 = cython.declare(cython.int, CODE_NOT_UTF8)
 
 # version, state, prior_state, spare, sku_no, batch_no, valid_from_ms, valid_until_ms,
 # hold_until_ms, sold_at_ms, redeemed_at_ms, link_code_id, order_len, terminal_len, secret_len;
@@ -80,49 +74,52 @@ _BATCH = struct.Struct("<BIqqq8sBBH")
 
 @cython.cclass
 class CodeRecord:
-    """One code's stored state. Mutable: an operation edits fields and packs it back."""
+    """One code's stored state. Mutable: an operation edits fields and packs it back.
 
-    state = cython.declare(cython.int, visibility="public")
-    prior_state = cython.declare(cython.int, visibility="public")
-    sku_no = cython.declare(cython.uint, visibility="public")
-    batch_no = cython.declare(cython.uint, visibility="public")
-    valid_from_ms = cython.declare(cython.longlong, visibility="public")
-    valid_until_ms = cython.declare(cython.longlong, visibility="public")
-    hold_until_ms = cython.declare(cython.longlong, visibility="public")
-    sold_at_ms = cython.declare(cython.longlong, visibility="public")
-    redeemed_at_ms = cython.declare(cython.longlong, visibility="public")
-    link_code_id = cython.declare(cython.ulonglong, visibility="public")
-    # The variable-length tail (order id, terminal, sealed code) stays in the stored value
-    # until a field is read or replaced: most transitions never touch it, and pack copies it
-    # straight across.
-    _value = cython.declare(bytes)
-    _order_start = cython.declare(cython.Py_ssize_t)
-    _terminal_start = cython.declare(cython.Py_ssize_t)
-    _sealed_start = cython.declare(cython.Py_ssize_t)
-    _sealed_end = cython.declare(cython.Py_ssize_t)
-    _order_id = cython.declare(object)  # bytes once read or replaced, else None
-    _terminal = cython.declare(object)
-    _sealed = cython.declare(object)
+    The variable-length tail (order id, terminal, sealed code) stays in the stored value until
+    a field is read or replaced: most transitions never touch it, and pack copies it straight
+    across."""
 
-    @property
-    def order_id(self) -> bytes:
+    # The fields (C attributes, some public) are declared in _codec.pxd, which other compiled
+    # modules cimport; when interpreted they are plain instance attributes. Compiled callers
+    # read and replace the order id and terminal with the get_/set_ methods (C calls); the
+    # properties are for Python and cost an attribute lookup and a copy.
+
+    @cython.cfunc
+    def get_order_id(self) -> bytes:
         if self._order_id is None:
             self._order_id = self._value[self._order_start:self._terminal_start]
         return self._order_id
 
-    @order_id.setter
-    def order_id(self, value: bytes):
-        self._order_id = bytes(value)
+    @cython.cfunc
+    def set_order_id(self, value: bytes) -> cython.void:
+        self._order_id = value
 
-    @property
-    def terminal(self) -> bytes:
+    @cython.cfunc
+    def get_terminal(self) -> bytes:
         if self._terminal is None:
             self._terminal = self._value[self._terminal_start:self._sealed_start]
         return self._terminal
 
+    @cython.cfunc
+    def set_terminal(self, value: bytes) -> cython.void:
+        self._terminal = value
+
+    @property
+    def order_id(self) -> bytes:
+        return self.get_order_id()
+
+    @order_id.setter
+    def order_id(self, value: bytes):
+        self.set_order_id(bytes(value))
+
+    @property
+    def terminal(self) -> bytes:
+        return self.get_terminal()
+
     @terminal.setter
     def terminal(self, value: bytes):
-        self._terminal = bytes(value)
+        self.set_terminal(bytes(value))
 
     @property
     def sealed(self) -> bytes:
@@ -156,9 +153,10 @@ class CodeRecord:
 
     @cython.cfunc
     def _pack_in_place(self) -> bytes:
-        order_len: cython.Py_ssize_t
-        terminal_len: cython.Py_ssize_t
-        sealed_len: cython.Py_ssize_t
+        # lengths _tail fills in (initialised so that the names also exist for Python linters)
+        order_len: cython.Py_ssize_t = 0
+        terminal_len: cython.Py_ssize_t = 0
+        sealed_len: cython.Py_ssize_t = 0
         order: cython.p_char = self._tail(self._order_id, self._order_start,
                                           self._terminal_start, cython.address(order_len))
         terminal: cython.p_char = self._tail(self._terminal, self._terminal_start,
@@ -254,7 +252,7 @@ def _unpack_in_place(value: bytes) -> CodeRecord:
     memcpy(cython.address(record.sold_at_ms), p + 36, 8)
     memcpy(cython.address(record.redeemed_at_ms), p + 44, 8)
     memcpy(cython.address(record.link_code_id), p + 52, 8)
-    sealed_len: cython.ushort
+    sealed_len: cython.ushort = 0
     memcpy(cython.address(sealed_len), p + 62, 2)
     order_end: cython.Py_ssize_t = 64 + p[60]
     terminal_end: cython.Py_ssize_t = order_end + p[61]
@@ -269,12 +267,13 @@ def _unpack_in_place(value: bytes) -> CodeRecord:
 
 
 def check_code(raw: bytes) -> cython.int:
-    """Per-code validation of an imported or presented code, before any lookup."""
+    """Per-code validation of an imported or presented code, before any lookup: an
+    ImportCodeStatus number (IMPORTED when the code is well formed)."""
     length: cython.Py_ssize_t = len(raw)
     if length == 0:
-        return _CODE_EMPTY
+        return IMPORT_CODE_STATUS_EMPTY
     if length > _code_bytes_max:
-        return _CODE_TOO_LONG
+        return IMPORT_CODE_STATUS_TOO_LONG
     data: cython.p_uchar = raw
     byte: cython.uchar
     only_separators: cython.bint = True
@@ -283,7 +282,7 @@ def check_code(raw: bytes) -> cython.int:
     for i in range(length):
         byte = data[i]
         if byte < 0x20 or byte == 0x7F:
-            return _CODE_CONTROL_CHARACTER
+            return IMPORT_CODE_STATUS_CONTROL_CHARACTER
         if byte >= 0x80:
             ascii_only = False
         if byte != 0x20 and byte != 0x2D:
@@ -292,10 +291,10 @@ def check_code(raw: bytes) -> cython.int:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
-            return _CODE_NOT_UTF8
+            return IMPORT_CODE_STATUS_NOT_UTF8
     if only_separators:
-        return _CODE_EMPTY
-    return _CODE_OK
+        return IMPORT_CODE_STATUS_EMPTY
+    return IMPORT_CODE_STATUS_IMPORTED
 
 
 def has_control_character(value: bytes) -> cython.bint:

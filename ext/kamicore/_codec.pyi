@@ -1,16 +1,6 @@
-"""Typed face of the compiled kamicore._codec (source: ext/_codec.py)."""
+"""Typed face of the compiled kamicore._codec (source: ext/kamicore/_codec.py; C face:
+_codec.pxd). tests/test_stubs.py holds its names to the compiled module's."""
 
-STATE_AVAILABLE: int
-STATE_RESERVED: int
-STATE_SOLD: int
-STATE_REDEEMED: int
-STATE_FROZEN: int
-STATE_INVALID: int
-STATE_VOID: int
-CODE_OK: int
-CODE_EMPTY: int
-CODE_TOO_LONG: int
-CODE_CONTROL_CHARACTER: int
 code_bytes_max: int
 order_id_bytes_max: int
 terminal_bytes_max: int
@@ -39,6 +29,7 @@ def new_record(state: int, sku_no: int, batch_no: int, valid_from_ms: int, valid
                sealed: bytes) -> CodeRecord: ...
 def unpack_record(value: bytes) -> CodeRecord: ...
 def check_code(raw: bytes) -> int: ...
+def has_control_character(value: bytes) -> bool: ...
 def normalize_code(raw: bytes) -> bytes: ...
 def mask_code(plaintext: bytes) -> str: ...
 def code_key(code_id: int) -> bytes: ...

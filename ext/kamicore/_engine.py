@@ -2,8 +2,9 @@
 transaction handed over by the group-commit writer (kamicore.engine).
 
 Cython pure-Python mode (see _codec.py). Each operation is a straight ladder of checks in the
-precedence order of its status enum (kamicore.statuses); an item that fails a check has written
-nothing, so one bad item never disturbs the others. Per-(sku, state) counter changes and audit
+precedence order kamicore.ladders declares for its status enum (the wire numbers are
+append-only and say nothing about order); an item that fails a check has written nothing, so
+one bad item never disturbs the others. Per-(sku, state) counter changes and audit
 events are collected while items are applied and written once per operation (`Tx.finish`).
 """
 
@@ -12,69 +13,168 @@ import struct
 
 import cython
 
-from . import _codec
-from ._codec import (
-    CodeRecord,
-    available_key, check_code, code_key, counter_key, hold_key, new_record, normalize_code,
-    pack_order, pack_redemption, pack_u64, request_key, sku_prefix, u32_key, unpack_order,
-    unpack_record, unpack_redemption, unpack_u64,
-)
+# CodeRecord's fields and the codec functions are C-level when compiled (declared in
+# _codec.pxd), so per-item code reads and writes records without Python attribute lookups.
+if cython.compiled:
+    from cython.cimports.kamicore._codec import (
+        CodeRecord,
+        available_key,
+        check_code,
+        code_id_of,
+        code_key,
+        counter_key,
+        hold_key,
+        new_record,
+        normalize_code,
+        pack_batch,
+        pack_order,
+        pack_redemption,
+        pack_u64,
+        request_key,
+        sku_prefix,
+        u32_key,
+        u64_key,
+        u64_of,
+        unpack_batch,
+        unpack_hold_key,
+        unpack_order,
+        unpack_record,
+        unpack_redemption,
+        unpack_u64,
+    )
+else:
+    from ._codec import (
+        CodeRecord,
+        available_key,
+        check_code,
+        code_id_of,
+        code_key,
+        counter_key,
+        hold_key,
+        new_record,
+        normalize_code,
+        pack_batch,
+        pack_order,
+        pack_redemption,
+        pack_u64,
+        request_key,
+        sku_prefix,
+        u32_key,
+        u64_key,
+        u64_of,
+        unpack_batch,
+        unpack_hold_key,
+        unpack_order,
+        unpack_record,
+        unpack_redemption,
+        unpack_u64,
+    )
 
-AVAILABLE = cython.declare(cython.int, _codec.STATE_AVAILABLE)
-RESERVED = cython.declare(cython.int, _codec.STATE_RESERVED)
-SOLD = cython.declare(cython.int, _codec.STATE_SOLD)
-REDEEMED = cython.declare(cython.int, _codec.STATE_REDEEMED)
-FROZEN = cython.declare(cython.int, _codec.STATE_FROZEN)
-INVALID = cython.declare(cython.int, _codec.STATE_INVALID)
-VOID = cython.declare(cython.int, _codec.STATE_VOID)
-CODE_OK = cython.declare(cython.int, _codec.CODE_OK)
-
-# Statuses, numbered as in kamicore.statuses (tests/test_statuses.py holds them equal).
-IMPORTED = cython.declare(cython.int, 1)
-IMPORT_DUPLICATE = cython.declare(cython.int, 6)
-BATCH_OK = cython.declare(cython.int, 1)
-BATCH_MISMATCH = cython.declare(cython.int, 2)
-RESERVE_OK = cython.declare(cython.int, 1)
-RESERVE_ORDER_ID_CONFLICT = cython.declare(cython.int, 2)
-RESERVE_SKU_NOT_FOUND = cython.declare(cython.int, 3)
-RESERVE_INSUFFICIENT_STOCK = cython.declare(cython.int, 4)
-CONFIRM_SOLD = cython.declare(cython.int, 1)
-CONFIRM_ORDER_NOT_FOUND = cython.declare(cython.int, 2)
-CONFIRM_RELEASED_NO_STOCK = cython.declare(cython.int, 3)
-RELEASE_OK = cython.declare(cython.int, 1)
-RELEASE_ORDER_NOT_FOUND = cython.declare(cython.int, 2)
-RELEASE_ORDER_SOLD = cython.declare(cython.int, 3)
-REDEEM_OK = cython.declare(cython.int, 1)
-REDEEM_MALFORMED = cython.declare(cython.int, 2)
-REDEEM_REQUEST_ID_CONFLICT = cython.declare(cython.int, 3)
-REDEEM_NOT_FOUND = cython.declare(cython.int, 4)
-REDEEM_VOID = cython.declare(cython.int, 5)
-REDEEM_INVALID = cython.declare(cython.int, 6)
-REDEEM_FROZEN = cython.declare(cython.int, 7)
-REDEEM_ALREADY_REDEEMED = cython.declare(cython.int, 8)
-REDEEM_NOT_SOLD = cython.declare(cython.int, 9)
-REDEEM_NOT_YET_VALID = cython.declare(cython.int, 10)
-REDEEM_EXPIRED = cython.declare(cython.int, 11)
-CODE_OP_DONE = cython.declare(cython.int, 1)
-CODE_OP_MALFORMED = cython.declare(cython.int, 2)
-CODE_OP_NOT_FOUND = cython.declare(cython.int, 3)
-CODE_OP_WRONG_STATE = cython.declare(cython.int, 4)
-REPORT_REISSUED = cython.declare(cython.int, 1)
-REPORT_NO_REPLACEMENT = cython.declare(cython.int, 2)
-REPORT_ORDER_NOT_FOUND = cython.declare(cython.int, 3)
-REPORT_CODE_NOT_IN_ORDER = cython.declare(cython.int, 4)
-REPORT_NOT_SOLD = cython.declare(cython.int, 5)
-VERIFY_FOUND = cython.declare(cython.int, 1)
-VERIFY_MALFORMED = cython.declare(cython.int, 2)
-VERIFY_NOT_FOUND = cython.declare(cython.int, 3)
-
-# Order states (stored in order records).
-ORDER_RESERVED = cython.declare(cython.int, 1)
-ORDER_SOLD = cython.declare(cython.int, 2)
-ORDER_RELEASED = cython.declare(cython.int, 3)
-ORDER_EXPIRED = cython.declare(cython.int, 4)
-ORDER_STATE_NAMES = {ORDER_RESERVED: "RESERVED", ORDER_SOLD: "SOLD",
-                     ORDER_RELEASED: "RELEASED", ORDER_EXPIRED: "EXPIRED"}
+# Status and state numbers come from the proto enums (proto/generate.py writes _statuses.pxd and
+# _statuses.py): C constants when compiled, Python ints when interpreted. Order records store
+# OrderState numbers.
+if cython.compiled:
+    from cython.cimports.kamicore._statuses import (
+        CODE_OP_STATUS_DONE,
+        CODE_OP_STATUS_MALFORMED,
+        CODE_OP_STATUS_NOT_FOUND,
+        CODE_OP_STATUS_WRONG_STATE,
+        CODE_STATE_AVAILABLE,
+        CODE_STATE_FROZEN,
+        CODE_STATE_INVALID,
+        CODE_STATE_REDEEMED,
+        CODE_STATE_RESERVED,
+        CODE_STATE_SOLD,
+        CODE_STATE_VOID,
+        CONFIRM_STATUS_ORDER_NOT_FOUND,
+        CONFIRM_STATUS_ORDER_RELEASED_NO_STOCK,
+        CONFIRM_STATUS_SOLD,
+        IMPORT_CODE_STATUS_DUPLICATE,
+        IMPORT_CODE_STATUS_IMPORTED,
+        IMPORT_STATUS_BATCH_MISMATCH,
+        IMPORT_STATUS_OK,
+        ORDER_STATE_CANCELLED,
+        ORDER_STATE_EXPIRED,
+        ORDER_STATE_PAID,
+        ORDER_STATE_RESERVED,
+        REDEEM_STATUS_ALREADY_REDEEMED,
+        REDEEM_STATUS_EXPIRED,
+        REDEEM_STATUS_FROZEN,
+        REDEEM_STATUS_INVALID,
+        REDEEM_STATUS_MALFORMED,
+        REDEEM_STATUS_NOT_FOUND,
+        REDEEM_STATUS_NOT_SOLD,
+        REDEEM_STATUS_NOT_YET_VALID,
+        REDEEM_STATUS_REDEEMED,
+        REDEEM_STATUS_REQUEST_ID_CONFLICT,
+        REDEEM_STATUS_VOID,
+        RELEASE_STATUS_ORDER_NOT_FOUND,
+        RELEASE_STATUS_ORDER_SOLD,
+        RELEASE_STATUS_RELEASED,
+        REPORT_INVALID_STATUS_CODE_NOT_IN_ORDER,
+        REPORT_INVALID_STATUS_NO_REPLACEMENT,
+        REPORT_INVALID_STATUS_NOT_SOLD,
+        REPORT_INVALID_STATUS_ORDER_NOT_FOUND,
+        REPORT_INVALID_STATUS_REISSUED,
+        RESERVE_STATUS_INSUFFICIENT_STOCK,
+        RESERVE_STATUS_ORDER_ID_CONFLICT,
+        RESERVE_STATUS_RESERVED,
+        RESERVE_STATUS_SKU_NOT_FOUND,
+        VERIFY_STATUS_FOUND,
+        VERIFY_STATUS_MALFORMED,
+        VERIFY_STATUS_NOT_FOUND,
+    )
+else:
+    from ._statuses import (
+        CODE_OP_STATUS_DONE,
+        CODE_OP_STATUS_MALFORMED,
+        CODE_OP_STATUS_NOT_FOUND,
+        CODE_OP_STATUS_WRONG_STATE,
+        CODE_STATE_AVAILABLE,
+        CODE_STATE_FROZEN,
+        CODE_STATE_INVALID,
+        CODE_STATE_REDEEMED,
+        CODE_STATE_RESERVED,
+        CODE_STATE_SOLD,
+        CODE_STATE_VOID,
+        CONFIRM_STATUS_ORDER_NOT_FOUND,
+        CONFIRM_STATUS_ORDER_RELEASED_NO_STOCK,
+        CONFIRM_STATUS_SOLD,
+        IMPORT_CODE_STATUS_DUPLICATE,
+        IMPORT_CODE_STATUS_IMPORTED,
+        IMPORT_STATUS_BATCH_MISMATCH,
+        IMPORT_STATUS_OK,
+        ORDER_STATE_CANCELLED,
+        ORDER_STATE_EXPIRED,
+        ORDER_STATE_PAID,
+        ORDER_STATE_RESERVED,
+        REDEEM_STATUS_ALREADY_REDEEMED,
+        REDEEM_STATUS_EXPIRED,
+        REDEEM_STATUS_FROZEN,
+        REDEEM_STATUS_INVALID,
+        REDEEM_STATUS_MALFORMED,
+        REDEEM_STATUS_NOT_FOUND,
+        REDEEM_STATUS_NOT_SOLD,
+        REDEEM_STATUS_NOT_YET_VALID,
+        REDEEM_STATUS_REDEEMED,
+        REDEEM_STATUS_REQUEST_ID_CONFLICT,
+        REDEEM_STATUS_VOID,
+        RELEASE_STATUS_ORDER_NOT_FOUND,
+        RELEASE_STATUS_ORDER_SOLD,
+        RELEASE_STATUS_RELEASED,
+        REPORT_INVALID_STATUS_CODE_NOT_IN_ORDER,
+        REPORT_INVALID_STATUS_NO_REPLACEMENT,
+        REPORT_INVALID_STATUS_NOT_SOLD,
+        REPORT_INVALID_STATUS_ORDER_NOT_FOUND,
+        REPORT_INVALID_STATUS_REISSUED,
+        RESERVE_STATUS_INSUFFICIENT_STOCK,
+        RESERVE_STATUS_ORDER_ID_CONFLICT,
+        RESERVE_STATUS_RESERVED,
+        RESERVE_STATUS_SKU_NOT_FOUND,
+        VERIFY_STATUS_FOUND,
+        VERIFY_STATUS_MALFORMED,
+        VERIFY_STATUS_NOT_FOUND,
+    )
 
 # Audit operation numbers (stored in audit blocks; kamicore.audit names them).
 OP_IMPORT = cython.declare(cython.int, 1)
@@ -225,12 +325,14 @@ class Tx:
 
     # -- small shared steps -------------------------------------------------------------
 
+    @cython.ccall
     def next_number(self, name: bytes, first: cython.ulonglong = 1) -> cython.ulonglong:
         value = self.txn.get(name, db=self.dbs.meta)
         number: cython.ulonglong = unpack_u64(value) if value is not None else first
         self.txn.put(name, pack_u64(number + 1), db=self.dbs.meta)
         return number
 
+    @cython.ccall
     def sku_no(self, sku: bytes, create: cython.bint) -> cython.uint:
         """The number of a sku id, 0 when unknown (and not created)."""
         value = self.txn.get(SKU_NAME_PREFIX + sku, db=self.dbs.skus)
@@ -243,12 +345,15 @@ class Tx:
         self.txn.put(SKU_NUMBER_PREFIX + u32_key(number), sku, db=self.dbs.skus)
         return number
 
+    @cython.ccall
     def record(self, code_id: cython.ulonglong) -> CodeRecord:
         return unpack_record(self.txn.get(code_key(code_id), db=self.dbs.codes))
 
+    @cython.ccall
     def put_record(self, code_id: cython.ulonglong, record: CodeRecord):
         self.txn.put(code_key(code_id), record.pack(), db=self.dbs.codes)
 
+    @cython.ccall
     def resolve(self, ref) -> tuple:
         """A code reference (code id or plaintext) -> (status, code_id, record)."""
         code_id: cython.ulonglong
@@ -256,17 +361,18 @@ class Tx:
             code_id = ref
             value = self.txn.get(code_key(code_id), db=self.dbs.codes) if ref > 0 else None
         else:
-            if check_code(ref) != CODE_OK:
-                return CODE_OP_MALFORMED, 0, None
+            if check_code(ref) != IMPORT_CODE_STATUS_IMPORTED:
+                return CODE_OP_STATUS_MALFORMED, 0, None
             key = self.txn.get(self.keys.lookup_hash(normalize_code(ref)), db=self.dbs.lookup)
             if key is None:
-                return CODE_OP_NOT_FOUND, 0, None
-            code_id = _codec.code_id_of(key)
+                return CODE_OP_STATUS_NOT_FOUND, 0, None
+            code_id = code_id_of(key)
             value = self.txn.get(key, db=self.dbs.codes)
         if value is None:
-            return CODE_OP_NOT_FOUND, 0, None
-        return CODE_OP_DONE, code_id, unpack_record(value)
+            return CODE_OP_STATUS_NOT_FOUND, 0, None
+        return CODE_OP_STATUS_DONE, code_id, unpack_record(value)
 
+    @cython.ccall
     def pick(self, sku_no: cython.uint, quantity: cython.Py_ssize_t) -> list:
         """The `quantity` sellable codes of a sku that expire soonest, as (code_id, record);
         fewer when stock is short. Reads only."""
@@ -284,7 +390,7 @@ class Tx:
         for key in cursor.iternext(keys=True, values=False):
             if key[:4] != prefix:
                 break
-            code_id: cython.ulonglong = _codec.u64_of(key[12:])
+            code_id: cython.ulonglong = u64_of(key[12:])
             record: CodeRecord = unpack_record(txn.get(key[12:], db=codes_db))
             if record.valid_from_ms > now_ms:
                 continue  # not yet valid; a later one may be
@@ -293,6 +399,7 @@ class Tx:
                 break
         return picked
 
+    @cython.ccall
     def take_available(self, code_id: cython.ulonglong, record: CodeRecord):
         self.txn.delete(available_key(record.sku_no, record.valid_until_ms, code_id),
                         db=self.dbs.available)
@@ -300,6 +407,7 @@ class Tx:
             self.txn.delete(available_key(record.sku_no, record.valid_from_ms, code_id),
                             db=self.dbs.pending)
 
+    @cython.ccall
     def return_available(self, code_id: cython.ulonglong, record: CodeRecord):
         self.txn.put(available_key(record.sku_no, record.valid_until_ms, code_id), b"",
                      db=self.dbs.available)
@@ -323,7 +431,7 @@ def append_audit(txn, dbs: Dbs, now_ms: cython.longlong, op: cython.int, actor: 
         parts.append(pack_event(*event))
     body = b"".join(parts)
     block_hash = hashlib.sha256(prev_hash + body).digest()
-    txn.put(_codec.u64_key(first_seq), prev_hash + body, db=dbs.audit, append=True)
+    txn.put(u64_key(first_seq), prev_hash + body, db=dbs.audit, append=True)
     txn.put(META_AUDIT_HEAD, pack_u64(first_seq + len(events)) + block_hash, db=dbs.meta)
 
 
@@ -357,12 +465,12 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
     if existing is not None:
         sku_no = tx.sku_no(sku, False)
         batch_no = _U32_VALUE.unpack(existing)[0]
-        info = _codec.unpack_batch(txn.get(u32_key(batch_no), db=dbs.batches))
+        info = unpack_batch(txn.get(u32_key(batch_no), db=dbs.batches))
         if (info["sku_no"] != sku_no or info["supplier"] != supplier
                 or info["unit_cost_micros"] != unit_cost_micros
                 or info["valid_from_ms"] != valid_from_ms
                 or info["valid_until_ms"] != valid_until_ms):
-            return BATCH_MISMATCH, [], []
+            return IMPORT_STATUS_BATCH_MISMATCH, [], []
     else:
         sku_no = tx.sku_no(sku, True)
         batch_no = tx.next_number(META_BATCH_NO_NEXT)
@@ -370,7 +478,7 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
             raise OverflowError(f"more than {batches_max} batches")
         key_id, wrapped = tx.keys.new_wrapped_data_key(u32_key(batch_no))
         txn.put(u32_key(batch_no),
-                _codec.pack_batch(sku_no, valid_from_ms, valid_until_ms, unit_cost_micros,
+                pack_batch(sku_no, valid_from_ms, valid_until_ms, unit_cost_micros,
                                   key_id, batch, supplier, wrapped), db=dbs.batches)
         txn.put(batch, _U32_VALUE.pack(batch_no), db=dbs.batch_names)
     sealer = tx.keys.sealer(txn, dbs, batch_no)
@@ -381,11 +489,11 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
     i: cython.Py_ssize_t
     for i in range(count):
         statuses[i] = check_code(codes[i])
-        if statuses[i] == CODE_OK:
+        if statuses[i] == IMPORT_CODE_STATUS_IMPORTED:
             digests[i] = lookup_hash(normalize_code(codes[i]))
     # one multi-get finds the codes already stored; a set catches repeats within the call
-    seen = set(key for key, _ in txn.cursor(db=dbs.lookup).getmulti(
-        [digest for digest in digests if digest is not None], values=True))
+    seen = {key for key, _ in txn.cursor(db=dbs.lookup).getmulti(
+        [digest for digest in digests if digest is not None], values=True)}
     nonces = tx.keys.new_nonces(count)
     id_value = txn.get(META_CODE_ID_NEXT, db=dbs.meta)
     next_id: cython.ulonglong = unpack_u64(id_value) if id_value is not None else 1
@@ -399,19 +507,19 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
         if digest is None:
             continue
         if digest in seen:
-            statuses[i] = IMPORT_DUPLICATE
+            statuses[i] = IMPORT_CODE_STATUS_DUPLICATE
             continue
         seen.add(digest)
         key = code_key(next_id)
         record: CodeRecord = new_record(0, sku_no, batch_no, valid_from_ms, valid_until_ms,
                                         sealer.seal(nonces[i * 12:i * 12 + 12], codes[i], key))
-        tx.move(next_id, record, AVAILABLE)
+        tx.move(next_id, record, CODE_STATE_AVAILABLE)
         new_lookups.append((digest, key))
         new_records.append((key, record.pack()))
         new_available.append((available_key(sku_no, valid_until_ms, next_id), b""))
         if valid_from_ms > 0:
             new_pending.append((available_key(sku_no, valid_from_ms, next_id), b""))
-        statuses[i] = IMPORTED
+        statuses[i] = IMPORT_CODE_STATUS_IMPORTED
         code_ids[i] = next_id
         next_id += 1
     if new_records:
@@ -424,7 +532,7 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
             txn.cursor(db=dbs.pending).putmulti(new_pending)
         txn.put(META_CODE_ID_NEXT, pack_u64(next_id), db=dbs.meta)
     tx.finish(OP_IMPORT)
-    return BATCH_OK, statuses, code_ids
+    return IMPORT_STATUS_OK, statuses, code_ids
 
 
 # -- orders -------------------------------------------------------------------------------
@@ -459,6 +567,7 @@ def reserve(tx: Tx, orders: list) -> list:
     dbs: Dbs = tx.dbs
     results = []
     hold_until_ms: cython.longlong
+    record: CodeRecord
     for order_id, sku_lines, hold_ms in orders:
         hold_until_ms = tx.now_ms + hold_ms
         lines = []
@@ -471,37 +580,37 @@ def reserve(tx: Tx, orders: list) -> list:
         if existing is not None:
             order = unpack_order(existing)
             if [tuple(line) for line in order[4]] != lines or unknown_sku:
-                results.append((RESERVE_ORDER_ID_CONFLICT, [], 0))
+                results.append((RESERVE_STATUS_ORDER_ID_CONFLICT, [], 0))
             else:
-                results.append((RESERVE_OK, order[5], order[1]))
+                results.append((RESERVE_STATUS_RESERVED, order[5], order[1]))
             continue
         if unknown_sku:
-            results.append((RESERVE_SKU_NOT_FOUND, [], 0))
+            results.append((RESERVE_STATUS_SKU_NOT_FOUND, [], 0))
             continue
         picked = _pick_lines(tx, lines)
         if picked is None:
-            results.append((RESERVE_INSUFFICIENT_STOCK, [], 0))
+            results.append((RESERVE_STATUS_INSUFFICIENT_STOCK, [], 0))
             continue
         code_ids = []
         for code_id, record in picked:
             tx.take_available(code_id, record)
-            tx.move(code_id, record, RESERVED)
-            record.order_id = order_id
+            tx.move(code_id, record, CODE_STATE_RESERVED)
+            record.set_order_id(order_id)
             record.hold_until_ms = hold_until_ms
             tx.put_record(code_id, record)
             code_ids.append(code_id)
         order_no = tx.next_number(META_ORDER_NO_NEXT)
-        txn.put(order_id, pack_order(ORDER_RESERVED, hold_until_ms, tx.now_ms, order_no, lines,
-                                     code_ids), db=dbs.orders)
+        txn.put(order_id, pack_order(ORDER_STATE_RESERVED, hold_until_ms, tx.now_ms, order_no,
+                                     lines, code_ids), db=dbs.orders)
         txn.put(hold_key(hold_until_ms, order_id), b"", db=dbs.holds)
-        results.append((RESERVE_OK, code_ids, hold_until_ms))
+        results.append((RESERVE_STATUS_RESERVED, code_ids, hold_until_ms))
     tx.finish(OP_RESERVE)
     return results
 
 
 def _sell(tx: Tx, order_id: bytes, code_id: cython.ulonglong, record: CodeRecord):
-    tx.move(code_id, record, SOLD)
-    record.order_id = order_id
+    tx.move(code_id, record, CODE_STATE_SOLD)
+    record.set_order_id(order_id)
     record.hold_until_ms = 0
     record.sold_at_ms = tx.now_ms
     tx.put_record(code_id, record)
@@ -513,26 +622,27 @@ def confirm(tx: Tx, order_ids: list) -> list:
     txn = tx.txn
     dbs: Dbs = tx.dbs
     results = []
+    record: CodeRecord
     for order_id in order_ids:
         existing = txn.get(order_id, db=dbs.orders)
         if existing is None:
-            results.append((CONFIRM_ORDER_NOT_FOUND, [], False))
+            results.append((CONFIRM_STATUS_ORDER_NOT_FOUND, [], False))
             continue
         state, hold_until_ms, created_ms, order_no, lines, code_ids = unpack_order(existing)
-        if state == ORDER_SOLD:
-            results.append((CONFIRM_SOLD, code_ids, False))
+        if state == ORDER_STATE_PAID:
+            results.append((CONFIRM_STATUS_SOLD, code_ids, False))
             continue
-        if state == ORDER_RESERVED:
+        if state == ORDER_STATE_RESERVED:
             for code_id in code_ids:
                 record = tx.record(code_id)
-                assert record.state == RESERVED and record.order_id == order_id
+                assert record.state == CODE_STATE_RESERVED and record.get_order_id() == order_id
                 _sell(tx, order_id, code_id, record)
             txn.delete(hold_key(hold_until_ms, order_id), db=dbs.holds)
             late = False
         else:  # released or expired before payment: fill it again if stock allows
             picked = _pick_lines(tx, [tuple(line) for line in lines])
             if picked is None:
-                results.append((CONFIRM_RELEASED_NO_STOCK, [], False))
+                results.append((CONFIRM_STATUS_ORDER_RELEASED_NO_STOCK, [], False))
                 continue
             code_ids = []
             for code_id, record in picked:
@@ -540,20 +650,20 @@ def confirm(tx: Tx, order_ids: list) -> list:
                 _sell(tx, order_id, code_id, record)
                 code_ids.append(code_id)
             late = True
-        txn.put(order_id, pack_order(ORDER_SOLD, 0, created_ms, order_no, lines, code_ids),
+        txn.put(order_id, pack_order(ORDER_STATE_PAID, 0, created_ms, order_no, lines, code_ids),
                 db=dbs.orders)
-        results.append((CONFIRM_SOLD, code_ids, late))
+        results.append((CONFIRM_STATUS_SOLD, code_ids, late))
     tx.finish(OP_CONFIRM)
     return results
 
 
 def _release_order(tx: Tx, order_id: bytes, order: tuple, final_state: cython.int):
-    state, hold_until_ms, created_ms, order_no, lines, code_ids = order
+    _, hold_until_ms, created_ms, order_no, lines, code_ids = order
     for code_id in code_ids:
         record = tx.record(code_id)
-        assert record.state == RESERVED and record.order_id == order_id
-        tx.move(code_id, record, AVAILABLE)
-        record.order_id = b""
+        assert record.state == CODE_STATE_RESERVED and record.get_order_id() == order_id
+        tx.move(code_id, record, CODE_STATE_AVAILABLE)
+        record.set_order_id(b"")
         record.hold_until_ms = 0
         tx.put_record(code_id, record)
         tx.return_available(code_id, record)
@@ -570,16 +680,16 @@ def release(tx: Tx, order_ids: list) -> list:
     for order_id in order_ids:
         existing = txn.get(order_id, db=tx.dbs.orders)
         if existing is None:
-            results.append(RELEASE_ORDER_NOT_FOUND)
+            results.append(RELEASE_STATUS_ORDER_NOT_FOUND)
             continue
         order = unpack_order(existing)
-        if order[0] == ORDER_SOLD:
-            results.append(RELEASE_ORDER_SOLD)
-        elif order[0] == ORDER_RESERVED:
-            _release_order(tx, order_id, order, ORDER_RELEASED)
-            results.append(RELEASE_OK)
+        if order[0] == ORDER_STATE_PAID:
+            results.append(RELEASE_STATUS_ORDER_SOLD)
+        elif order[0] == ORDER_STATE_RESERVED:
+            _release_order(tx, order_id, order, ORDER_STATE_CANCELLED)
+            results.append(RELEASE_STATUS_RELEASED)
         else:
-            results.append(RELEASE_OK)
+            results.append(RELEASE_STATUS_RELEASED)
     tx.finish(OP_RELEASE)
     return results
 
@@ -591,14 +701,14 @@ def expire_holds(tx: Tx, limit: cython.Py_ssize_t) -> list:
     cursor = txn.cursor(db=tx.dbs.holds)
     if cursor.first():
         for key in cursor.iternext(keys=True, values=False):
-            hold_until_ms, order_id = _codec.unpack_hold_key(key)
+            hold_until_ms, order_id = unpack_hold_key(key)
             if hold_until_ms > tx.now_ms or len(due) >= limit:
                 break
             due.append(order_id)
     for order_id in due:
         order = unpack_order(txn.get(order_id, db=tx.dbs.orders))
-        assert order[0] == ORDER_RESERVED
-        _release_order(tx, order_id, order, ORDER_EXPIRED)
+        assert order[0] == ORDER_STATE_RESERVED
+        _release_order(tx, order_id, order, ORDER_STATE_EXPIRED)
     tx.finish(OP_EXPIRE)
     return due
 
@@ -608,21 +718,21 @@ def expire_holds(tx: Tx, limit: cython.Py_ssize_t) -> list:
 @cython.cfunc
 def _redeem_ladder(record: CodeRecord, now_ms: cython.longlong) -> cython.int:
     state: cython.int = record.state
-    if state == VOID:
-        return REDEEM_VOID
-    if state == INVALID:
-        return REDEEM_INVALID
-    if state == FROZEN:
-        return REDEEM_FROZEN
-    if state == REDEEMED:
-        return REDEEM_ALREADY_REDEEMED
-    if state != SOLD:
-        return REDEEM_NOT_SOLD
+    if state == CODE_STATE_VOID:
+        return REDEEM_STATUS_VOID
+    if state == CODE_STATE_INVALID:
+        return REDEEM_STATUS_INVALID
+    if state == CODE_STATE_FROZEN:
+        return REDEEM_STATUS_FROZEN
+    if state == CODE_STATE_REDEEMED:
+        return REDEEM_STATUS_ALREADY_REDEEMED
+    if state != CODE_STATE_SOLD:
+        return REDEEM_STATUS_NOT_SOLD
     if now_ms < record.valid_from_ms:
-        return REDEEM_NOT_YET_VALID
+        return REDEEM_STATUS_NOT_YET_VALID
     if now_ms >= record.valid_until_ms:
-        return REDEEM_EXPIRED
-    return REDEEM_OK
+        return REDEEM_STATUS_EXPIRED
+    return REDEEM_STATUS_REDEEMED
 
 
 def redeem(tx: Tx, items: list, terminal: bytes) -> list:
@@ -644,7 +754,7 @@ def redeem(tx: Tx, items: list, terminal: bytes) -> list:
     i: cython.Py_ssize_t
     for i in range(count):
         raw, request_id = items[i]
-        if check_code(raw) == CODE_OK:
+        if check_code(raw) == IMPORT_CODE_STATUS_IMPORTED:
             digests[i] = lookup_hash(normalize_code(raw))
             request_keys[i] = request_key(terminal, request_id)
     wanted = [digest for digest in digests if digest is not None]
@@ -662,13 +772,13 @@ def redeem(tx: Tx, items: list, terminal: bytes) -> list:
     for i in range(count):
         digest = digests[i]
         if digest is None:
-            results.append((REDEEM_MALFORMED, 0, 0, b""))
+            results.append((REDEEM_STATUS_MALFORMED, 0, 0, b""))
             continue
         key = code_keys.get(digest)
         record = None
         code_id = 0
         if key is not None:
-            code_id = _codec.code_id_of(key)
+            code_id = code_id_of(key)
             record = records.get(key)
             if record is None:
                 record = records[key] = unpack_record(stored_values[key])
@@ -676,18 +786,18 @@ def redeem(tx: Tx, items: list, terminal: bytes) -> list:
         if first is not None:
             results.append(_replay_redemption(tx, first, digest, terminal, records))
             continue
-        status = _redeem_ladder(record, now_ms) if record is not None else REDEEM_NOT_FOUND
+        status = _redeem_ladder(record, now_ms) if record is not None else REDEEM_STATUS_NOT_FOUND
         first = pack_redemption(status, code_id, now_ms, digest)
         firsts[request_keys[i]] = first
         new_firsts.append((request_keys[i], first))
-        if status == REDEEM_OK:
-            tx.move(code_id, record, REDEEMED)
+        if status == REDEEM_STATUS_REDEEMED:
+            tx.move(code_id, record, CODE_STATE_REDEEMED)
             record.redeemed_at_ms = now_ms
-            record.terminal = terminal
+            record.set_terminal(terminal)
             changed[key] = record
-            results.append((REDEEM_OK, code_id, now_ms, terminal))
-        elif status == REDEEM_ALREADY_REDEEMED:
-            results.append((status, code_id, record.redeemed_at_ms, record.terminal))
+            results.append((REDEEM_STATUS_REDEEMED, code_id, now_ms, terminal))
+        elif status == REDEEM_STATUS_ALREADY_REDEEMED:
+            results.append((status, code_id, record.redeemed_at_ms, record.get_terminal()))
         else:
             results.append((status, code_id, 0, b""))
     if new_firsts:
@@ -704,12 +814,12 @@ def _replay_redemption(tx: Tx, first: bytes, digest: bytes, terminal: bytes,
                        records: dict) -> tuple:
     status, code_id, at_ms, first_digest = unpack_redemption(first)
     if not tx.keys.equal(first_digest, digest):
-        return (REDEEM_REQUEST_ID_CONFLICT, 0, 0, b"")
-    if status == REDEEM_OK:
-        return (REDEEM_OK, code_id, at_ms, terminal)
-    if status == REDEEM_ALREADY_REDEEMED:
+        return (REDEEM_STATUS_REQUEST_ID_CONFLICT, 0, 0, b"")
+    if status == REDEEM_STATUS_REDEEMED:
+        return (REDEEM_STATUS_REDEEMED, code_id, at_ms, terminal)
+    if status == REDEEM_STATUS_ALREADY_REDEEMED:
         record: CodeRecord = records.get(code_key(code_id)) or tx.record(code_id)
-        return (status, code_id, record.redeemed_at_ms, record.terminal)
+        return (status, code_id, record.redeemed_at_ms, record.get_terminal())
     return (status, code_id, 0, b"")
 
 
@@ -718,44 +828,45 @@ def _replay_redemption(tx: Tx, first: bytes, digest: bytes, terminal: bytes,
 def _code_op(tx: Tx, refs: list, op: cython.int, transition) -> list:
     """Resolve each code and apply `transition` to it -> [(status, code_id, state after)]."""
     results = []
+    record: CodeRecord
     for ref in refs:
         status, code_id, record = tx.resolve(ref)
-        if status != CODE_OP_DONE:
+        if status != CODE_OP_STATUS_DONE:
             results.append((status, 0, 0))
         elif not transition(tx, code_id, record):
-            results.append((CODE_OP_WRONG_STATE, code_id, record.state))
+            results.append((CODE_OP_STATUS_WRONG_STATE, code_id, record.state))
         else:
             tx.put_record(code_id, record)
-            results.append((CODE_OP_DONE, code_id, record.state))
+            results.append((CODE_OP_STATUS_DONE, code_id, record.state))
     tx.finish(op)
     return results
 
 
 def _freeze_one(tx: Tx, code_id: cython.ulonglong, record: CodeRecord) -> cython.bint:
     state: cython.int = record.state
-    if state != AVAILABLE and state != SOLD:
+    if state != CODE_STATE_AVAILABLE and state != CODE_STATE_SOLD:
         return False
-    if state == AVAILABLE:
+    if state == CODE_STATE_AVAILABLE:
         tx.take_available(code_id, record)
     record.prior_state = state
-    tx.move(code_id, record, FROZEN)
+    tx.move(code_id, record, CODE_STATE_FROZEN)
     return True
 
 
 def _unfreeze_one(tx: Tx, code_id: cython.ulonglong, record: CodeRecord) -> cython.bint:
-    if record.state != FROZEN:
+    if record.state != CODE_STATE_FROZEN:
         return False
     tx.move(code_id, record, record.prior_state)
     record.prior_state = 0
-    if record.state == AVAILABLE:
+    if record.state == CODE_STATE_AVAILABLE:
         tx.return_available(code_id, record)
     return True
 
 
 def _void_one(tx: Tx, code_id: cython.ulonglong, record: CodeRecord) -> cython.bint:
-    if record.state != SOLD:
+    if record.state != CODE_STATE_SOLD:
         return False
-    tx.move(code_id, record, VOID)
+    tx.move(code_id, record, CODE_STATE_VOID)
     return True
 
 
@@ -785,22 +896,22 @@ def report_invalid(tx: Tx, items: list) -> list:
     for order_id, code_id in items:
         existing = txn.get(order_id, db=dbs.orders)
         if existing is None:
-            results.append((REPORT_ORDER_NOT_FOUND, 0))
+            results.append((REPORT_INVALID_STATUS_ORDER_NOT_FOUND, 0))
             continue
         state, hold_until_ms, created_ms, order_no, lines, code_ids = unpack_order(existing)
-        if state != ORDER_SOLD or code_id not in code_ids:
-            results.append((REPORT_CODE_NOT_IN_ORDER, 0))
+        if state != ORDER_STATE_PAID or code_id not in code_ids:
+            results.append((REPORT_INVALID_STATUS_CODE_NOT_IN_ORDER, 0))
             continue
         record = tx.record(code_id)
-        if record.state == INVALID:  # a retry: the first answer again
-            results.append((REPORT_REISSUED if record.link_code_id else REPORT_NO_REPLACEMENT,
-                            record.link_code_id))
+        if record.state == CODE_STATE_INVALID:  # a retry: the first answer again
+            results.append((REPORT_INVALID_STATUS_REISSUED if record.link_code_id
+                            else REPORT_INVALID_STATUS_NO_REPLACEMENT, record.link_code_id))
             continue
-        if record.state != SOLD:
-            results.append((REPORT_NOT_SOLD, 0))
+        if record.state != CODE_STATE_SOLD:
+            results.append((REPORT_INVALID_STATUS_NOT_SOLD, 0))
             continue
         picked = tx.pick(record.sku_no, 1)
-        tx.move(code_id, record, INVALID)
+        tx.move(code_id, record, CODE_STATE_INVALID)
         if picked:
             replacement_id, replacement = picked[0]
             tx.take_available(replacement_id, replacement)
@@ -810,8 +921,8 @@ def report_invalid(tx: Tx, items: list) -> list:
             txn.put(order_id, pack_order(state, hold_until_ms, created_ms, order_no, lines,
                                          code_ids), db=dbs.orders)
         tx.put_record(code_id, record)
-        results.append((REPORT_REISSUED if picked else REPORT_NO_REPLACEMENT,
-                        record.link_code_id))
+        results.append((REPORT_INVALID_STATUS_REISSUED if picked
+                        else REPORT_INVALID_STATUS_NO_REPLACEMENT, record.link_code_id))
     tx.finish(OP_REPORT_INVALID)
     return results
 
@@ -822,13 +933,13 @@ def verify(txn, dbs: Dbs, lookup_hash, codes: list) -> list:
     """-> [(status, code_id, CodeRecord or None)]"""
     results = []
     for raw in codes:
-        if check_code(raw) != CODE_OK:
-            results.append((VERIFY_MALFORMED, 0, None))
+        if check_code(raw) != IMPORT_CODE_STATUS_IMPORTED:
+            results.append((VERIFY_STATUS_MALFORMED, 0, None))
             continue
         key = txn.get(lookup_hash(normalize_code(raw)), db=dbs.lookup)
         if key is None:
-            results.append((VERIFY_NOT_FOUND, 0, None))
+            results.append((VERIFY_STATUS_NOT_FOUND, 0, None))
             continue
-        results.append((VERIFY_FOUND, _codec.code_id_of(key),
+        results.append((VERIFY_STATUS_FOUND, code_id_of(key),
                         unpack_record(txn.get(key, db=dbs.codes))))
     return results

@@ -1,18 +1,24 @@
-"""Typed face of the compiled kamicore._engine (source: ext/_engine.py).
+"""Typed face of the compiled kamicore._engine (source: ext/kamicore/_engine.py).
+tests/test_stubs.py holds its names to the compiled module's.
 
 Every write operation takes a Tx (one operation's view of the group's write transaction) and
 returns plain tuples; kamicore.engine turns them into result types."""
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ._codec import CodeRecord
 
 META_CODE_ID_NEXT: bytes
+META_SKU_NO_NEXT: bytes
+META_BATCH_NO_NEXT: bytes
+META_ORDER_NO_NEXT: bytes
 META_AUDIT_HEAD: bytes
 SKU_NAME_PREFIX: bytes
 SKU_NUMBER_PREFIX: bytes
 AUDIT_GENESIS: bytes
-ORDER_STATE_NAMES: dict[int, str]
+OP_NAMES: dict[int, str]
+batches_max: int
 
 class Dbs:
     codes: Any
@@ -27,6 +33,12 @@ class Dbs:
     redemptions: Any
     audit: Any
     meta: Any
+    batch_counters: Any
+    pending: Any
+    catalog: Any
+    order_meta: Any
+    purchases: Any
+    api_keys: Any
     def __init__(self, env: Any) -> None: ...
 
 class Tx:
@@ -38,8 +50,14 @@ class Tx:
     def __init__(self, txn: Any, dbs: Dbs, keys: Any, now_ms: int, actor: bytes) -> None: ...
     def move(self, code_id: int, record: CodeRecord, to_state: int) -> None: ...
     def finish(self, op: int) -> None: ...
+    def next_number(self, name: bytes, first: int = 1) -> int: ...
+    def sku_no(self, sku: bytes, create: bool) -> int: ...
     def record(self, code_id: int) -> CodeRecord: ...
+    def put_record(self, code_id: int, record: CodeRecord) -> None: ...
+    def resolve(self, ref: int | bytes) -> tuple[int, int, CodeRecord | None]: ...
     def pick(self, sku_no: int, quantity: int) -> list[tuple[int, CodeRecord]]: ...
+    def take_available(self, code_id: int, record: CodeRecord) -> None: ...
+    def return_available(self, code_id: int, record: CodeRecord) -> None: ...
 
 def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes, unit_cost_micros: int,
                  valid_from_ms: int, valid_until_ms: int,

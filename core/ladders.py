@@ -1,0 +1,129 @@
+"""The precedence of every operation's status ladder, declared apart from the wire numbers.
+
+An operation checks its refusals one after another and answers the first that applies (a
+straight ladder). This declares the order of those checks for each operation's status enum in
+kamicore.statuses, leaving out the success member (number 1) and STORAGE_FULL, which is not a
+rung: it answers a whole operation whose commit did not fit, and nothing changed.
+
+Wire numbers are append-only: a status keeps the number its .proto file gave it, so numbers say
+nothing about precedence (ImportStatus.SKU_NOT_FOUND, numbered 4, is checked before
+BATCH_MISMATCH, numbered 2). A new status may sit anywhere in a ladder by editing this
+declaration only; no other status is renumbered. The checks follow this order (in
+ext/kamicore/_engine.py, core/orders.py, core/catalog.py and core/server.py), tests/test_engine.py
+has a row per rung in this order, and tests/test_statuses.py holds each ladder to a permutation
+of its enum.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .statuses import (
+    CancelOrderStatus,
+    CodeOpStatus,
+    ConfirmPaymentStatus,
+    ConfirmStatus,
+    CreateOrderStatus,
+    CreateSkuStatus,
+    ImportCodeStatus,
+    ImportStatus,
+    OrderLookupStatus,
+    RedeemStatus,
+    ReleaseStatus,
+    ReportInvalidStatus,
+    ReserveStatus,
+    RotateKeysStatus,
+    SkuLookupStatus,
+    StockStatus,
+    VerifyStatus,
+)
+
+LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
+    # -- the engine (ext/kamicore/_engine.py) ------------------------------------------------
+    ImportCodeStatus: (
+        # an empty code is EMPTY at once: nothing above EMPTY can apply to it
+        ImportCodeStatus.TOO_LONG,
+        ImportCodeStatus.CONTROL_CHARACTER,
+        ImportCodeStatus.NOT_UTF8,
+        ImportCodeStatus.EMPTY,  # also: nothing left once spaces and dashes are removed
+        ImportCodeStatus.DUPLICATE,
+    ),
+    ReserveStatus: (
+        ReserveStatus.ORDER_ID_CONFLICT,
+        ReserveStatus.SKU_NOT_FOUND,
+        ReserveStatus.INSUFFICIENT_STOCK,
+    ),
+    ConfirmStatus: (
+        ConfirmStatus.ORDER_NOT_FOUND,
+        ConfirmStatus.ORDER_RELEASED_NO_STOCK,
+    ),
+    ReleaseStatus: (
+        ReleaseStatus.ORDER_NOT_FOUND,
+        ReleaseStatus.ORDER_SOLD,
+    ),
+    RedeemStatus: (
+        RedeemStatus.MALFORMED,
+        RedeemStatus.REQUEST_ID_CONFLICT,  # a known request id answers as it did the first time
+        RedeemStatus.NOT_FOUND,
+        RedeemStatus.VOID,
+        RedeemStatus.INVALID,
+        RedeemStatus.FROZEN,
+        RedeemStatus.ALREADY_REDEEMED,
+        RedeemStatus.NOT_SOLD,
+        RedeemStatus.NOT_YET_VALID,
+        RedeemStatus.EXPIRED,
+    ),
+    CodeOpStatus: (
+        CodeOpStatus.MALFORMED,
+        CodeOpStatus.NOT_FOUND,
+        CodeOpStatus.WRONG_STATE,
+    ),
+    VerifyStatus: (
+        VerifyStatus.MALFORMED,
+        VerifyStatus.NOT_FOUND,
+    ),
+    ReportInvalidStatus: (
+        ReportInvalidStatus.ORDER_NOT_FOUND,  # also core/server.py: not the caller's order
+        ReportInvalidStatus.CODE_NOT_IN_ORDER,
+        ReportInvalidStatus.NOT_SOLD,  # a code already INVALID answers as it did the first time
+        ReportInvalidStatus.NO_REPLACEMENT,
+    ),
+    # -- the catalog (core/catalog.py) and the import stream (core/server.py) -----------------
+    CreateSkuStatus: (
+        CreateSkuStatus.ALREADY_EXISTS,
+    ),
+    SkuLookupStatus: (
+        SkuLookupStatus.NOT_FOUND,
+    ),
+    StockStatus: (
+        StockStatus.NOT_FOUND,
+    ),
+    ImportStatus: (
+        ImportStatus.SKU_NOT_FOUND,
+        ImportStatus.BATCH_MISMATCH,
+    ),
+    RotateKeysStatus: (),
+    # -- orders (core/orders.py, and core/server.py for lookups) -------------------------------
+    CreateOrderStatus: (
+        CreateOrderStatus.IDEMPOTENCY_CONFLICT,
+        CreateOrderStatus.SKU_NOT_FOUND,
+        CreateOrderStatus.DELIVERY_NOT_SUPPORTED,
+        CreateOrderStatus.NOT_SOLD_ON_CHANNEL,
+        CreateOrderStatus.LIMIT_EXCEEDED,
+        CreateOrderStatus.INSUFFICIENT_STOCK,
+    ),
+    ConfirmPaymentStatus: (
+        ConfirmPaymentStatus.ORDER_NOT_FOUND,
+        ConfirmPaymentStatus.ALREADY_PAID,  # the same payment reference answers PAID again
+        ConfirmPaymentStatus.AMOUNT_MISMATCH,
+        ConfirmPaymentStatus.REFUND_REQUIRED,
+    ),
+    CancelOrderStatus: (
+        CancelOrderStatus.ORDER_NOT_FOUND,
+        CancelOrderStatus.ALREADY_PAID,
+    ),
+    OrderLookupStatus: (
+        OrderLookupStatus.NOT_FOUND,
+        OrderLookupStatus.NOT_PAID,
+    ),
+}
