@@ -9,9 +9,8 @@ Wire numbers are append-only: a status keeps the number its .proto file gave it,
 nothing about precedence (ImportStatus.SKU_NOT_FOUND, numbered 4, is checked before
 BATCH_MISMATCH, numbered 2). A new status may sit anywhere in a ladder by editing this
 declaration only; no other status is renumbered. The checks follow this order (in
-ext/kamicore/_engine.py, core/orders.py, core/catalog.py and core/server.py), tests/test_engine.py
-has a row per rung in this order, and tests/test_statuses.py holds each ladder to a permutation
-of its enum.
+ext/kamicore/_engine.py, core/domain/ and core/grpc/), tests/test_engine.py has a row per rung
+in this order, and tests/test_statuses.py holds each ladder to a permutation of its enum.
 """
 
 from __future__ import annotations
@@ -83,12 +82,12 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
         VerifyStatus.NOT_FOUND,
     ),
     ReportInvalidStatus: (
-        ReportInvalidStatus.ORDER_NOT_FOUND,  # also core/server.py: not the caller's order
+        ReportInvalidStatus.ORDER_NOT_FOUND,  # also core/grpc/orders.py: not the caller's
         ReportInvalidStatus.CODE_NOT_IN_ORDER,
         ReportInvalidStatus.NOT_SOLD,  # a code already INVALID answers as it did the first time
         ReportInvalidStatus.NO_REPLACEMENT,
     ),
-    # -- the catalog (core/catalog.py) and the import stream (core/server.py) -----------------
+    # -- the catalog (core/domain/catalog.py) and the import stream (core/grpc/inventory.py) ----
     CreateSkuStatus: (
         CreateSkuStatus.ALREADY_EXISTS,
     ),
@@ -103,7 +102,7 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
         ImportStatus.BATCH_MISMATCH,
     ),
     RotateKeysStatus: (),
-    # -- orders (core/orders.py, and core/server.py for lookups) -------------------------------
+    # -- orders (core/domain/orders.py, and core/grpc/orders.py for lookups) -------------------
     CreateOrderStatus: (
         CreateOrderStatus.IDEMPOTENCY_CONFLICT,
         CreateOrderStatus.SKU_NOT_FOUND,

@@ -12,24 +12,21 @@ import importlib
 import re
 
 import pytest
-from kamicore import interpreted, statuses
-from kamicore.engine import load_implementation
+
+from kamicore import statuses
+from kamicore.engine import interpreted, load_implementation
 from kamicore.ladders import LADDERS
 
 impl = load_implementation("interpreted")
 generated = importlib.import_module(f"{interpreted.PACKAGE}._statuses")
 
-ENUMS = [getattr(statuses, name) for name in statuses.__all__]
+ENUMS = [getattr(statuses, name) for name in statuses.__all__
+         if isinstance(getattr(statuses, name), enum.EnumMeta)]
 STATUS_ENUMS = [enum_type for enum_type in ENUMS if enum_type.__name__.endswith("Status")]
 
 
-def constant_name(member: enum.IntEnum) -> str:
-    """CodeOpStatus.NOT_FOUND -> CODE_OP_STATUS_NOT_FOUND (the proto value name)."""
-    prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", type(member).__name__).upper()
-    return f"{prefix}_{member.name}"
-
-
-CONSTANTS = {constant_name(member): member.value for enum_type in ENUMS for member in enum_type}
+CONSTANTS = {statuses.wire_name(member): member.value
+             for enum_type in ENUMS for member in enum_type}
 # Upper-case integers the engine sources may define themselves: audit operation numbers and
 # record format numbers, which are not statuses.
 OWN_CONSTANT = re.compile(r"OP_[A-Z_]+|[A-Z_]+_VERSION|[A-Z_]+_BYTES")
@@ -85,7 +82,7 @@ def test_the_wire_enums_are_the_same_enums():
     for module in (catalog_pb2, common_pb2, inventory_pb2, orders_pb2, redemption_pb2):
         for name, wire in module.DESCRIPTOR.enum_types_by_name.items():
             numbers = {value.name: value.number for value in wire.values if value.number}
-            assert numbers == {constant_name(member): member.value
+            assert numbers == {statuses.wire_name(member): member.value
                                for member in getattr(statuses, name)}, name
             compared.add(name)
     assert {"CodeState", "OrderState", "RedeemStatus"} <= compared
