@@ -14,7 +14,7 @@ import grpc
 from .. import metrics
 from ..config import Config
 from ..engine import Engine
-from ..v1 import catalog_pb2_grpc, inventory_pb2_grpc, orders_pb2_grpc, redemption_pb2_grpc
+from ..v1 import catalog_pb2, common_pb2, inventory_pb2, orders_pb2, redemption_pb2
 from .catalog import CatalogService
 from .gate import Gate
 from .inventory import InventoryService
@@ -22,8 +22,26 @@ from .orders import OrdersService
 from .redemption import RedemptionService
 from .services import Services
 
-SERVICE_NAMES = ("kamicore.v1.Catalog", "kamicore.v1.Inventory", "kamicore.v1.Orders",
-                 "kamicore.v1.Redemption")
+WIRE_MODULES = (catalog_pb2, common_pb2, inventory_pb2, orders_pb2, redemption_pb2)
+# each kamicore.v1 service: the module that declares it, and the servicer that serves it
+SERVICERS = {"Catalog": (catalog_pb2, CatalogService),
+             "Inventory": (inventory_pb2, InventoryService),
+             "Orders": (orders_pb2, OrdersService),
+             "Redemption": (redemption_pb2, RedemptionService)}
+SERVICE_NAMES = tuple(f"kamicore.v1.{name}" for name in SERVICERS)
+
+
+def _message_classes() -> dict:
+    """Every generated message class by its full name."""
+    return {message.full_name: getattr(module, name) for module in WIRE_MODULES
+            for name, message in module.DESCRIPTOR.message_types_by_name.items()}
+
+
+def _services(gate: Gate, services: Services) -> list:
+    """One generic handler per kamicore service, every method resolved once (see gate.py)."""
+    classes = _message_classes()
+    return [gate.service(module.DESCRIPTOR.services_by_name[name], servicer(services), classes)
+            for name, (module, servicer) in SERVICERS.items()]
 
 
 def _credentials(config: Config):
@@ -46,14 +64,10 @@ async def run_worker(config: Config, ready: multiprocessing.synchronize.Event | 
     engine.on_commit = worker_metrics.on_commit
     services = Services(engine, config, worker_metrics)
     server = grpc.aio.server(
-        interceptors=[Gate(engine, config, worker_metrics)],
         options=[("grpc.so_reuseport", 1),
                  ("grpc.max_receive_message_length", config.message_bytes_max),
                  ("grpc.max_send_message_length", config.message_bytes_max)])
-    catalog_pb2_grpc.add_CatalogServicer_to_server(CatalogService(services), server)
-    inventory_pb2_grpc.add_InventoryServicer_to_server(InventoryService(services), server)
-    orders_pb2_grpc.add_OrdersServicer_to_server(OrdersService(services), server)
-    redemption_pb2_grpc.add_RedemptionServicer_to_server(RedemptionService(services), server)
+    server.add_generic_rpc_handlers(_services(Gate(engine, config, worker_metrics), services))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
