@@ -43,8 +43,10 @@ MAKE_BENCH = Block(
 ENGINE = Block(
     "# Engine benchmark results",
     "Written by `make bench-engine` (bench/engine_bench.py; its docstring says what is measured "
-    "and how). The machine is shared and noisy: compare ratios taken in one run (engine vs raw "
-    "floor, compiled vs interpreted) rather than absolutes across runs.",
+    "and how). The machine is shared and noisy: compare ratios taken in one run (engine vs the "
+    "C floor, bench/c_floor.c; compiled vs interpreted) rather than absolutes across runs. "
+    "Targets (issue 8): redeem-256 ≥ 0.85× the C floor in sale and in random order, "
+    "import-10000 ≥ 0.8× the C floor's import.",
     "## Latest", "## History", insert_before="## Server")
 
 SERVER = Block(
