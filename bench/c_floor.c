@@ -4,17 +4,15 @@
  *
  * Built and driven by bench/c_floor.py (cc -O2 c_floor.c -llmdb -lcrypto). Usage:
  *
- *   c_floor DIR --codes N [--record-bytes B] [--map-size BYTES] [--rounds R]
+ *   c_floor DIR --codes N [--record-bytes B] [--map-size BYTES]
  *
  * It first builds the store in DIR: N codes "SOLD-XXXX-XXXX-XXXX" with ids 1..N, each a record
  * of B bytes (kamicore's 64-byte header, the AES-256-GCM sealed code, padding for the order id)
  * keyed by its id (8 bytes big-endian) in `codes`, and its lookup key (HMAC-SHA256 of the
- * normalised code) -> id key in `lookup`; `redemptions` and `available` start empty. Then:
- *
- * - with --rounds R: a warm-up round and R measured rounds of every figure, then one JSON line
- *   per figure: codes/s (median over rounds) and p50/p99 ms per transaction;
- * - without: one command per line on stdin, one JSON line per command on stdout (the engine
- *   benchmark interleaves these rounds with its own):
+ * normalised code) -> id key in `lookup`; `redemptions` and `available` start empty; it answers
+ * {"ready": true, ...}. Then one command per line on stdin, one JSON line per command on stdout
+ * (the engine benchmark interleaves these rounds with its own; c_floor.py's main summarises
+ * rounds of its own):
  *     redeem sale T | redeem random T   T write txns of 256 codes: normalise, HMAC, lookup get,
  *                                       record get, record put (state byte), request-id put
  *     lookups T                         T read txns of 256 codes: normalise, HMAC, 2 gets
@@ -306,10 +304,8 @@ static void answer(const char *figure, uint64_t codes, uint64_t txns, double sec
     fflush(stdout);
 }
 
-/* one round of one figure, per-transaction seconds into `latencies`; answers it unless `quiet`;
- * -> codes/s */
-static double run(const char *figure, const char *order, uint64_t txns, int quiet,
-                  double *latencies) {
+/* one round of one figure, per-transaction seconds into `latencies`, and its answer */
+static void run(const char *figure, const char *order, uint64_t txns, double *latencies) {
     char name[32];
     uint64_t per_txn = strcmp(figure, "import") == 0 ? IMPORT_PER_TXN
                        : strcmp(figure, "lookups") == 0 ? LOOKUPS_PER_TXN : REDEEM_PER_TXN;
@@ -319,66 +315,24 @@ static double run(const char *figure, const char *order, uint64_t txns, int quie
     else import("IMPT", txns, IMPORT_PER_TXN, 0, latencies);
     double seconds = now() - started;
     snprintf(name, sizeof name, order ? "%s-%s" : "%s", figure, order);
-    if (!quiet) answer(name, txns * per_txn, txns, seconds, latencies);
-    return txns * per_txn / seconds;
-}
-
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double nearest_rank(double *sorted, uint64_t count, double fraction) {
-    uint64_t rank = (uint64_t)(fraction * count + 0.999999);
-    return sorted[(rank < 1 ? 1 : rank > count ? count : rank) - 1];
-}
-
-/* --rounds R: warm-up and R rounds of every figure, one summary line per figure */
-static void standalone(int rounds) {
-    static const char *figures[][2] = {{"redeem", "sale"}, {"redeem", "random"},
-                                       {"lookups", NULL}, {"import", NULL}};
-    uint64_t txns[] = {60, 20, 120, 3};
-    double rates[4][64], *latencies[4];
-    for (int f = 0; f < 4; f++) latencies[f] = malloc(rounds * txns[f] * sizeof(double));
-    for (int round = 0; round <= rounds; round++)
-        for (int f = 0; f < 4; f++) {
-            uint64_t n = round ? txns[f] : (txns[f] + 9) / 10;
-            double *slot = round ? latencies[f] + (round - 1) * txns[f] : latencies[f];
-            double rate = run(figures[f][0], figures[f][1], n, 1, slot);
-            if (round) rates[f][round - 1] = rate;
-        }
-    for (int f = 0; f < 4; f++) {
-        uint64_t count = rounds * txns[f];
-        qsort(rates[f], rounds, sizeof(double), by_value);
-        qsort(latencies[f], count, sizeof(double), by_value);
-        double median = rounds % 2 ? rates[f][rounds / 2]
-                                   : (rates[f][rounds / 2 - 1] + rates[f][rounds / 2]) / 2;
-        printf("{\"figure\": \"%s%s%s\", \"codes_per_second\": %.0f, \"rounds\": %d, "
-               "\"p50_ms\": %.3f, \"p99_ms\": %.3f}\n", figures[f][0], figures[f][1] ? "-" : "",
-               figures[f][1] ? figures[f][1] : "", median, rounds,
-               nearest_rank(latencies[f], count, 0.5) * 1000,
-               nearest_rank(latencies[f], count, 0.99) * 1000);
-    }
+    answer(name, txns * per_txn, txns, seconds, latencies);
 }
 
 int main(int argc, char **argv) {
     size_t map_size = (size_t)64 << 30;
-    int rounds = 0;
     if (argc < 2) {
-        fprintf(stderr, "usage: %s DIR --codes N [--record-bytes B] [--map-size BYTES] "
-                "[--rounds R]\n", argv[0]);
+        fprintf(stderr, "usage: %s DIR --codes N [--record-bytes B] [--map-size BYTES]\n",
+                argv[0]);
         return 2;
     }
     for (int i = 2; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--codes") == 0) stored = strtoull(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--record-bytes") == 0) record_bytes = strtoull(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--map-size") == 0) map_size = strtoull(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--rounds") == 0) rounds = atoi(argv[i + 1]);
         else { fprintf(stderr, "c_floor: unknown option %s\n", argv[i]); return 2; }
     }
-    if (stored < 2 || record_bytes > RECORD_MAX || rounds > 64) {
-        fprintf(stderr, "c_floor: need --codes >= 2, --record-bytes <= %d, --rounds <= 64\n",
-                RECORD_MAX);
+    if (stored < 2 || record_bytes > RECORD_MAX) {
+        fprintf(stderr, "c_floor: need --codes >= 2 and --record-bytes <= %d\n", RECORD_MAX);
         return 2;
     }
     open_store(argv[1], map_size);
@@ -390,27 +344,23 @@ int main(int argc, char **argv) {
            "\"openssl\": \"%s\"}\n", now() - started, (unsigned long long)stored, major, minor,
            patch, OpenSSL_version(OPENSSL_VERSION));
     fflush(stdout);
-    if (rounds) {
-        standalone(rounds);
-    } else {
-        char line[128], figure[16], order[16];
-        unsigned long long txns;
-        while (fgets(line, sizeof line, stdin)) {
-            if (sscanf(line, "redeem %15s %llu", order, &txns) == 2) {
-                strcpy(figure, "redeem");
-            } else if (sscanf(line, "%15s %llu", figure, &txns) == 2
-                       && (strcmp(figure, "lookups") == 0 || strcmp(figure, "import") == 0)) {
-                order[0] = 0;
-            } else if (strncmp(line, "quit", 4) == 0) {
-                break;
-            } else {
-                fprintf(stderr, "c_floor: unknown command %s", line);
-                return 2;
-            }
-            double *latencies = malloc((txns ? txns : 1) * sizeof(double));
-            run(figure, order[0] ? order : NULL, txns, 0, latencies);
-            free(latencies);
+    char line[128], figure[16], order[16];
+    unsigned long long txns;
+    while (fgets(line, sizeof line, stdin)) {
+        if (sscanf(line, "redeem %15s %llu", order, &txns) == 2) {
+            strcpy(figure, "redeem");
+        } else if (sscanf(line, "%15s %llu", figure, &txns) == 2
+                   && (strcmp(figure, "lookups") == 0 || strcmp(figure, "import") == 0)) {
+            order[0] = 0;
+        } else if (strncmp(line, "quit", 4) == 0) {
+            break;
+        } else {
+            fprintf(stderr, "c_floor: unknown command %s", line);
+            return 2;
         }
+        double *latencies = malloc((txns ? txns : 1) * sizeof(double));
+        run(figure, order[0] ? order : NULL, txns, latencies);
+        free(latencies);
     }
     mdb_env_close(env);
     return 0;

@@ -5,11 +5,12 @@ engine with it round by round.
 This module builds the program with the system's C compiler against the system's liblmdb and
 libcrypto (installing gcc, liblmdb-dev and libssl-dev with apt-get when they are missing and the
 run is root; otherwise saying exactly what to install), runs it over a store it builds itself,
-and hands it one round of one figure at a time. By hand, a run of its own:
+and hands it one round of one figure at a time. By hand (make bench-floor), a run of its own:
 
     .venv/bin/python bench/c_floor.py [--codes N] [--rounds R]
 
-prints one JSON line per figure (codes/s, the median over rounds; p50/p99 ms per transaction).
+a warm-up round and R measured rounds of every figure, then one JSON line per figure: codes/s
+(the median over rounds) and p50/p99 ms per transaction.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from common import BENCH, expect, install_debian_packages, log, temp_dir
+from common import BENCH, expect, install_debian_packages, log, median, percentile_ms, temp_dir
 
 SOURCE = BENCH / "c_floor.c"
 COMPILE = ["-O2", "-o"]  # then the binary, the source and LIBRARIES
@@ -30,7 +30,8 @@ LIBRARIES = ["-llmdb", "-lcrypto"]
 # header -> the Debian package that provides it
 HEADERS = {"stdio.h": "libc6-dev", "lmdb.h": "liblmdb-dev", "openssl/evp.h": "libssl-dev"}
 REDEEM_PER_TXN, LOOKUPS_PER_TXN, IMPORT_PER_TXN = 256, 256, 10_000  # as c_floor.c has them
-ready_timeout_seconds = 600  # the store's setup: ~1 s per 100,000 codes here
+# by hand: transactions per round of each figure
+STANDALONE_TXNS = {"redeem sale": 240, "redeem random": 40, "lookups": 240, "import": 4}
 
 
 def missing_packages() -> list[str]:
@@ -107,21 +108,40 @@ class CFloor:
 def main() -> int:
     parser = argparse.ArgumentParser(description="the C floor on its own")
     parser.add_argument("--codes", type=int, default=740_000, help="N, SOLD codes in the store")
-    parser.add_argument("--rounds", type=int, default=5, help="measured rounds (at most 64)")
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds")
     parser.add_argument("--record-bytes", type=int, default=118)
     options = parser.parse_args()
+    redeemed = max(options.rounds * txns + max(1, txns // 10) for figure, txns
+                   in STANDALONE_TXNS.items() if figure.startswith("redeem")) * REDEEM_PER_TXN
+    if options.codes < 2 * redeemed:  # each order redeems from its own half of the store
+        parser.error(f"{options.rounds} rounds redeem up to {redeemed:,} codes in one order: "
+                     f"--codes {2 * redeemed:,} at least")
     directory = temp_dir("c-floor-")
+    floor = None
     try:
-        binary = build(directory)
-        with tempfile.TemporaryDirectory(dir=directory) as store:
-            log(f"c_floor: {options.codes:,} codes, {options.rounds} rounds ...")
-            result = subprocess.run(
-                [str(binary), store, "--codes", str(options.codes), "--rounds",
-                 str(options.rounds), "--record-bytes", str(options.record_bytes)],
-                stdout=subprocess.PIPE, text=True, check=False)
-            print(result.stdout, end="")
-            return result.returncode
+        log(f"c_floor: {options.codes:,} codes, {options.rounds} rounds ...")
+        floor = CFloor(directory, options.codes, options.record_bytes, 64 * 2**30)
+        print(json.dumps(floor.info))
+        rates: dict[str, list] = {figure: [] for figure in STANDALONE_TXNS}
+        latencies: dict[str, list] = {figure: [] for figure in STANDALONE_TXNS}
+        for number in range(options.rounds + 1):  # round 0 warms up
+            for figure, transactions in STANDALONE_TXNS.items():
+                codes, seconds, per_txn = floor.round(
+                    figure, transactions if number else max(1, transactions // 10))
+                if number:
+                    rates[figure].append(codes / seconds)
+                    latencies[figure].extend(per_txn)
+        for figure in STANDALONE_TXNS:
+            ordered = sorted(latencies[figure])
+            print(json.dumps({"figure": figure.replace(" ", "-"),
+                              "codes_per_second": round(median(rates[figure])),
+                              "rounds": options.rounds,
+                              "p50_ms": round(percentile_ms(ordered, 0.5), 3),
+                              "p99_ms": round(percentile_ms(ordered, 0.99), 3)}))
+        return 0
     finally:
+        if floor is not None:
+            floor.close()
         shutil.rmtree(directory, ignore_errors=True)
 
 
