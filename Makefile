@@ -7,7 +7,7 @@ SOURCES := $(wildcard core/*.py core/*/*.py ext/kamicore/*.py ext/kamicore/*.pxd
 	setup.py pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: install serve test soak bench-engine bench-server bench clean
+.PHONY: install serve test soak bench-engine bench-server bench-floor bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,17 @@ test: $(STAMP)
 soak: $(STAMP)
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
+# the engine against the C floor (bench/c_floor.c: cc, liblmdb-dev and libssl-dev, installed with
+# apt-get when missing and run as root, else named); ends with its headline line
 bench-engine: $(STAMP)
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/engine_bench.py
 
+# the C floor alone (one JSON line per figure), e.g. to size a machine: BENCH_ARGS="--codes N"
+bench-floor: $(STAMP)
+	$(BIN)/python bench/c_floor.py $(BENCH_ARGS)
+
+# kamicore against a do-nothing server, closed and open loop, 1 and 2 workers; ends with its
+# headline line
 bench-server: $(STAMP)
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/server_bench.py
 

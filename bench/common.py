@@ -9,6 +9,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -104,6 +105,24 @@ def measured_rounds(rounds: int):
         measured = number > 0
         log(f"round {number}/{rounds}" + ("" if measured else " (warm-up)"))
         yield measured
+
+
+def install_debian_packages(packages: list[str], why: str) -> None:
+    """`apt-get update` then `apt-get install -y packages` when running as root on a machine with
+    apt-get; otherwise end the run saying exactly what to install."""
+    command = "apt-get install -y " + " ".join(packages)
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SystemExit(
+            f"{why} needs the Debian/Ubuntu packages {', '.join(packages)}: run\n"
+            f"    sudo apt-get update && sudo {command}\n"
+            "(elsewhere: their equivalents from the system's package manager), then rerun.")
+    log(f"{why}: installing {', '.join(packages)} (apt-get update, {command}) ...")
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-q"], command.split() + ["-q"]):
+        result = subprocess.run(argv, capture_output=True, text=True, env=environment,
+                                check=False)
+        expect(result.returncode == 0,
+               f"{' '.join(argv)} exited {result.returncode}: {result.stderr[-2000:]}")
 
 
 # -- inputs ------------------------------------------------------------------------------------

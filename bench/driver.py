@@ -7,6 +7,13 @@ Kinds of job: redeem, batch and verify (unary Redeem, RedeemBatch, VerifyCode: `
 flight), stream (RedeemStream: `lanes` long-lived streams, `window` requests written ahead of
 their answers on each; latency from write to answer) and orders (CreateOrder + ConfirmPayment
 pairs: `lanes` orders in flight, latency per order: both calls).
+
+Open loop (a job with a `rate`; unary kinds and orders): the processes together offer `rate`
+calls (orders) a second on a fixed schedule, process k taking every P-th slot, whatever the
+answers do: a call is sent when its slot comes even if earlier ones have not been answered, and
+its latency runs from its scheduled time, so a server that stalls is charged for the calls queued
+behind it (no coordinated omission). The lag from scheduled to actual send is kept as well: it
+says whether the client kept to the schedule.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from rpcs import (
 CHANNELS_PER_PROCESS = 4
 STREAM_WINDOW = 64  # requests written ahead of their answers on one stream
 UNARY_METHODS = {"redeem": METHOD_REDEEM, "batch": METHOD_BATCH, "verify": METHOD_VERIFY}
+open_loop_in_flight_max = 4096  # per process: beyond this a late call waits (and is charged)
 
 
 @dataclass
@@ -56,6 +64,8 @@ class Job:
     decode: bool  # decode and count the replies after timing (kamicore's)
     repeat: bool = False  # go round `requests` again until the deadline
     window: int = STREAM_WINDOW
+    rate: float = 0.0  # open loop: calls (orders) per second from this process; 0: closed
+    offset: float = 0.0  # open loop: this process's first slot, seconds after the start
 
 
 @dataclass
@@ -68,6 +78,7 @@ class Outcome:
     errors: collections.Counter
     succeeded: int  # items the replies say were done (decoded jobs only)
     capped: bool  # a process stopped at the deadline
+    lags: array.array  # open loop: seconds from each call's scheduled time to its sending
 
 
 def driver_main(connection, barrier) -> None:
@@ -105,6 +116,7 @@ async def run_job(job: Job, barrier) -> dict:
     requests, count = job.requests, len(job.requests)
     errors: collections.Counter = collections.Counter()
     latencies: list[float] = []
+    lags: list[float] = []
     replies: list = []
     keep = job.decode
     try:
@@ -112,6 +124,7 @@ async def run_job(job: Job, barrier) -> dict:
             await asyncio.wait_for(channel.channel_ready(), 20)
             await channel.unary_unary(METHOD_HEALTH)(b"", timeout=20)
         deadline = [0.0]
+        origin = [0.0]  # the start, when the processes leave the barrier
         # shared by the lanes of this process
         pending = itertools.count() if job.repeat else iter(range(count))
 
@@ -176,7 +189,55 @@ async def run_job(job: Job, barrier) -> dict:
                 errors[error.code().name] += 1
                 writing.cancel()
 
-        if job.kind == "stream":
+        async def open_loop(send):
+            """Call `send(index)` at origin + offset + index / rate until the deadline."""
+            interval, tasks = 1.0 / job.rate, set()
+            limit = asyncio.Semaphore(open_loop_in_flight_max)
+
+            async def one(index: int, scheduled: float):
+                async with limit:
+                    lags.append(clock() - scheduled)
+                    try:
+                        reply = await send(index)
+                        if keep:
+                            replies.append(reply)
+                    except grpc.aio.AioRpcError as error:
+                        errors[error.code().name] += 1
+                    latencies.append(clock() - scheduled)
+
+            for index in itertools.count():
+                scheduled = origin[0] + job.offset + index * interval
+                if scheduled > deadline[0] or (index >= count and not job.repeat):
+                    break
+                if scheduled > clock():
+                    await asyncio.sleep(scheduled - clock())  # then every slot that is due
+                task = asyncio.ensure_future(one(index, scheduled))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+
+        if job.rate:
+            if job.kind == "orders":
+                pairs = [(channel.unary_unary(METHOD_CREATE),
+                          channel.unary_unary(METHOD_CONFIRM)) for channel in channels]
+
+                async def send(index):
+                    create, confirm = pairs[index % len(pairs)]
+                    create_request, confirm_request = requests[index % count]
+                    created = await create(create_request, metadata=metadata,
+                                           timeout=call_timeout_seconds)
+                    return created, await confirm(confirm_request, metadata=metadata,
+                                                  timeout=call_timeout_seconds)
+            else:
+                expect(job.kind in UNARY_METHODS, f"open loop: {job.kind}")
+                calls = [channel.unary_unary(UNARY_METHODS[job.kind]) for channel in channels]
+
+                def send(index):
+                    return calls[index % len(calls)](requests[index % count], metadata=metadata,
+                                                     timeout=call_timeout_seconds)
+            lanes = [open_loop(send)]
+        elif job.kind == "stream":
             expect(not job.repeat, "a stream job does not repeat")
             lanes = [stream_lane(channels[lane % len(channels)], requests[lane::job.lanes])
                      for lane in range(job.lanes)]
@@ -188,7 +249,7 @@ async def run_job(job: Job, barrier) -> dict:
             calls = [channel.unary_unary(UNARY_METHODS[job.kind]) for channel in channels]
             lanes = [unary_lane(calls[lane % len(calls)]) for lane in range(job.lanes)]
         barrier.wait(60)  # every process starts together
-        started = clock()
+        started = origin[0] = clock()
         deadline[0] = started + job.deadline_seconds
         await asyncio.gather(*lanes)
         finished = clock()
@@ -197,6 +258,7 @@ async def run_job(job: Job, barrier) -> dict:
             await channel.close()
     return {"started": started, "finished": finished, "calls": len(latencies),
             "latencies": array.array("d", latencies).tobytes(), "errors": dict(errors),
+            "lags": array.array("d", lags).tobytes(),
             "succeeded": count_succeeded(job.kind, replies) if keep else 0,
             "capped": finished >= deadline[0]}
 
@@ -222,18 +284,29 @@ class DriverPool:
 
     def drive(self, target: str, kind: str, requests: list, key: str, lanes: int,
               deadline_seconds: float, decode: bool, processes: int | None = None,
-              channels: int = CHANNELS_PER_PROCESS, repeat: bool = False) -> Outcome:
-        """`requests` split over `processes` (default: all), `lanes` in flight in each."""
+              channels: int = CHANNELS_PER_PROCESS, repeat: bool = False,
+              rate: float = 0.0) -> Outcome:
+        """`requests` split over `processes` (default: all), `lanes` in flight in each; with a
+        `rate`, open loop instead: `rate` calls a second from all of them together, for
+        `deadline_seconds` of schedule (`lanes` unused)."""
         processes = processes or self.processes
-        jobs = [Job(target, kind, requests[index::processes], key, lanes, channels,
-                    deadline_seconds, decode, repeat) for index in range(processes)]
+
+        def share(index: int) -> list:  # a list repeated, shorter than the processes: all of it
+            if repeat and len(requests) < processes:
+                return requests
+            return requests[index::processes]
+
+        jobs = [Job(target, kind, share(index), key, lanes, channels,
+                    deadline_seconds, decode, repeat, rate=rate / processes,
+                    offset=index / rate if rate else 0.0) for index in range(processes)]
         jobs += [Job(target, kind, [], key, 0, 0, deadline_seconds, False)
                  for _ in range(processes, self.processes)]
         results = [result for result in self.run(jobs) if not result.get("idle")]
-        latencies = array.array("d")
+        latencies, lags = array.array("d"), array.array("d")
         errors: collections.Counter = collections.Counter()
         for result in results:
             latencies.frombytes(result["latencies"])
+            lags.frombytes(result["lags"])
             errors.update(result["errors"])
         return Outcome(
             calls=sum(result["calls"] for result in results),
@@ -241,7 +314,7 @@ class DriverPool:
                      - min(result["started"] for result in results)) if results else 0.0,
             latencies=latencies, errors=errors,
             succeeded=sum(result["succeeded"] for result in results),
-            capped=any(result["capped"] for result in results))
+            capped=any(result["capped"] for result in results), lags=lags)
 
     def run(self, jobs: list[Job]) -> list[dict]:
         expect(len(jobs) == len(self.workers), "one job per driver process")

@@ -5,18 +5,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# calls per measured round, by scenario key (see engine_scenarios.Bench.scenarios). Full: ~2.5
-# min on 2 slow cores, most of it in the 256-code figures; batch-1 figures are fsync-bound.
+# calls per measured round, by scenario key (see engine_scenarios.Bench.scenarios); a C floor's
+# calls are its transactions (256 codes; import 10,000). Full: ~3 min on 2 slow cores, most of
+# it in the 256- and 10,000-code figures; batch-1 figures are fsync-bound.
 CALLS_FULL = {
-    "raw-256": 240, "redeem-1": 400, "redeem-16": 240, "redeem-256": 240,
-    "redeem-256-interpreted": 60, "raw-256-random": 40, "redeem-256-random": 40,
+    "floor-256": 240, "redeem-1": 400, "redeem-16": 240, "redeem-256": 240,
+    "redeem-256-interpreted": 60, "floor-256-random": 40, "redeem-256-random": 40,
+    "floor-lookups-256": 240, "verify-256": 120,
     "import-1": 400, "import-16": 240, "import-256": 240, "import-256-interpreted": 60,
+    "floor-import-10000": 4, "import-10000": 4,
     "order-1": 200, "order-16": 160, "order-256": 60,
 }
 CALLS_QUICK = {
-    "raw-256": 60, "redeem-1": 200, "redeem-16": 120, "redeem-256": 60,
-    "redeem-256-interpreted": 24, "raw-256-random": 20, "redeem-256-random": 20,
+    "floor-256": 60, "redeem-1": 200, "redeem-16": 120, "redeem-256": 60,
+    "redeem-256-interpreted": 24, "floor-256-random": 20, "redeem-256-random": 20,
+    "floor-lookups-256": 60, "verify-256": 40,
     "import-1": 200, "import-16": 120, "import-256": 60, "import-256-interpreted": 24,
+    "floor-import-10000": 2, "import-10000": 2,
     "order-1": 100, "order-16": 80, "order-256": 24,
 }
 ROUNDS_FULL, ROUNDS_QUICK = 5, 3
@@ -29,7 +34,7 @@ class Plan:
 
     calls: dict
     rounds: int
-    stored_codes: int = 0  # N: SOLD codes in the engine's store and records in the raw store
+    stored_codes: int = 0  # N: SOLD codes in the engine's store and in the C floor's
 
     def warmup_calls(self, key: str) -> int:
         return max(1, self.calls[key] // 10)
@@ -44,9 +49,9 @@ class Plan:
         in_sale_order = max(
             self.consumed("redeem-1", 1) + self.consumed("redeem-16", 16)
             + self.consumed("redeem-256", 256), self.consumed("redeem-256-interpreted", 256),
-            self.consumed("raw-256", 256))
+            self.consumed("floor-256", 256))
         in_random_order = max(self.consumed("redeem-256-random", 256),
-                              self.consumed("raw-256-random", 256))
+                              self.consumed("floor-256-random", 256))
         needed = 2 * max(in_sale_order, in_random_order)
         needed = -(-needed * 11 // 10 // 10_000) * 10_000  # 10% spare, whole ten-thousands
         if stored_codes is not None:

@@ -1,5 +1,5 @@
 """The engine benchmark's stores and scenarios: setup (N SOLD codes in the engine's store, the
-same N in the raw floor's), the inputs every call takes, and one round of each figure."""
+same N in the C floor's), the inputs every call takes, and one round of each figure."""
 
 from __future__ import annotations
 
@@ -13,11 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import kamicore_access
+from c_floor import IMPORT_PER_TXN, CFloor
 from common import Rounds, code_of, expect, log, measured_rounds, median
 from engine_plan import Plan, check_codes_max
 from engine_stock import hold_seconds, order_lines, sell
-from kamicore import CodeState, ConfirmStatus, Engine, ImportStatus, RedeemStatus, ReserveStatus
-from raw_floor import RawStore
+from kamicore import (
+    CodeState,
+    ConfirmStatus,
+    Engine,
+    ImportStatus,
+    RedeemStatus,
+    ReserveStatus,
+    VerifyStatus,
+)
 
 SKU = "bench-sku"
 TERMINAL = "bench-pos-1"
@@ -69,7 +77,8 @@ class Bench:
         self.plan = plan
         self.root = root
         self.engines: list[Engine] = []
-        self.raw: RawStore | None = None
+        self.floor: CFloor | None = None
+        self.verify_next = 0
         self.request_number = 0
         self.order_number = 0
         self.import_numbers: dict[bytes, int] = {}
@@ -83,6 +92,7 @@ class Bench:
         self.redeem_next = {}  # (store, order) -> next position
         self.figures: dict[str, Figure] = {}
         self.setup_seconds = 0.0
+        self.floor_info: dict = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -101,9 +111,9 @@ class Bench:
                 self.close_engine(engine)
             except Exception as error:  # noqa: BLE001 - keep closing the others
                 log(f"closing an engine failed: {error!r}")
-        if self.raw is not None:
-            self.raw.close()
-            self.raw = None
+        if self.floor is not None:
+            self.floor.close()
+            self.floor = None
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -129,15 +139,16 @@ class Bench:
             expect(result.imported == count, f"setup import: {result.status!r}")
         # FEFO picks the lowest code ids first: exactly the SOLD-* codes imported first
         sell(engine, SKU, n, (f"setup-{number}" for number in itertools.count()))
-        sold_record = kamicore_access.stored_code_record(engine, 1)  # for the raw store's values
+        sold_record = kamicore_access.stored_code_record(engine, 1)  # the C floor's record size
         counts = engine.stock(SKU).counts
         expect(counts[CodeState.SOLD] == n, f"setup: {counts}")
         self.close_engine(engine)
         # the interpreted engine gets an identical copy of the store (same N, same layout)
         shutil.copytree(compiled_dir, interpreted_dir, ignore=shutil.ignore_patterns("lock.mdb"))
-        log(f"setup: raw store of {n:,} records ({len(sold_record)} bytes each) ...")
-        self.raw = RawStore(self.root / "raw", kamicore_access.lookup_hasher())
-        self.raw.populate(self.sold_codes, sold_record)
+        log(f"setup: the C floor's store of {n:,} records ({len(sold_record)} bytes each) ...")
+        self.floor = CFloor(self.root / "c-floor", n, len(sold_record),
+                            kamicore_access.map_size_bytes)
+        self.floor_info = self.floor.info
         self.compiled = self.open_engine(compiled_dir, "compiled")
         self.interpreted = self.open_engine(interpreted_dir, "interpreted")
         os.sync()  # setup's writes must not be flushed on the measured commits' time
@@ -174,18 +185,28 @@ class Bench:
             self.figures[key] = Figure(key, label, implementation, size, **options)
         return self.figures[key]
 
-    def round_raw(self, key: str, size: int, calls: int, measured: bool,
-                  order: str = "sale") -> None:
-        figure = self.figure(key, f"raw floor, {order} order (latency per txn)", "raw", size,
-                             calls_unit="txns/s")
-        terminal = b"raw-pos\0"
-        arguments = []
-        for _ in range(calls):
-            codes = self.next_sold("raw", order, size)
-            arguments.append(([(code, terminal + request_id) for code, request_id in
-                               zip(codes, self.request_ids(size), strict=True)],))
-        seconds, latencies, results = timed_calls(self.raw.redeem, arguments)
-        expect(sum(results) == size * calls, f"{key}: {sum(results)} of {size * calls}")
+    def round_floor(self, key: str, size: int, calls: int, measured: bool,
+                    figure_name: str = "redeem sale") -> None:
+        """The C floor: `calls` transactions of `size` codes (it keeps its own inputs)."""
+        label = {"redeem sale": "C floor: redeem, sale order", "lookups": "C floor: lookups only",
+                 "redeem random": "C floor: redeem, random order", "import": "C floor: import"
+                 }[figure_name]
+        figure = self.figure(key, label + " (latency per txn)", "C", size, calls_unit="txns/s")
+        codes, seconds, latencies = self.floor.round(figure_name, calls)
+        expect(codes == size * calls, f"{key}: {codes} of {size * calls}")
+        figure.add_round(codes, calls, seconds, latencies, measured)
+
+    def round_verify(self, key: str, size: int, calls: int, measured: bool) -> None:
+        """VerifyCode's engine call on SOLD codes in id order, round the store as it goes."""
+        figure = self.figure(key, "verify, id order", "compiled", size)
+        n, first = self.plan.stored_codes, self.verify_next
+        self.verify_next += size * calls
+        arguments = [([self.sold_codes[(first + call * size + i) % n] for i in range(size)],)
+                     for call in range(calls)]
+        seconds, latencies, results = timed_calls(self.compiled.verify, arguments)
+        found = sum(result.status == VerifyStatus.FOUND
+                    for per_call in results for result in per_call)
+        expect(found == size * calls, f"{key}: {found} of {size * calls} found")
         figure.add_round(size * calls, calls, seconds, latencies, measured)
 
     def round_redeem(self, key: str, size: int, calls: int, measured: bool,
@@ -238,22 +259,26 @@ class Bench:
 
     def scenarios(self) -> list:
         """(key, round function, items per call, options), in the order each round runs them:
-        imports first (they add stock), the raw floor next to the compiled redeem-256."""
+        imports first (they add stock), each C floor next to the engine figure it bounds."""
         return [
             ("import-1", self.round_import, 1, {}),
             ("import-16", self.round_import, 16, {}),
             ("import-256", self.round_import, 256, {}),
             ("import-256-interpreted", self.round_import, 256, {"implementation": "interpreted"}),
+            ("floor-import-10000", self.round_floor, IMPORT_PER_TXN, {"figure_name": "import"}),
+            ("import-10000", self.round_import, IMPORT_PER_TXN, {}),
             ("order-1", self.round_orders, 1, {}),
             ("order-16", self.round_orders, 16, {}),
             ("order-256", self.round_orders, 256, {}),
             ("redeem-1", self.round_redeem, 1, {}),
             ("redeem-16", self.round_redeem, 16, {}),
-            ("raw-256", self.round_raw, 256, {}),
+            ("floor-256", self.round_floor, 256, {}),
             ("redeem-256", self.round_redeem, 256, {}),
             ("redeem-256-interpreted", self.round_redeem, 256, {"implementation": "interpreted"}),
-            ("raw-256-random", self.round_raw, 256, {"order": "random"}),
+            ("floor-256-random", self.round_floor, 256, {"figure_name": "redeem random"}),
             ("redeem-256-random", self.round_redeem, 256, {"order": "random"}),
+            ("floor-lookups-256", self.round_floor, 256, {"figure_name": "lookups"}),
+            ("verify-256", self.round_verify, 256, {}),
         ]
 
     def run(self) -> None:

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import expect, log
+from common import expect, install_debian_packages
 
 # the same settings against every server: 128 calls in flight over 16 connections (see
 # driver.CHANNELS_PER_PROCESS for why not 4)
@@ -25,12 +25,7 @@ def ensure_h2load() -> str:
     found = shutil.which("h2load")
     if found:
         return found
-    log("h2load is missing: installing Debian's nghttp2-client ...")
-    install = ["apt-get", "install", "-y", "-q", "nghttp2-client"]
-    if subprocess.run(install, capture_output=True, check=False).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
-        result = subprocess.run(install, capture_output=True, text=True, check=False)
-        expect(result.returncode == 0, f"apt-get install nghttp2-client: {result.stderr[-2000:]}")
+    install_debian_packages(["nghttp2-client"], "h2load")
     found = shutil.which("h2load")
     expect(found is not None, "h2load not found after installing nghttp2-client")
     return found

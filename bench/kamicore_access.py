@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import kamicore
-from kamicore import Engine, auth, keyring, limits
+from kamicore import Engine, auth, limits
 from kamicore.cli.catalog import make_sku
 from kamicore.domain.catalog import Catalog
 from kamicore.engine import interpreted
@@ -51,13 +51,9 @@ def engine_build_warning() -> str:
     return ""
 
 
-# -- the store as the engine lays it out (the raw py-lmdb floor copies it) ---------------------
+# -- the store as the engine lays it out (bench/c_floor.c builds its own alike) ----------------
 
-LMDB_OPEN_OPTIONS = {"map_size": limits.map_size_bytes_default,
-                     "max_dbs": limits.sub_databases_max,
-                     "max_readers": limits.readers_max}
-CODES_DB, LOOKUP_DB, REDEMPTIONS_DB = b"codes", b"lookup", b"redemptions"
-RECORD_STATE_AT = 1  # the byte of a code record holding its CodeState
+map_size_bytes = limits.map_size_bytes_default  # the LMDB map the engine opens
 
 
 def code_key(code_id: int) -> bytes:
@@ -69,11 +65,6 @@ def stored_code_record(engine: Engine, code_id: int) -> bytes:
     """A code's record as stored (sealed code, state, order, ...)."""
     with engine.read() as txn:
         return txn.get(code_key(code_id), db=engine.dbs.codes)
-
-
-def lookup_hasher() -> keyring.LookupHasher:
-    """code -> its lookup key (HMAC-SHA256), under a fresh key."""
-    return keyring.LookupHasher(keyring.new_data_key())
 
 
 # -- catalog and keys straight into a data dir (the server is not running) -------------------------

@@ -43,17 +43,22 @@ MAKE_BENCH = Block(
 ENGINE = Block(
     "# Engine benchmark results",
     "Written by `make bench-engine` (bench/engine_bench.py; its docstring says what is measured "
-    "and how). The machine is shared and noisy: compare ratios taken in one run (engine vs raw "
-    "floor, compiled vs interpreted) rather than absolutes across runs.",
+    "and how). The machine is shared and noisy: compare ratios taken in one run (engine vs the "
+    "C floor, bench/c_floor.c; compiled vs interpreted) rather than absolutes across runs. "
+    "Targets (issue 8): redeem-256 ≥ 0.85× the C floor in sale and in random order, "
+    "import-10000 ≥ 0.8× the C floor's import.",
     "## Latest", "## History", insert_before="## Server")
 
 SERVER = Block(
     "## Server",
     "Written by `make bench-server` (bench/server_bench.py; its docstring says what is measured "
-    "and how). kamicore (2 workers) and a do-nothing grpc.aio server (2 processes, empty "
-    "replies) are measured back to back in one run; compare the kamicore / do-nothing ratios "
-    "rather than absolutes across runs (the 2-core machine is shared with the client and "
-    "h2load).",
+    "and how). kamicore (2 workers unless --workers) and a do-nothing grpc.aio server (as many "
+    "processes, empty replies) are measured back to back in one run; compare the kamicore / "
+    "do-nothing ratios rather than absolutes across runs (the 2-core machine is shared with the "
+    "client and h2load). Targets (issue 8): kamicore / do-nothing ≥ 0.85 for unary Redeem "
+    "(distinct codes and the h2load replay) and RedeemStream, ≥ 0.9 VerifyCode, ≥ 0.7 "
+    "CreateOrder + ConfirmPayment; RedeemBatch ≥ 150,000 codes/s; open loop at 80% of each "
+    "unary peak: p99 < 20 ms.",
     "### Latest", "### History")
 
 

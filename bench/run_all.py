@@ -189,7 +189,7 @@ def main() -> int:
             began = time.perf_counter()
             ok, stdout, error = Step.run(
                 "server", [PYTHON, str(BENCH / "server_bench.py"), *quick, *no_write],
-                300 if options.quick else 660, log_dir=run_dir)
+                300 if options.quick else 960, log_dir=run_dir)
             (run_dir / "server.json").write_text(json.dumps({"stdout": stdout if ok else ""}))
             record("server", began, ok, error)
         if "concurrency" in steps:

@@ -44,15 +44,26 @@ which says what a call costs the server whatever else the shared machine is doin
 kamicore's own view from its /metrics (its RPC latency histogram; group commits per second,
 operations per commit, time per commit).
 
+Then, open loop (server_open_loop.py): each unary figure (distinct Redeem, the replayed Redeem,
+VerifyCode, CreateOrder + ConfirmPayment) offered at 50% and 80% of its kamicore peak from the
+rounds, on a fixed schedule (latency from each call's scheduled time, so queueing behind a
+stalled server counts), against kamicore and do-nothing: p50, p99, p99.9. Then worker scaling
+(server_scaling.py): kamicore restarted on the same data dir with fewer workers (1 when the run
+has 2), beside a do-nothing server with as many processes, one measured round of every
+closed-loop figure each.
+
 The machine has 2 cores shared by server, client and h2load: every figure is also bounded by
-the client's CPU, which is what the do-nothing column shows.
+the client's CPU, which is what the do-nothing column shows. --workers and --clients rerun the
+same benchmark on a bigger machine.
 
 Parts: server_plan.py (how much work, how much in flight), server_seed.py (catalog, keys and
 codes), servers.py and do_nothing.py (the two servers), processes.py (starting and stopping them,
-their CPU time), driver.py (the load driver), h2load_runs.py (h2load), server_rounds.py (setup and
-the rounds), server_report.py (the tables), results_md.py (this benchmark's block of RESULTS.md).
+their CPU time), driver.py (the load driver, closed and open loop), h2load_runs.py (h2load),
+server_rounds.py (setup and the rounds), server_open_loop.py, server_scaling.py,
+server_report.py (the tables), results_md.py (this benchmark's block of RESULTS.md).
 
 Usage: make bench-server, or .venv/bin/python bench/server_bench.py [--quick] [--no-write]
+       [--workers W] [--clients P]
 """
 
 from __future__ import annotations
@@ -70,7 +81,7 @@ import server_report
 from common import REPO, RESULTS_FILE, git_commit, log, stop_on_signals, temp_dir
 from do_nothing import serve_nothing
 from h2load_runs import ensure_h2load
-from server_plan import DRIVER_PROCESSES, PLAN_FULL, PLAN_QUICK, Plan
+from server_plan import DRIVER_PROCESSES, PLAN_FULL, PLAN_QUICK, WORKERS, Plan
 from server_rounds import Bench
 
 __all__ = ["ensure_h2load", "main"]  # `make bench` calls server_bench.ensure_h2load()
@@ -81,13 +92,18 @@ def main() -> int:
         serve_nothing(sys.argv[2])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a ~60 s smoke run")
+    parser.add_argument("--quick", action="store_true", help="a 1-2 minute smoke run")
     parser.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     parser.add_argument("--rounds", type=int, default=None,
                         help=f"measured rounds (default {PLAN_FULL.rounds})")
-    parser.add_argument("--clients", type=int, default=DRIVER_PROCESSES, choices=(2, 3, 4),
+    parser.add_argument("--clients", type=int, default=DRIVER_PROCESSES,
                         help=f"driver processes (default {DRIVER_PROCESSES})")
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help=f"kamicore workers and do-nothing processes (default {WORKERS}); "
+                        "scaling also measures the powers of two below it")
     options = parser.parse_args()
+    if options.clients < 1 or options.workers < 1:
+        parser.error("--clients and --workers take a positive number")
     plan = PLAN_QUICK if options.quick else PLAN_FULL
     if options.rounds:
         plan = Plan(**{**plan.__dict__, "rounds": options.rounds})
@@ -99,7 +115,7 @@ def main() -> int:
     started_at = datetime.datetime.now(datetime.UTC)
     load_before = os.getloadavg()
     root = temp_dir("server-bench-")
-    bench = Bench(plan, root, options.clients)
+    bench = Bench(plan, root, options.clients, options.workers)
     try:
         bench.setup()
         bench.run()
@@ -114,17 +130,16 @@ def main() -> int:
     elapsed = time.perf_counter() - started
     load_after = os.getloadavg()
 
-    figures = bench.figures
     date = started_at.strftime("%Y-%m-%d %H:%M UTC")
     report = server_report.report(bench, options.quick, commit, date,
                                   (load_before[0], load_after[0]), elapsed)
     if not options.no_write:
         results_md.write_block(
-            results_md.SERVER, [*report, "", "`" + server_report.headline(figures) + "`"],
-            server_report.history_line(figures, date, commit, options.quick))
+            results_md.SERVER, [*report, "", "`" + server_report.headline(bench) + "`"],
+            server_report.history_line(bench, date, commit, options.quick))
         log(f"wrote {RESULTS_FILE.relative_to(REPO)}")
     print("\n".join(report))
-    print(server_report.headline(figures))  # the last line: what scripts parse
+    print(server_report.headline(bench))  # the last line: what scripts parse
     return 0
 
 

@@ -1,5 +1,6 @@
 """The server benchmark's run: setup (kamicore seeded, the do-nothing server, the driver), the
-inputs, and the rounds; each figure runs against kamicore and then do-nothing, back to back."""
+inputs, and the closed-loop rounds, each figure against kamicore and then do-nothing, back to
+back; then the open-loop runs (server_open_loop.py) and the worker scaling (server_scaling.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import server_open_loop
+import server_scaling
 import server_seed
 from common import Rounds, expect, log, measured_rounds
 from driver import DriverPool
@@ -23,7 +26,7 @@ from rpcs import (
     Requests,
     bearer,
 )
-from server_plan import IN_FLIGHT, SKU, STREAMS_PER_PROCESS, WORKERS, Plan, warmup_fraction
+from server_plan import IN_FLIGHT, SKU, STREAMS_PER_PROCESS, Plan, warmup_fraction
 from servers import KamicoreServer, metric_sum, start_nothing
 
 
@@ -54,12 +57,13 @@ class Figure(Rounds):
 
 
 class Bench:
-    def __init__(self, plan: Plan, root: Path, clients: int):
+    def __init__(self, plan: Plan, root: Path, clients: int, workers: int):
         self.plan = plan
         self.root = root
         self.clients = clients
+        self.workers = workers
         self.children = Children(root)
-        self.kamicore = KamicoreServer(self.children, root / "data", WORKERS)
+        self.kamicore = KamicoreServer(self.children, root / "data", workers)
         self.keys: dict[str, str] = {}
         self.sold: list[str] = []  # plaintexts of SOLD codes, in sale order
         self.sold_next = 0
@@ -68,6 +72,9 @@ class Bench:
         self.nothing_pids: list[int] = []
         self.pool: DriverPool | None = None
         self.figures: dict[str, Figure] = {}
+        self.open_loop: dict = {}  # key -> server_open_loop.OpenFigure
+        self.scaling: dict[int, dict[str, Figure]] = {}  # workers -> figures
+        self.messages: dict[str, bytes] = {}  # the replayed Redeem and VerifyCode requests
         self.setup_seconds = 0.0
         self.seeded = 0
         self.h2load_binary = ""
@@ -91,13 +98,14 @@ class Bench:
         self.pool = DriverPool(self.clients)  # spawning takes a while: start it first
         log("setup: catalog and keys (CLI) ...")
         self.keys = server_seed.prepare(self.kamicore.data_dir)
-        log(f"setup: starting kamicore ({WORKERS} workers) and do-nothing ({WORKERS} "
+        log(f"setup: starting kamicore ({self.workers} workers) and do-nothing ({self.workers} "
             "processes) ...")
         self.kamicore.start()
         self.keys["admin"] = server_seed.admin_key(self.kamicore.data_dir)
-        self.nothing_target, self.nothing_pids = start_nothing(self.children, WORKERS)
-        sold = self.plan.sold_codes(self.clients)
-        available = self.plan.available_codes(self.clients)
+        self.nothing_target, nothing = start_nothing(self.children, self.workers)
+        self.nothing_pids = [process.pid for process in nothing]
+        sold = self.plan.sold_codes(self.clients, self.workers)
+        available = self.plan.available_codes(self.clients, self.workers)
         log(f"setup: importing {sold + available:,} codes over ImportCodes and selling "
             f"{sold:,} with CreateOrder + ConfirmPayment ...")
         self.sold = server_seed.seed(self.kamicore.target, self.keys, sold, available)
@@ -133,6 +141,7 @@ class Bench:
                 redeem, metadata=bearer(self.keys["pos"]), timeout=30))
         expect(first.status == redemption_pb2.REDEEM_STATUS_REDEEMED, f"first redeem: {first}")
         bodies = {}
+        self.messages = {"redeem": redeem, "verify": verify}
         for name, message in (("redeem", redeem), ("verify", verify)):
             path = self.root / f"{name}.bin"
             path.write_bytes(grpc_frame(message))
@@ -218,26 +227,30 @@ class Bench:
             if before is not None:
                 self.add_server_metrics(figure, before, self.kamicore.metrics(), methods)
 
+    def closed_round(self, bodies: dict, measured: bool) -> None:
+        """One round of every closed-loop figure, each against kamicore then do-nothing."""
+        plan, requests = self.plan, self.requests
+
+        def scale(count: int) -> int:
+            return count if measured else plan.warmup(count, self.clients)
+
+        self.round_h2load(bodies, measured)
+        self.round_driver("unary", "redeem", "Redeem, distinct codes",
+                          requests.redeem(self.next_sold(scale(plan.unary))), 1, "calls/s",
+                          (METHOD_REDEEM,), measured)
+        self.round_driver("batch", "batch", "RedeemBatch, distinct codes",
+                          requests.batch(self.next_sold(scale(plan.batch_calls) * BATCH_CODES)),
+                          BATCH_CODES, "codes/s", (METHOD_BATCH,), measured)
+        self.round_driver("stream", "stream", "RedeemStream, distinct codes",
+                          requests.redeem(self.next_sold(scale(plan.stream))), 1, "codes/s",
+                          (), measured)
+        self.round_driver("orders", "orders", "CreateOrder + ConfirmPayment, 1 code",
+                          requests.orders(scale(plan.orders)), 1, "orders/s",
+                          (METHOD_CREATE, METHOD_CONFIRM), measured)
+
     def run(self) -> None:
-        plan = self.plan
         bodies = self.prepare_h2load()
-        requests = self.requests
-        for measured in measured_rounds(plan.rounds):  # round 0 warms up every path of both
-
-            def scale(count: int, measured: bool = measured) -> int:
-                return count if measured else plan.warmup(count, self.clients)
-
-            self.round_h2load(bodies, measured)
-            self.round_driver("unary", "redeem", "Redeem, distinct codes",
-                              requests.redeem(self.next_sold(scale(plan.unary))), 1, "calls/s",
-                              (METHOD_REDEEM,), measured)
-            self.round_driver("batch", "batch", "RedeemBatch, distinct codes",
-                              requests.batch(self.next_sold(scale(plan.batch_calls)
-                                                            * BATCH_CODES)),
-                              BATCH_CODES, "codes/s", (METHOD_BATCH,), measured)
-            self.round_driver("stream", "stream", "RedeemStream, distinct codes",
-                              requests.redeem(self.next_sold(scale(plan.stream))), 1, "codes/s",
-                              (), measured)
-            self.round_driver("orders", "orders", "CreateOrder + ConfirmPayment, 1 code",
-                              requests.orders(scale(plan.orders)), 1, "orders/s",
-                              (METHOD_CREATE, METHOD_CONFIRM), measured)
+        for measured in measured_rounds(self.plan.rounds):  # round 0 warms up every path of both
+            self.closed_round(bodies, measured)
+        self.open_loop = server_open_loop.run(self)
+        self.scaling = server_scaling.run(self, bodies)

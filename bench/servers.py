@@ -101,16 +101,17 @@ class KamicoreServer:
             return parse_metrics(reply.read().decode())
 
 
-def start_nothing(children: Children, workers: int) -> tuple[str, list[int]]:
-    """The do-nothing server, `workers` processes on one free port: (its target, their pids)."""
+def start_nothing(children: Children, workers: int, name: str = "do-nothing"
+                  ) -> tuple[str, list[subprocess.Popen]]:
+    """The do-nothing server, `workers` processes on one free port: (its target, them)."""
     target = f"{HOST}:{free_port()}"
-    pids = []
+    processes = []
     for number in range(workers):
-        name = f"do-nothing-{number}"
-        process = children.start(name, [sys.executable, do_nothing.__file__, target])
-        wait_serving(process, target, name, children, health=False)
-        pids.append(process.pid)
-    return target, pids
+        process_name = f"{name}-{number}"
+        process = children.start(process_name, [sys.executable, do_nothing.__file__, target])
+        wait_serving(process, target, process_name, children, health=False)
+        processes.append(process)
+    return target, processes
 
 
 def parse_metrics(text: str) -> dict:
