@@ -13,7 +13,7 @@ from pathlib import Path
 
 import kamicore
 import pytest
-from kamicore import interpreted
+from kamicore.engine import interpreted
 
 MODULES = ["_codec", "_engine"]
 LOCATIONS = {
