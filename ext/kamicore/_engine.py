@@ -213,7 +213,8 @@ AUDIT_GENESIS = b"\0" * 32
 
 @cython.cclass
 class Dbs:
-    """Handles of the named sub-databases of one environment."""
+    """Handles of the engine's own sub-databases of one environment (the domain layers' tables
+    are kamicore.engine.transaction.Tables', opened beside these)."""
 
     codes = cython.declare(object, visibility="public")
     available = cython.declare(object, visibility="public")
@@ -231,11 +232,6 @@ class Dbs:
     # (sku, valid_from, code id) of AVAILABLE codes with a start: not-yet-valid stock is
     # counted from here without reading records
     pending = cython.declare(object, visibility="public")
-    # kept by kamicore's Python layer in the same transactions (catalog, orders, auth)
-    catalog = cython.declare(object, visibility="public")
-    order_meta = cython.declare(object, visibility="public")
-    purchases = cython.declare(object, visibility="public")
-    api_keys = cython.declare(object, visibility="public")
 
     def __init__(self, env):
         self.codes = env.open_db(b"codes")
@@ -252,10 +248,6 @@ class Dbs:
         self.meta = env.open_db(b"meta")
         self.batch_counters = env.open_db(b"batch_counters")
         self.pending = env.open_db(b"pending")
-        self.catalog = env.open_db(b"catalog")
-        self.order_meta = env.open_db(b"order_meta")
-        self.purchases = env.open_db(b"purchases")
-        self.api_keys = env.open_db(b"api_keys")
 
 
 @cython.cclass

@@ -35,10 +35,6 @@ class Dbs:
     meta: Any
     batch_counters: Any
     pending: Any
-    catalog: Any
-    order_meta: Any
-    purchases: Any
-    api_keys: Any
     def __init__(self, env: Any) -> None: ...
 
 class Tx:
