@@ -14,6 +14,8 @@ import sys
 
 import cython
 
+from kamicore import limits
+
 # Status and state numbers come from the proto enums (proto/generate.py writes _statuses.pxd and
 # _statuses.py): C constants when compiled, Python ints when interpreted.
 if cython.compiled:
@@ -43,13 +45,8 @@ RECORD_VERSION = cython.declare(cython.int, 1)
 ORDER_RECORD_VERSION = cython.declare(cython.int, 1)
 BATCH_RECORD_VERSION = cython.declare(cython.int, 1)
 
-code_bytes_max = 128
-order_id_bytes_max = 200  # "<owner>/<idempotency key>"; the record keeps its length in a byte
-terminal_bytes_max = 64
-request_id_bytes_max = 64
-name_bytes_max = 64  # sku, batch and supplier ids
-time_ms_max = 2**62  # "never expires"
-_code_bytes_max = cython.declare(cython.Py_ssize_t, code_bytes_max)
+# checked per code, so a C copy of kamicore.limits' value, read when the module loads
+_code_bytes_max = cython.declare(cython.Py_ssize_t, limits.code_bytes_max)
 
 # version, state, prior_state, spare, sku_no, batch_no, valid_from_ms, valid_until_ms,
 # hold_until_ms, sold_at_ms, redeemed_at_ms, link_code_id, order_len, terminal_len, secret_len;

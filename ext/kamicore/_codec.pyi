@@ -1,12 +1,6 @@
 """Typed face of the compiled kamicore._codec (source: ext/kamicore/_codec.py; C face:
 _codec.pxd). tests/test_stubs.py holds its names to the compiled module's."""
 
-code_bytes_max: int
-order_id_bytes_max: int
-terminal_bytes_max: int
-request_id_bytes_max: int
-name_bytes_max: int
-time_ms_max: int
 RECORD_HEADER_BYTES: int
 
 class CodeRecord:

@@ -13,6 +13,8 @@ import struct
 
 import cython
 
+from kamicore import limits
+
 # CodeRecord's fields and the codec functions are C-level when compiled (declared in
 # _codec.pxd), so per-item code reads and writes records without Python attribute lookups.
 if cython.compiled:
@@ -206,8 +208,8 @@ SKU_NUMBER_PREFIX = b"#"  # skus db: b"#" + sku_no (u32 BE) -> name
 _AUDIT_HEADER = struct.Struct("<QqBBI")
 _AUDIT_EVENT = struct.Struct("<QBBI")
 _U32_VALUE = struct.Struct("<I")
-batches_max = 2**24  # batch numbers fit 24 bits of a transition key (see Tx.move)
-_batches_max = cython.declare(cython.uint, batches_max)
+# batch numbers fit 24 bits of a transition key (see Tx.move); a C copy of kamicore.limits'
+_batches_max = cython.declare(cython.uint, limits.batches_max)
 AUDIT_GENESIS = b"\0" * 32
 
 
@@ -467,7 +469,7 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
         sku_no = tx.sku_no(sku, True)
         batch_no = tx.next_number(META_BATCH_NO_NEXT)
         if batch_no >= _batches_max:
-            raise OverflowError(f"more than {batches_max} batches")
+            raise OverflowError(f"more than {limits.batches_max} batches")
         key_id, wrapped = tx.keys.new_wrapped_data_key(u32_key(batch_no))
         txn.put(u32_key(batch_no),
                 pack_batch(sku_no, valid_from_ms, valid_until_ms, unit_cost_micros,

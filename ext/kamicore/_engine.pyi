@@ -18,7 +18,6 @@ SKU_NAME_PREFIX: bytes
 SKU_NUMBER_PREFIX: bytes
 AUDIT_GENESIS: bytes
 OP_NAMES: dict[int, str]
-batches_max: int
 
 class Dbs:
     codes: Any
