@@ -10,6 +10,7 @@ from setuptools import Extension, setup
 
 # ext/kamicore/ mirrors the package, so `cython.cimports.kamicore.X` finds ext/kamicore/X.pxd
 EXTENSIONS = [
+    Extension("kamicore._record", ["ext/kamicore/_record.py"]),
     Extension("kamicore._codec", ["ext/kamicore/_codec.py"]),
     Extension("kamicore._engine", ["ext/kamicore/_engine.py"]),
 ]

@@ -22,8 +22,8 @@ OPS = {
     ),
 }
 CODEC = {
+    "_record": ("CodeRecord", "new_record", "unpack_record", "RECORD_HEADER_BYTES"),
     "_codec": (
-        "CodeRecord", "new_record", "unpack_record", "RECORD_HEADER_BYTES",
         "check_code", "has_control_character", "normalize_code", "mask_code",
         "code_key", "code_id_of", "available_key", "unpack_available_key", "sku_prefix",
         "hold_key", "unpack_hold_key", "counter_key", "unpack_counter_key", "u32_key",

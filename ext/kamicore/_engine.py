@@ -16,61 +16,24 @@ import cython
 from kamicore import limits
 
 # CodeRecord's fields and the codec functions are C-level when compiled (declared in
-# _codec.pxd), so per-item code reads and writes records without Python attribute lookups.
+# _record.pxd and _codec.pxd), so per-item code reads and writes records without Python
+# attribute lookups.
 if cython.compiled:
     from cython.cimports.kamicore._codec import (
-        CodeRecord,
-        available_key,
-        check_code,
-        code_id_of,
-        code_key,
-        counter_key,
-        hold_key,
-        new_record,
-        normalize_code,
-        pack_batch,
-        pack_order,
-        pack_redemption,
-        pack_u64,
-        request_key,
-        sku_prefix,
-        u32_key,
-        u64_key,
-        u64_of,
-        unpack_batch,
-        unpack_hold_key,
-        unpack_order,
-        unpack_record,
-        unpack_redemption,
+        available_key, check_code, code_id_of, code_key, counter_key, hold_key, normalize_code,
+        pack_batch, pack_order, pack_redemption, pack_u64, request_key, sku_prefix, u32_key,
+        u64_key, u64_of, unpack_batch, unpack_hold_key, unpack_order, unpack_redemption,
         unpack_u64,
     )
+    from cython.cimports.kamicore._record import CodeRecord, new_record, unpack_record
 else:
     from ._codec import (
-        CodeRecord,
-        available_key,
-        check_code,
-        code_id_of,
-        code_key,
-        counter_key,
-        hold_key,
-        new_record,
-        normalize_code,
-        pack_batch,
-        pack_order,
-        pack_redemption,
-        pack_u64,
-        request_key,
-        sku_prefix,
-        u32_key,
-        u64_key,
-        u64_of,
-        unpack_batch,
-        unpack_hold_key,
-        unpack_order,
-        unpack_record,
-        unpack_redemption,
+        available_key, check_code, code_id_of, code_key, counter_key, hold_key, normalize_code,
+        pack_batch, pack_order, pack_redemption, pack_u64, request_key, sku_prefix, u32_key,
+        u64_key, u64_of, unpack_batch, unpack_hold_key, unpack_order, unpack_redemption,
         unpack_u64,
     )
+    from ._record import CodeRecord, new_record, unpack_record
 
 # Status and state numbers come from the proto enums (proto/generate.py writes _statuses.pxd and
 # _statuses.py): C constants when compiled, Python ints when interpreted. Order records store

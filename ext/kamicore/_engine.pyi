@@ -7,7 +7,7 @@ returns plain tuples; kamicore.engine turns them into result types."""
 from collections.abc import Callable
 from typing import Any
 
-from ._codec import CodeRecord
+from ._record import CodeRecord
 
 META_CODE_ID_NEXT: bytes
 META_SKU_NO_NEXT: bytes
