@@ -24,10 +24,10 @@ OPS = {
 CODEC = {
     "_record": ("CodeRecord", "new_record", "unpack_record", "RECORD_HEADER_BYTES"),
     "_codec": (
-        "check_code", "has_control_character", "normalize_code", "mask_code",
-        "code_key", "code_id_of", "available_key", "unpack_available_key", "sku_prefix",
-        "hold_key", "unpack_hold_key", "counter_key", "unpack_counter_key", "u32_key",
-        "u64_key", "u64_of", "pack_u64", "unpack_u64", "request_key", "pack_redemption",
+        "check_code", "has_control_character", "normalize_code", "mask_code", "code_key",
+        "code_id_of", "available_key", "unpack_available_key", "sku_prefix", "hold_key",
+        "unpack_hold_key", "counter_key", "unpack_counter_key", "u32_key", "u64_key", "u64_of",
+        "pack_u32", "unpack_u32", "pack_u64", "unpack_u64", "request_key", "pack_redemption",
         "unpack_redemption", "pack_order", "unpack_order", "pack_batch", "unpack_batch",
     ),
 }

@@ -46,6 +46,7 @@ _U64_KEY = struct.Struct(">Q")
 _AVAILABLE_KEY = struct.Struct(">IQQ")
 _COUNTER_KEY = struct.Struct(">IB")
 _U32_KEY = struct.Struct(">I")
+_U32_VALUE = struct.Struct("<I")
 _U64_VALUE = struct.Struct("<Q")
 # status, code_id, at_ms, then the 32-byte lookup hash of the code asked for
 _REDEMPTION = struct.Struct("<BQq")
@@ -185,6 +186,14 @@ def u64_key(number: cython.ulonglong) -> bytes:
 
 def u64_of(key: bytes) -> cython.ulonglong:
     return _U64_KEY.unpack_from(key)[0]
+
+
+def pack_u32(number: cython.uint) -> bytes:
+    return _U32_VALUE.pack(number)
+
+
+def unpack_u32(value: bytes) -> cython.uint:
+    return _U32_VALUE.unpack(value)[0]
 
 
 def pack_u64(number: cython.ulonglong) -> bytes:
