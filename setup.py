@@ -13,6 +13,9 @@ EXTENSIONS = [
     Extension("kamicore._record", ["ext/kamicore/_record.py"]),
     Extension("kamicore._codec", ["ext/kamicore/_codec.py"]),
     Extension("kamicore._engine", ["ext/kamicore/_engine.py"]),
+    Extension("kamicore._inventory", ["ext/kamicore/_inventory.py"]),
+    Extension("kamicore._orders", ["ext/kamicore/_orders.py"]),
+    Extension("kamicore._redemption", ["ext/kamicore/_redemption.py"]),
 ]
 
 

@@ -15,11 +15,13 @@ import types
 OPS = {
     "_engine": (
         "Dbs", "Tx", "append_audit", "unpack_audit_block", "audit_block_hash", "AUDIT_GENESIS",
-        "OP_NAMES", "META_AUDIT_HEAD", "META_BATCH_NO_NEXT", "META_CODE_ID_NEXT",
-        "META_ORDER_NO_NEXT", "META_SKU_NO_NEXT", "SKU_NAME_PREFIX", "SKU_NUMBER_PREFIX",
-        "import_codes", "reserve", "confirm", "release", "expire_holds", "report_invalid",
-        "redeem", "verify", "freeze", "unfreeze", "void",
+        "OP_NAMES", "META_AUDIT_HEAD", "META_SKU_NO_NEXT", "SKU_NAME_PREFIX", "SKU_NUMBER_PREFIX",
     ),
+    "_inventory": ("import_codes", "freeze", "unfreeze", "void", "META_BATCH_NO_NEXT",
+                   "META_CODE_ID_NEXT"),
+    "_orders": ("reserve", "confirm", "release", "expire_holds", "report_invalid",
+                "META_ORDER_NO_NEXT"),
+    "_redemption": ("redeem", "verify"),
 }
 CODEC = {
     "_record": ("CodeRecord", "new_record", "unpack_record", "RECORD_HEADER_BYTES"),
