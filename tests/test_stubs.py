@@ -82,6 +82,17 @@ def test_stub_names_equal_the_compiled_module(name, location):
     assert not problems, "\n".join(problems)
 
 
+def test_every_compiled_module_is_listed():
+    """MODULES names every module setup.py compiles (the installed extensions) and every
+    hand-written source beside them in ext/kamicore/ (the generated _statuses.py is not
+    compiled: its constants are cimported from _statuses.pxd)."""
+    installed = {path.name.split(".")[0]
+                 for path in LOCATIONS["installed"]().glob("_*.so")}
+    sources = {path.stem for path in LOCATIONS["source"]().glob("_*.py")
+               if path.stem != "__init__" and not path.read_text().startswith("# DO NOT EDIT")}
+    assert installed == sources == set(MODULES)
+
+
 @pytest.mark.parametrize("name", MODULES)
 def test_the_engine_namespaces_list_each_public_name(name):
     """kamicore.engine.implementation assembles `ops` and `codec` from lists of names, module by
