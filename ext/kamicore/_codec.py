@@ -39,7 +39,7 @@ _in_place = cython.declare(cython.bint, sys.byteorder == "little")
 ORDER_RECORD_VERSION = cython.declare(cython.int, 1)
 BATCH_RECORD_VERSION = cython.declare(cython.int, 1)
 
-# checked per code, so a C copy of kamicore.limits' value, read when the module loads
+# kamicore.limits.code_bytes_max as a C number, read when the module loads: checked per code
 _code_bytes_max = cython.declare(cython.Py_ssize_t, limits.code_bytes_max)
 
 _U64_KEY = struct.Struct(">Q")

@@ -1,8 +1,8 @@
 # The C face of kamicore._engine, shared with the operation modules (_inventory, _orders and
 # _redemption cimport it): Dbs's handles, Tx's fields and methods and the audit operation
-# numbers, so that per-item code reaches them in C, as it did when they were one module. Cython
-# reads it when it compiles _engine.py, whose annotations must match these signatures;
-# interpreted runs ignore it.
+# numbers, so that their per-item code reaches them in C, without Python attribute lookups or
+# calls. Cython reads it when it compiles _engine.py, whose annotations must match these
+# signatures; interpreted runs ignore it.
 
 from kamicore._record cimport CodeRecord
 

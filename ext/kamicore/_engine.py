@@ -72,7 +72,8 @@ SKU_NUMBER_PREFIX = b"#"  # skus db: b"#" + sku_no (u32 BE) -> name
 # actor | count x (code_id u64, from_state u8, to_state u8, sku_no u32)
 _AUDIT_HEADER = struct.Struct("<QqBBI")
 _AUDIT_EVENT = struct.Struct("<QBBI")
-# batch numbers fit 24 bits of a transition key (see Tx.move); a C copy of kamicore.limits'
+# kamicore.limits.batches_max as a C number for Tx.move's per-item check (batch numbers fit 24
+# bits of a transition key)
 _batches_max = cython.declare(cython.uint, limits.batches_max)
 AUDIT_GENESIS = b"\0" * 32
 
