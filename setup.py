@@ -10,8 +10,12 @@ from setuptools import Extension, setup
 
 # ext/kamicore/ mirrors the package, so `cython.cimports.kamicore.X` finds ext/kamicore/X.pxd
 EXTENSIONS = [
+    Extension("kamicore._record", ["ext/kamicore/_record.py"]),
     Extension("kamicore._codec", ["ext/kamicore/_codec.py"]),
     Extension("kamicore._engine", ["ext/kamicore/_engine.py"]),
+    Extension("kamicore._inventory", ["ext/kamicore/_inventory.py"]),
+    Extension("kamicore._orders", ["ext/kamicore/_orders.py"]),
+    Extension("kamicore._redemption", ["ext/kamicore/_redemption.py"]),
 ]
 
 

@@ -8,9 +8,10 @@ rung: it answers a whole operation whose commit did not fit, and nothing changed
 Wire numbers are append-only: a status keeps the number its .proto file gave it, so numbers say
 nothing about precedence (ImportStatus.SKU_NOT_FOUND, numbered 4, is checked before
 BATCH_MISMATCH, numbered 2). A new status may sit anywhere in a ladder by editing this
-declaration only; no other status is renumbered. The checks follow this order (in
-ext/kamicore/_engine.py, core/domain/ and core/grpc/), tests/test_engine.py has a row per rung
-in this order, and tests/test_statuses.py holds each ladder to a permutation of its enum.
+declaration only; no other status is renumbered. The checks follow this order (in the engine's
+operation modules ext/kamicore/_inventory.py, _orders.py and _redemption.py, in core/domain/
+and core/grpc/), tests/test_engine.py has a row per rung in this order, and
+tests/test_statuses.py holds each ladder to a permutation of its enum.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .statuses import (
 )
 
 LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
-    # -- the engine (ext/kamicore/_engine.py) ------------------------------------------------
+    # -- the engine (ext/kamicore/: _codec.py, _inventory.py, _orders.py, _redemption.py) -------
     ImportCodeStatus: (
         # an empty code is EMPTY at once: nothing above EMPTY can apply to it
         ImportCodeStatus.TOO_LONG,

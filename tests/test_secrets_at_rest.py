@@ -39,7 +39,7 @@ from .secrets_support import (
     sell,
 )
 
-# The code record layout of ext/kamicore/_codec.py, format version 1: a 64-byte header whose
+# The code record layout of ext/kamicore/_record.py, format version 1: a 64-byte header whose
 # last three fields are the lengths of the order id, terminal and sealed code that follow it.
 # The sealed code is nonce (12) + ciphertext + GCM tag (16).
 RECORD_HEADER = struct.Struct("<BBBBIIqqqqqQBBH")

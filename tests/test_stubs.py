@@ -2,7 +2,9 @@
 (setup.py installs a copy with the package). They are written by hand, so this holds them to
 what the compiled modules really expose, in both directions: the public module-level names, and
 the public attributes and methods of each class. Names starting with "_" (dunders included) are
-left out, and so are modules a compiled module imports."""
+left out, and so are modules a compiled module imports. It covers every compiled module
+(kamicore.engine.implementation.MODULES), and the lists of names that implementation.py builds
+the engine's `ops` and `codec` namespaces from."""
 
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from pathlib import Path
 
 import kamicore
 import pytest
-from kamicore import interpreted
+from kamicore.engine import interpreted
+from kamicore.engine.implementation import CODEC, MODULES, OPS
 
-MODULES = ["_codec", "_engine"]
 LOCATIONS = {
     "installed": lambda: Path(kamicore.__file__).parent,
     "source": lambda: interpreted.ext_dir() / "kamicore",
@@ -78,3 +80,23 @@ def test_stub_names_equal_the_compiled_module(name, location):
         problems += differences(f"{name}.{class_name}", stub_classes[class_name],
                                 module_classes[class_name])
     assert not problems, "\n".join(problems)
+
+
+def test_every_compiled_module_is_listed():
+    """MODULES names every module setup.py compiles (the installed extensions) and every
+    hand-written source beside them in ext/kamicore/ (the generated _statuses.py is not
+    compiled: its constants are cimported from _statuses.pxd)."""
+    installed = {path.name.split(".")[0]
+                 for path in LOCATIONS["installed"]().glob("_*.so")}
+    sources = {path.stem for path in LOCATIONS["source"]().glob("_*.py")
+               if path.stem != "__init__" and not path.read_text().startswith("# DO NOT EDIT")}
+    assert installed == sources == set(MODULES)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_the_engine_namespaces_list_each_public_name(name):
+    """kamicore.engine.implementation assembles `ops` and `codec` from lists of names, module by
+    module: together they are each module's public face, no more and no less."""
+    listed = set(OPS.get(name, ())) | set(CODEC.get(name, ()))
+    stub_names, _ = stub_face(LOCATIONS["source"]() / f"{name}.pyi")
+    assert not differences(f"{name} in implementation.py", listed, stub_names)

@@ -57,7 +57,7 @@ class Engine(Plans, Reads, Integrity):
         validate.integer(map_size_bytes, "map_size_bytes", limits.map_size_bytes_min,
                          limits.map_size_bytes_max)
         self.impl = load_implementation(implementation)
-        self.ops = self.impl.engine  # the compiled (or interpreted) operations
+        self.ops = self.impl.ops  # the compiled (or interpreted) operations
         self.codec = self.impl.codec
         self._clock = clock
         self.env = lmdb.open(str(self.path), map_size=map_size_bytes,

@@ -26,7 +26,9 @@ def ext_dir() -> Path:
                        "(set KAMICORE_EXT_DIR)")
 
 
-def load() -> types.SimpleNamespace:
+def load(modules) -> dict[str, types.ModuleType]:
+    """The named modules (kamicore.engine.implementation.MODULES), imported from ext/ as the
+    package kamicore_interpreted."""
     if PACKAGE not in sys.modules:
         spec = importlib.util.spec_from_file_location(
             PACKAGE, ext_dir() / "kamicore" / "__init__.py",
@@ -34,6 +36,4 @@ def load() -> types.SimpleNamespace:
         package = importlib.util.module_from_spec(spec)
         sys.modules[PACKAGE] = package
         spec.loader.exec_module(package)
-    codec = importlib.import_module(f"{PACKAGE}._codec")
-    engine = importlib.import_module(f"{PACKAGE}._engine")
-    return types.SimpleNamespace(engine=engine, codec=codec, name="interpreted")
+    return {module: importlib.import_module(f"{PACKAGE}.{module}") for module in modules}

@@ -42,7 +42,7 @@ def _each(count: int, value) -> list:
 
 
 class Plans:
-    """Mixed into Engine: `ops` is the compiled engine module, `keys` its KeyService."""
+    """Mixed into Engine: `ops` are the compiled operations, `keys` their KeyService."""
 
     def check_import_terms(self, sku, batch, supplier="", unit_cost_micros=0, valid_from_ms=0,
                            valid_until_ms=None) -> tuple:

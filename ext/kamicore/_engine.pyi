@@ -1,24 +1,20 @@
-"""Typed face of the compiled kamicore._engine (source: ext/kamicore/_engine.py).
-tests/test_stubs.py holds its names to the compiled module's.
+"""Typed face of the compiled kamicore._engine (source: ext/kamicore/_engine.py; C face:
+_engine.pxd). tests/test_stubs.py holds its names to the compiled module's.
 
-Every write operation takes a Tx (one operation's view of the group's write transaction) and
-returns plain tuples; kamicore.engine turns them into result types."""
+Every write operation (in _inventory, _orders and _redemption) takes a Tx, one operation's view
+of the group's write transaction, and returns plain tuples; kamicore.engine turns them into
+result types."""
 
-from collections.abc import Callable
 from typing import Any
 
-from ._codec import CodeRecord
+from ._record import CodeRecord
 
-META_CODE_ID_NEXT: bytes
 META_SKU_NO_NEXT: bytes
-META_BATCH_NO_NEXT: bytes
-META_ORDER_NO_NEXT: bytes
 META_AUDIT_HEAD: bytes
 SKU_NAME_PREFIX: bytes
 SKU_NUMBER_PREFIX: bytes
 AUDIT_GENESIS: bytes
 OP_NAMES: dict[int, str]
-batches_max: int
 
 class Dbs:
     codes: Any
@@ -35,10 +31,6 @@ class Dbs:
     meta: Any
     batch_counters: Any
     pending: Any
-    catalog: Any
-    order_meta: Any
-    purchases: Any
-    api_keys: Any
     def __init__(self, env: Any) -> None: ...
 
 class Tx:
@@ -59,21 +51,6 @@ class Tx:
     def take_available(self, code_id: int, record: CodeRecord) -> None: ...
     def return_available(self, code_id: int, record: CodeRecord) -> None: ...
 
-def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes, unit_cost_micros: int,
-                 valid_from_ms: int, valid_until_ms: int,
-                 codes: list[bytes]) -> tuple[int, list[int], list[int]]: ...
-def reserve(tx: Tx, orders: list) -> list[tuple[int, list[int], int]]: ...
-def confirm(tx: Tx, order_ids: list[bytes]) -> list[tuple[int, list[int], bool]]: ...
-def release(tx: Tx, order_ids: list[bytes]) -> list[int]: ...
-def expire_holds(tx: Tx, limit: int) -> list[bytes]: ...
-def redeem(tx: Tx, items: list[tuple[bytes, bytes]],
-           terminal: bytes) -> list[tuple[int, int, int, bytes]]: ...
-def freeze(tx: Tx, refs: list) -> list[tuple[int, int, int]]: ...
-def unfreeze(tx: Tx, refs: list) -> list[tuple[int, int, int]]: ...
-def void(tx: Tx, refs: list) -> list[tuple[int, int, int]]: ...
-def report_invalid(tx: Tx, items: list[tuple[bytes, int]]) -> list[tuple[int, int]]: ...
-def verify(txn: Any, dbs: Dbs, lookup_hash: Callable[[bytes], bytes],
-           codes: list[bytes]) -> list[tuple[int, int, CodeRecord | None]]: ...
 def append_audit(txn: Any, dbs: Dbs, now_ms: int, op: int, actor: bytes, events: list) -> None: ...
 def unpack_audit_block(value: bytes) -> tuple[bytes, int, int, int, bytes, list]: ...
 def audit_block_hash(value: bytes) -> bytes: ...

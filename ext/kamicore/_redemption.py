@@ -1,0 +1,166 @@
+"""Redemption: a point of sale redeems sold codes, at most once each and idempotently per
+(terminal, request id); and verify, the read-only look at codes. Cython pure-Python mode, like
+_engine.py (see there).
+"""
+
+import cython
+
+# Tx, Dbs, the audit operation numbers, CodeRecord's fields and the codec functions are C-level
+# when compiled (declared in _engine.pxd, _record.pxd and _codec.pxd), so per-item code reaches
+# them without Python attribute lookups; status numbers are the generated _statuses' constants.
+if cython.compiled:
+    from cython.cimports.kamicore._codec import (
+        check_code, code_id_of, code_key, normalize_code, pack_redemption, request_key,
+        unpack_redemption,
+    )
+    from cython.cimports.kamicore._engine import OP_REDEEM, Dbs, Tx
+    from cython.cimports.kamicore._record import CodeRecord, unpack_record
+    from cython.cimports.kamicore._statuses import (
+        CODE_STATE_FROZEN, CODE_STATE_INVALID, CODE_STATE_REDEEMED, CODE_STATE_SOLD,
+        CODE_STATE_VOID, IMPORT_CODE_STATUS_IMPORTED, REDEEM_STATUS_ALREADY_REDEEMED,
+        REDEEM_STATUS_EXPIRED, REDEEM_STATUS_FROZEN, REDEEM_STATUS_INVALID, REDEEM_STATUS_MALFORMED,
+        REDEEM_STATUS_NOT_FOUND, REDEEM_STATUS_NOT_SOLD, REDEEM_STATUS_NOT_YET_VALID,
+        REDEEM_STATUS_REDEEMED, REDEEM_STATUS_REQUEST_ID_CONFLICT, REDEEM_STATUS_VOID,
+        VERIFY_STATUS_FOUND, VERIFY_STATUS_MALFORMED, VERIFY_STATUS_NOT_FOUND,
+    )
+else:
+    from ._codec import (
+        check_code, code_id_of, code_key, normalize_code, pack_redemption, request_key,
+        unpack_redemption,
+    )
+    from ._engine import OP_REDEEM, Dbs, Tx
+    from ._record import CodeRecord, unpack_record
+    from ._statuses import (
+        CODE_STATE_FROZEN, CODE_STATE_INVALID, CODE_STATE_REDEEMED, CODE_STATE_SOLD,
+        CODE_STATE_VOID, IMPORT_CODE_STATUS_IMPORTED, REDEEM_STATUS_ALREADY_REDEEMED,
+        REDEEM_STATUS_EXPIRED, REDEEM_STATUS_FROZEN, REDEEM_STATUS_INVALID, REDEEM_STATUS_MALFORMED,
+        REDEEM_STATUS_NOT_FOUND, REDEEM_STATUS_NOT_SOLD, REDEEM_STATUS_NOT_YET_VALID,
+        REDEEM_STATUS_REDEEMED, REDEEM_STATUS_REQUEST_ID_CONFLICT, REDEEM_STATUS_VOID,
+        VERIFY_STATUS_FOUND, VERIFY_STATUS_MALFORMED, VERIFY_STATUS_NOT_FOUND,
+    )
+
+
+@cython.cfunc
+def _redeem_ladder(record: CodeRecord, now_ms: cython.longlong) -> cython.int:
+    state: cython.int = record.state
+    if state == CODE_STATE_VOID:
+        return REDEEM_STATUS_VOID
+    if state == CODE_STATE_INVALID:
+        return REDEEM_STATUS_INVALID
+    if state == CODE_STATE_FROZEN:
+        return REDEEM_STATUS_FROZEN
+    if state == CODE_STATE_REDEEMED:
+        return REDEEM_STATUS_ALREADY_REDEEMED
+    if state != CODE_STATE_SOLD:
+        return REDEEM_STATUS_NOT_SOLD
+    if now_ms < record.valid_from_ms:
+        return REDEEM_STATUS_NOT_YET_VALID
+    if now_ms >= record.valid_until_ms:
+        return REDEEM_STATUS_EXPIRED
+    return REDEEM_STATUS_REDEEMED
+
+
+def redeem(tx: Tx, items: list, terminal: bytes) -> list:
+    """items: [(code, request_id)] -> [(status, code_id, redeemed_at_ms, redeemed_by)]
+
+    A (terminal, request id) pair remembers its first answer: a retry gets it again, and the
+    same pair with another code is REQUEST_ID_CONFLICT.
+
+    The batch is read with one multi-get per sub-database, decided item by item in memory (in
+    order, so a later item sees an earlier item's redemption), and written with one multi-put
+    per sub-database."""
+    txn = tx.txn
+    dbs: Dbs = tx.dbs
+    lookup_hash = tx.keys.lookup_hash
+    now_ms: cython.longlong = tx.now_ms
+    count: cython.Py_ssize_t = len(items)
+    digests = [None] * count
+    request_keys = [None] * count
+    i: cython.Py_ssize_t
+    for i in range(count):
+        raw, request_id = items[i]
+        if check_code(raw) == IMPORT_CODE_STATUS_IMPORTED:
+            digests[i] = lookup_hash(normalize_code(raw))
+            request_keys[i] = request_key(terminal, request_id)
+    wanted = [digest for digest in digests if digest is not None]
+    code_keys = dict(txn.cursor(db=dbs.lookup).getmulti(wanted))
+    stored_values = dict(txn.cursor(db=dbs.codes).getmulti(list(code_keys.values())))
+    firsts = dict(txn.cursor(db=dbs.redemptions).getmulti(
+        [key for key in request_keys if key is not None]))
+    records = {}  # code key -> CodeRecord, unpacked once per batch
+    new_firsts = []
+    changed = {}
+    results = []
+    status: cython.int
+    code_id: cython.ulonglong
+    record: CodeRecord
+    for i in range(count):
+        digest = digests[i]
+        if digest is None:
+            results.append((REDEEM_STATUS_MALFORMED, 0, 0, b""))
+            continue
+        key = code_keys.get(digest)
+        record = None
+        code_id = 0
+        if key is not None:
+            code_id = code_id_of(key)
+            record = records.get(key)
+            if record is None:
+                record = records[key] = unpack_record(stored_values[key])
+        first = firsts.get(request_keys[i])
+        if first is not None:
+            results.append(_replay_redemption(tx, first, digest, terminal, records))
+            continue
+        status = _redeem_ladder(record, now_ms) if record is not None else REDEEM_STATUS_NOT_FOUND
+        first = pack_redemption(status, code_id, now_ms, digest)
+        firsts[request_keys[i]] = first
+        new_firsts.append((request_keys[i], first))
+        if status == REDEEM_STATUS_REDEEMED:
+            tx.move(code_id, record, CODE_STATE_REDEEMED)
+            record.redeemed_at_ms = now_ms
+            record.set_terminal(terminal)
+            changed[key] = record
+            results.append((REDEEM_STATUS_REDEEMED, code_id, now_ms, terminal))
+        elif status == REDEEM_STATUS_ALREADY_REDEEMED:
+            results.append((status, code_id, record.redeemed_at_ms, record.get_terminal()))
+        else:
+            results.append((status, code_id, 0, b""))
+    if new_firsts:
+        new_firsts.sort()
+        txn.cursor(db=dbs.redemptions).putmulti(new_firsts)
+    if changed:
+        txn.cursor(db=dbs.codes).putmulti(
+            sorted([(key, record.pack()) for key, record in changed.items()]))
+    tx.finish(OP_REDEEM)
+    return results
+
+
+def _replay_redemption(tx: Tx, first: bytes, digest: bytes, terminal: bytes,
+                       records: dict) -> tuple:
+    status, code_id, at_ms, first_digest = unpack_redemption(first)
+    if not tx.keys.equal(first_digest, digest):
+        return (REDEEM_STATUS_REQUEST_ID_CONFLICT, 0, 0, b"")
+    if status == REDEEM_STATUS_REDEEMED:
+        return (REDEEM_STATUS_REDEEMED, code_id, at_ms, terminal)
+    if status == REDEEM_STATUS_ALREADY_REDEEMED:
+        record: CodeRecord = records.get(code_key(code_id)) or tx.record(code_id)
+        return (status, code_id, record.redeemed_at_ms, record.get_terminal())
+    return (status, code_id, 0, b"")
+
+
+# -- reads (any transaction, never the writer's) -------------------------------------------
+
+def verify(txn, dbs: Dbs, lookup_hash, codes: list) -> list:
+    """-> [(status, code_id, CodeRecord or None)]"""
+    results = []
+    for raw in codes:
+        if check_code(raw) != IMPORT_CODE_STATUS_IMPORTED:
+            results.append((VERIFY_STATUS_MALFORMED, 0, None))
+            continue
+        key = txn.get(lookup_hash(normalize_code(raw)), db=dbs.lookup)
+        if key is None:
+            results.append((VERIFY_STATUS_NOT_FOUND, 0, None))
+            continue
+        results.append((VERIFY_STATUS_FOUND, code_id_of(key),
+                        unpack_record(txn.get(key, db=dbs.codes))))
+    return results
