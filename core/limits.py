@@ -60,6 +60,7 @@ batches_max = 2**24  # batch numbers fit 24 bits of a transition key (the engine
 
 # -- the server ------------------------------------------------------------------------------------
 verified_keys_cached_max = 10_000  # per process; the map is emptied when it is full
+skus_decoded_cached_max = 10_000  # per process, the same way
 worker_restart_delay_seconds = 1.0
 
 # -- what ties them --------------------------------------------------------------------------------

@@ -40,10 +40,10 @@ def make_sku(sku_id: str, name: str, currency: str, face_value: str, prices: lis
     return Sku(sku_id=sku_id, name=name, currency=currency,
                face_value_micros=_micros(face_value, "--face-value"),
                delivery_kind=DeliveryKind[delivery.upper()],
-               prices=[ChannelPrice(channel, _micros(amount, "--price"))
-                       for channel, _, amount in (entry.partition("=") for entry in prices)],
+               prices=tuple(ChannelPrice(channel, _micros(amount, "--price"))
+                            for channel, _, amount in (entry.partition("=") for entry in prices)),
                purchase_limit_per_account=limit, low_stock_threshold=low_stock,
-               regions=list(regions))
+               regions=tuple(regions))
 
 
 def _micros(amount: str, field: str) -> int:

@@ -18,23 +18,23 @@ from ..statuses import CreateSkuStatus, DeliveryKind, SkuLookupStatus
 TABLE = "catalog"
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ChannelPrice:
     channel: str  # a storefront's channel, or "partner"
     price_micros: int  # in the SKU's currency
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Sku:
     sku_id: str
     name: str
     currency: str  # ISO 4217, of the face value and every price
     face_value_micros: int
     delivery_kind: DeliveryKind
-    prices: list[ChannelPrice]
+    prices: tuple[ChannelPrice, ...]
     purchase_limit_per_account: int = 0  # units held in open or paid orders; 0: no limit
     low_stock_threshold: int = 0
-    regions: list[str] = dataclasses.field(default_factory=list)
+    regions: tuple[str, ...] = ()
     created_ms: int = 0
     updated_ms: int = 0
 
@@ -45,21 +45,30 @@ class Sku:
                 return price.price_micros
         return None
 
-    def definition(self) -> dict:
+    def definition(self) -> Sku:
         """What a retry of CreateSku must repeat: everything but the timestamps."""
-        fields = dataclasses.asdict(self)
-        del fields["created_ms"], fields["updated_ms"]
-        return fields
+        return dataclasses.replace(self, created_ms=0, updated_ms=0)
 
     def encode(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
 
     @classmethod
     def decode(cls, value: bytes) -> Sku:
-        fields = json.loads(value)
-        fields["delivery_kind"] = DeliveryKind(fields["delivery_kind"])
-        fields["prices"] = [ChannelPrice(**price) for price in fields["prices"]]
-        return cls(**fields)
+        """A stored SKU. Immutable, so one decoded copy per stored value serves every order
+        (CreateOrder reads each of its SKUs)."""
+        sku = _decoded.get(value)
+        if sku is None:
+            fields = json.loads(value)
+            fields["delivery_kind"] = DeliveryKind(fields["delivery_kind"])
+            fields["prices"] = tuple(ChannelPrice(**price) for price in fields["prices"])
+            fields["regions"] = tuple(fields["regions"])
+            if len(_decoded) >= limits.skus_decoded_cached_max:
+                _decoded.clear()
+            sku = _decoded[value] = cls(**fields)
+        return sku
+
+
+_decoded: dict[bytes, Sku] = {}  # stored value -> its decoded SKU (see Sku.decode)
 
 
 def validate(sku: Sku, field: str = "sku") -> Sku:
@@ -92,8 +101,8 @@ def validate(sku: Sku, field: str = "sku") -> Sku:
     integer(sku.purchase_limit_per_account, f"{field}.purchase_limit_per_account", 0, 2**32 - 1)
     integer(sku.low_stock_threshold, f"{field}.low_stock_threshold", 0, 2**32 - 1)
     return dataclasses.replace(sku, delivery_kind=DeliveryKind(sku.delivery_kind),
-                               prices=[dataclasses.replace(price) for price in sku.prices],
-                               regions=list(sku.regions), created_ms=0, updated_ms=0)
+                               prices=tuple(sku.prices), regions=tuple(sku.regions),
+                               created_ms=0, updated_ms=0)
 
 
 def read(transaction, sku_id: str) -> Sku | None:
@@ -107,7 +116,7 @@ def _create(transaction, sku: Sku):
     if existing is not None:
         same = existing.definition() == sku.definition()
         return (CreateSkuStatus.CREATED if same else CreateSkuStatus.ALREADY_EXISTS), existing
-    sku.created_ms = sku.updated_ms = transaction.now_ms
+    sku = dataclasses.replace(sku, created_ms=transaction.now_ms, updated_ms=transaction.now_ms)
     transaction.ensure_sku(sku.sku_id.encode())
     transaction.put(TABLE, sku.sku_id.encode(), sku.encode())
     return CreateSkuStatus.CREATED, sku
@@ -118,11 +127,10 @@ def _update(transaction, sku: Sku):
     if existing is None:
         return SkuLookupStatus.NOT_FOUND, None
     # identity, delivery kind and face value are fixed once codes may exist
-    sku.delivery_kind = existing.delivery_kind
-    sku.currency = existing.currency
-    sku.face_value_micros = existing.face_value_micros
-    sku.created_ms = existing.created_ms
-    sku.updated_ms = transaction.now_ms
+    sku = dataclasses.replace(sku, delivery_kind=existing.delivery_kind,
+                              currency=existing.currency,
+                              face_value_micros=existing.face_value_micros,
+                              created_ms=existing.created_ms, updated_ms=transaction.now_ms)
     transaction.put(TABLE, sku.sku_id.encode(), sku.encode())
     return SkuLookupStatus.FOUND, sku
 

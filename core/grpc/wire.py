@@ -46,10 +46,11 @@ def sku_from_wire(message: catalog_pb2.Sku) -> Sku:
                currency=message.face_value.currency,
                face_value_micros=message.face_value.amount_micros,
                delivery_kind=message.delivery_kind,
-               prices=[ChannelPrice(price.channel, price.price_micros)
-                       for price in message.prices],
+               prices=tuple(ChannelPrice(price.channel, price.price_micros)
+                            for price in message.prices),
                purchase_limit_per_account=message.purchase_limit_per_account,
-               low_stock_threshold=message.low_stock_threshold, regions=list(message.regions))
+               low_stock_threshold=message.low_stock_threshold,
+               regions=tuple(message.regions))
 
 
 def sku_to_wire(sku: Sku | None) -> catalog_pb2.Sku | None:
@@ -62,7 +63,7 @@ def sku_to_wire(sku: Sku | None) -> catalog_pb2.Sku | None:
         prices=[catalog_pb2.ChannelPrice(channel=price.channel, price_micros=price.price_micros)
                 for price in sku.prices],
         purchase_limit_per_account=sku.purchase_limit_per_account,
-        low_stock_threshold=sku.low_stock_threshold, regions=sku.regions,
+        low_stock_threshold=sku.low_stock_threshold, regions=list(sku.regions),
         created_ms=sku.created_ms, updated_ms=sku.updated_ms)
 
 
