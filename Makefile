@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := $(wildcard core/*.py core/*/*.py ext/kamicore/*.py ext/kamicore/*.pxd ext/kamicore/*.pyi proto/kamicore/*/*.proto) \
+SOURCES := $(wildcard core/*.py core/*/*.py ext/kamicore/*.py ext/kamicore/*.pyx ext/kamicore/*.pxd ext/kamicore/*.pyi proto/kamicore/*/*.proto) \
 	setup.py pyproject.toml
 PYTEST_ARGS ?=
 

@@ -10,6 +10,8 @@ from setuptools import Extension, setup
 
 # ext/kamicore/ mirrors the package, so `cython.cimports.kamicore.X` finds ext/kamicore/X.pxd
 EXTENSIONS = [
+    # the engine's binding of the system LMDB (Debian's liblmdb-dev; the Makefile installs it)
+    Extension("kamicore._lmdb", ["ext/kamicore/_lmdb.pyx"], libraries=["lmdb"]),
     Extension("kamicore._codec", ["ext/kamicore/_codec.py"]),
     Extension("kamicore._engine", ["ext/kamicore/_engine.py"]),
 ]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import kamicore
 import pytest
-from kamicore import interpreted
+from kamicore.engine import interpreted
 
-MODULES = ["_codec", "_engine"]
+MODULES = ["_codec", "_engine", "_lmdb"]
 LOCATIONS = {
     "installed": lambda: Path(kamicore.__file__).parent,
     "source": lambda: interpreted.ext_dir() / "kamicore",
@@ -47,10 +47,18 @@ def stub_face(path: Path) -> tuple[set[str], dict[str, set[str]]]:
     return public(defined(tree.body)), classes
 
 
+def own_names(cls: type) -> set[str]:
+    """A class's public names, less what it inherits from a builtin base (an exception's
+    `args`): the stub declares only what the module adds."""
+    inherited = set().union(*(dir(base) for base in cls.__mro__[1:]
+                              if base.__module__ == "builtins"))
+    return public(set(dir(cls)) - inherited)
+
+
 def module_face(module: types.ModuleType) -> tuple[set[str], dict[str, set[str]]]:
     names = {name for name, value in vars(module).items()
              if not isinstance(value, types.ModuleType)}
-    classes = {name: public(dir(value)) for name, value in vars(module).items()
+    classes = {name: own_names(value) for name, value in vars(module).items()
                if isinstance(value, type) and value.__module__ == module.__name__
                and not name.startswith("_")}
     return public(names), classes
