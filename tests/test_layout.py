@@ -1,6 +1,8 @@
 """The layout's rules, checked on the sources: which package may know what.
 
-- Only kamicore.engine knows LMDB and the compiled engine's internals.
+- Only kamicore.engine knows LMDB and the compiled engine's internals: it alone imports the
+  LMDB binding (kamicore._lmdb), and no module of the package imports py-lmdb (`lmdb`), which
+  bundles a second copy of LMDB (tools in their own processes may use it).
 - Nothing below kamicore.grpc (domain, engine, runtime, limits, statuses) imports *_pb2.
 - Layers outside the engine use its public API only: no `_ops`, `.dbs`, `.env`, `impl.codec`,
   `_run` or `_sku_no` outside kamicore.engine.
@@ -54,9 +56,25 @@ def _in(path: Path, package: str) -> bool:
 def test_only_the_engine_knows_lmdb(path):
     if _in(path, "engine"):
         return
-    touched = {name for name in _imports(path)
-               if name == "lmdb" or name.startswith(("kamicore._engine", "kamicore._codec"))}
+    touched = {name for name in _imports(path) if name.startswith(
+        ("kamicore._lmdb", "kamicore._engine", "kamicore._codec"))}
     assert not touched, f"{_module(path)} imports {touched}"
+
+
+EXT_SOURCES = sorted((REPO / "ext" / "kamicore").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", SOURCES + EXT_SOURCES, ids=lambda path: path.name)
+def test_no_module_of_the_package_imports_py_lmdb(path):
+    """The engine owns the process's LMDB environment through kamicore._lmdb; py-lmdb would
+    open the same files with its own copy of LMDB."""
+    tree = ast.parse(path.read_text())
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    names |= {node.module for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and not node.level}
+    assert not {name for name in names if name.split(".")[0] == "lmdb"}, (
+        f"{path.relative_to(REPO)} imports py-lmdb")
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=_module)
