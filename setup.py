@@ -12,6 +12,7 @@ from setuptools import Extension, setup
 EXTENSIONS = [
     # the engine's binding of the system LMDB (Debian's liblmdb-dev; the Makefile installs it)
     Extension("kamicore._lmdb", ["ext/kamicore/_lmdb.pyx"], libraries=["lmdb"]),
+    Extension("kamicore._lmdb_cursor", ["ext/kamicore/_lmdb_cursor.pyx"], libraries=["lmdb"]),
     Extension("kamicore._codec", ["ext/kamicore/_codec.py"]),
     Extension("kamicore._engine", ["ext/kamicore/_engine.py"]),
 ]

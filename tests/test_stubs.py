@@ -15,7 +15,7 @@ import kamicore
 import pytest
 from kamicore.engine import interpreted
 
-MODULES = ["_codec", "_engine", "_lmdb"]
+MODULES = ["_codec", "_engine", "_lmdb", "_lmdb_cursor"]
 LOCATIONS = {
     "installed": lambda: Path(kamicore.__file__).parent,
     "source": lambda: interpreted.ext_dir() / "kamicore",

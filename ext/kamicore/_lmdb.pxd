@@ -1,7 +1,11 @@
 # The C face of kamicore._lmdb, the engine's binding of the system LMDB (liblmdb, Debian's
 # liblmdb-dev): the parts of lmdb.h kamicore uses, and the fields of the binding's objects, so
 # that compiled modules cimport them and reach MDB_txn* / MDB_dbi without a Python call.
-# _lmdb.pyx implements the classes; setup.py links the module with -llmdb.
+# _lmdb.pyx implements the classes (and _lmdb_cursor.pyx the cursor); setup.py links both
+# modules with -llmdb.
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_GET_SIZE
 
 cdef extern from "lmdb.h" nogil:
     ctypedef struct MDB_env:
@@ -120,24 +124,29 @@ cdef class Transaction:
     cdef void* child  # the live nested Transaction (borrowed), or NULL
     cdef void* next_live  # the environment's list of open top-level transactions
     cdef void* previous_live
-    cdef void* cursors  # the first live Cursor (borrowed; closed before the txn ends)
+    cdef void* cursors  # the first live _lmdb_cursor.Cursor (borrowed; closed before the end)
     cdef readonly bint write
     cdef unsigned long long mutations  # puts and deletes: a cursor re-reads its item after one
     cdef MDB_dbi dbi_of(self, Database db) except 0
     cdef int end(self, bint commit) except -1
 
 
-cdef class Cursor:
-    cdef MDB_cursor* cursor  # NULL once closed (by itself or by its transaction's end)
-    cdef Transaction txn
-    cdef Database db
-    cdef void* next_open  # the transaction's list of live cursors
-    cdef void* previous_open
-    cdef MDB_val key  # the item the cursor is on (points into the map while positioned)
-    cdef MDB_val value
-    cdef bint positioned
-    cdef unsigned long long last_mutation  # txn.mutations when key and value were read
-    cdef bint move(self, MDB_cursor_op op) except -1
-    cdef int check(self) except -1
-    cdef object item(self, int part)
-    cdef void close_cursor(self)
+cdef object error(what, int rc)  # the Error subclass py-lmdb raises for rc, with LMDB's text
+cdef object ended()  # the Error for a call on a closed environment, transaction or cursor
+
+
+cdef inline object as_val(object data, MDB_val* val):
+    """Point `val` at the bytes of `data` (bytes, or any buffer but str); returns the object that
+    must stay alive while LMDB reads them."""
+    if not PyBytes_CheckExact(data):
+        if isinstance(data, str):
+            raise TypeError("Won't implicitly convert Unicode to bytes; use .encode()")
+        data = bytes(memoryview(data))
+    val.mv_data = PyBytes_AS_STRING(data)
+    val.mv_size = <size_t>PyBytes_GET_SIZE(data)
+    return data
+
+
+cdef inline bytes val_bytes(MDB_val* val):
+    """A copy of what `val` points at (in the map: valid only until the transaction ends)."""
+    return PyBytes_FromStringAndSize(<char*>val.mv_data, <Py_ssize_t>val.mv_size)

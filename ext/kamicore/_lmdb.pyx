@@ -18,75 +18,46 @@ copying the environment.
 import os
 
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize
-from cpython.bytes cimport PyBytes_GET_SIZE
 from cpython.pythread cimport PyThread_get_thread_ident
 from libc.errno cimport EACCES, EAGAIN, EBUSY, EINVAL, ENOSPC
 from posix.unistd cimport getpid
+
+from kamicore._lmdb_cursor cimport Cursor, open_cursor
 
 
 class Error(Exception):
     """An LMDB call failed: the message names the call and gives LMDB's own text."""
 
 
-class KeyExistsError(Error): pass
-class NotFoundError(Error): pass
-class PageNotFoundError(Error): pass
-class CorruptedError(Error): pass
-class PanicError(Error): pass
-class VersionMismatchError(Error): pass
-class InvalidError(Error): pass
 class MapFullError(Error):
     """MDB_MAP_FULL: the data file has reached its map size; the transaction must abort."""
-class DbsFullError(Error): pass
-class ReadersFullError(Error): pass
-class TlsFullError(Error): pass
-class TxnFullError(Error): pass
-class CursorFullError(Error): pass
-class PageFullError(Error): pass
-class MapResizedError(Error): pass
-class IncompatibleError(Error): pass
-class BadRslotError(Error): pass
-class BadTxnError(Error): pass
-class BadValsizeError(Error): pass
-class BadDbiError(Error): pass
-class ReadonlyError(Error): pass
-class InvalidParameterError(Error): pass
-class LockError(Error): pass
-class DiskError(Error): pass
 
-# py-lmdb's classes for the same codes; any other code raises Error itself
-_ERRORS = {
-    MDB_KEYEXIST: KeyExistsError, MDB_NOTFOUND: NotFoundError,
-    MDB_PAGE_NOTFOUND: PageNotFoundError, MDB_CORRUPTED: CorruptedError, MDB_PANIC: PanicError,
-    MDB_VERSION_MISMATCH: VersionMismatchError, MDB_INVALID: InvalidError,
-    MDB_MAP_FULL: MapFullError, MDB_DBS_FULL: DbsFullError, MDB_READERS_FULL: ReadersFullError,
-    MDB_TLS_FULL: TlsFullError, MDB_TXN_FULL: TxnFullError, MDB_CURSOR_FULL: CursorFullError,
-    MDB_PAGE_FULL: PageFullError, MDB_MAP_RESIZED: MapResizedError,
-    MDB_INCOMPATIBLE: IncompatibleError, MDB_BAD_RSLOT: BadRslotError, MDB_BAD_TXN: BadTxnError,
-    MDB_BAD_VALSIZE: BadValsizeError, MDB_BAD_DBI: BadDbiError, EACCES: ReadonlyError,
-    EINVAL: InvalidParameterError, EAGAIN: LockError, ENOSPC: DiskError,
+
+# py-lmdb's exception class for each other code it names; any code not here raises Error
+_ERROR_NAMES = {
+    MDB_KEYEXIST: "KeyExistsError", MDB_NOTFOUND: "NotFoundError",
+    MDB_PAGE_NOTFOUND: "PageNotFoundError", MDB_CORRUPTED: "CorruptedError",
+    MDB_PANIC: "PanicError", MDB_VERSION_MISMATCH: "VersionMismatchError",
+    MDB_INVALID: "InvalidError", MDB_DBS_FULL: "DbsFullError",
+    MDB_READERS_FULL: "ReadersFullError", MDB_TLS_FULL: "TlsFullError",
+    MDB_TXN_FULL: "TxnFullError", MDB_CURSOR_FULL: "CursorFullError",
+    MDB_PAGE_FULL: "PageFullError", MDB_MAP_RESIZED: "MapResizedError",
+    MDB_INCOMPATIBLE: "IncompatibleError", MDB_BAD_RSLOT: "BadRslotError",
+    MDB_BAD_TXN: "BadTxnError", MDB_BAD_VALSIZE: "BadValsizeError", MDB_BAD_DBI: "BadDbiError",
+    EACCES: "ReadonlyError", EINVAL: "InvalidParameterError", EAGAIN: "LockError",
+    ENOSPC: "DiskError",
 }
-_ENDED = "Attempt to operate on closed/deleted/dropped object."
+_ERRORS = {MDB_MAP_FULL: MapFullError}
+for _code, _name in _ERROR_NAMES.items():
+    _ERRORS[_code] = globals()[_name] = type(_name, (Error,), {"__module__": __name__})
 
 
-cdef object _error(what, int rc):
+cdef object error(what, int rc):
     return _ERRORS.get(rc, Error)(f"{what}: {mdb_strerror(rc).decode(errors='replace')}")
 
 
-cdef inline object _val(object data, MDB_val* val):
-    """Point `val` at the bytes of `data`; returns what must stay alive while LMDB reads it."""
-    if not PyBytes_CheckExact(data):
-        if isinstance(data, str):
-            raise TypeError("Won't implicitly convert Unicode to bytes; use .encode()")
-        data = bytes(memoryview(data))
-    val.mv_data = PyBytes_AS_STRING(data)
-    val.mv_size = <size_t>PyBytes_GET_SIZE(data)
-    return data
-
-
-cdef inline bytes _bytes(MDB_val* val):
-    return PyBytes_FromStringAndSize(<char*>val.mv_data, <Py_ssize_t>val.mv_size)
+cdef object ended():
+    return Error("Attempt to operate on closed/deleted/dropped object.")
 
 
 def version():
@@ -156,7 +127,7 @@ cdef class Environment:
             if self.env is not NULL:
                 mdb_env_close(self.env)
                 self.env = NULL
-            raise _error(os.fsdecode(path), rc)
+            raise error(os.fsdecode(path), rc)
         self.file_keys = _file_keys(path)
         _open_files.update(self.file_keys)
         self.main_db = self.database(None, False)
@@ -173,7 +144,7 @@ cdef class Environment:
 
     cdef int check_open(self) except -1:
         if self.env is NULL:
-            raise Error(_ENDED)
+            raise ended()
         return 0
 
     cdef void shutdown(self):
@@ -218,7 +189,7 @@ cdef class Environment:
             rc = mdb_dbi_flags(txn.txn, dbi, &flags)
         if rc:
             txn.end(False)
-            raise _error("mdb_dbi_open", rc)
+            raise error("mdb_dbi_open", rc)
         txn.end(True)
         cdef Database db = Database.__new__(Database)
         db.dbi = dbi
@@ -241,9 +212,11 @@ cdef class Environment:
         cdef long thread
         if parent is not None:
             if not parent.write:
-                raise _error("Read-only transactions cannot be nested.", EINVAL)
+                raise error("Read-only transactions cannot be nested.", EINVAL)
+            if not write:
+                raise error("Read-only child transactions are not offered.", EINVAL)
             if parent.txn is NULL:
-                raise Error(_ENDED)
+                raise ended()
             if parent.env is not self:
                 raise Error("begin: the parent belongs to another environment")
             parent_txn = parent.txn
@@ -252,7 +225,7 @@ cdef class Environment:
         else:
             thread = <long>PyThread_get_thread_ident()
             if self.write_thread == thread:
-                raise _error("Attempt to start a write transaction while another write "
+                raise error("Attempt to start a write transaction while another write "
                              "transaction is active on the same thread. This would deadlock.",
                              EBUSY)
             self.calls_without_gil += 1
@@ -262,7 +235,7 @@ cdef class Environment:
             if rc == 0:
                 self.write_thread = thread
         if rc:
-            raise _error("mdb_txn_begin", rc)
+            raise error("mdb_txn_begin", rc)
         cdef Transaction created = Transaction.__new__(Transaction)
         created.txn = txn
         created.env = self
@@ -290,7 +263,7 @@ cdef class Environment:
             rc = mdb_env_copy2(self.env, c_path, flags)
         self.calls_without_gil -= 1
         if rc:
-            raise _error("mdb_env_copy2", rc)
+            raise error("mdb_env_copy2", rc)
 
 
 cdef class Database:
@@ -311,7 +284,7 @@ cdef class Transaction:
 
     cdef MDB_dbi dbi_of(self, Database db) except 0:
         if self.txn is NULL:
-            raise Error(_ENDED)
+            raise ended()
         if db is None:
             return self.env.main_db.dbi
         if db.env_serial != self.env.serial:
@@ -352,12 +325,12 @@ cdef class Transaction:
         if self.write and self.parent is None:
             env.write_thread = 0
         if rc:
-            raise _error("mdb_txn_commit", rc)
+            raise error("mdb_txn_commit", rc)
         return 0
 
     def commit(self):
         if self.txn is NULL:
-            raise Error(_ENDED)
+            raise ended()
         self.end(True)
 
     def abort(self):
@@ -366,7 +339,7 @@ cdef class Transaction:
 
     def __enter__(self):
         if self.txn is NULL:
-            raise Error(_ENDED)
+            raise ended()
         return self
 
     def __exit__(self, exc_type, exc, traceback):
@@ -376,13 +349,13 @@ cdef class Transaction:
         """The value of `key` in `db` (default: the main database), or `default`."""
         cdef MDB_val k, v
         cdef MDB_dbi dbi = self.dbi_of(db)
-        held = _val(key, &k)
+        held = as_val(key, &k)
         cdef int rc = mdb_get(self.txn, dbi, &k, &v)
         if rc == 0:
-            return _bytes(&v)
+            return val_bytes(&v)
         if rc == MDB_NOTFOUND:
             return default
-        raise _error("mdb_get", rc)
+        raise error("mdb_get", rc)
 
     def put(self, key, value, bint dupdata=True, bint overwrite=True, bint append=False,
             Database db=None):
@@ -390,8 +363,8 @@ cdef class Transaction:
         `overwrite`, or `append` was given a key that does not sort last)."""
         cdef MDB_val k, v
         cdef MDB_dbi dbi = self.dbi_of(db)
-        held_key = _val(key, &k)
-        held_value = _val(value, &v)
+        held_key = as_val(key, &k)
+        held_value = as_val(value, &v)
         cdef unsigned int flags = ((0 if dupdata else MDB_NODUPDATA)
                                    | (0 if overwrite else MDB_NOOVERWRITE)
                                    | (MDB_APPEND if append else 0))
@@ -401,178 +374,23 @@ cdef class Transaction:
             return True
         if rc == MDB_KEYEXIST:
             return False
-        raise _error("mdb_put", rc)
+        raise error("mdb_put", rc)
 
     def delete(self, key, value=b"", Database db=None):
         """Remove `key`; False when it was not there."""
         cdef MDB_val k, v
         cdef MDB_dbi dbi = self.dbi_of(db)
-        held_key = _val(key, &k)
-        held_value = _val(value, &v)
+        held_key = as_val(key, &k)
+        held_value = as_val(value, &v)
         self.mutations += 1
         cdef int rc = mdb_del(self.txn, dbi, &k, &v if v.mv_size else NULL)
         if rc == 0:
             return True
         if rc == MDB_NOTFOUND:
             return False
-        raise _error("mdb_del", rc)
+        raise error("mdb_del", rc)
 
     def cursor(self, Database db=None):
         """A cursor over `db`, unpositioned; closed at the latest when the transaction ends."""
-        cdef MDB_dbi dbi = self.dbi_of(db)
-        cdef MDB_cursor* handle
-        cdef int rc = mdb_cursor_open(self.txn, dbi, &handle)
-        if rc:
-            raise _error("mdb_cursor_open", rc)
-        cdef Cursor cursor = Cursor.__new__(Cursor)
-        cursor.cursor = handle
-        cursor.txn = self
-        cursor.db = db if db is not None else self.env.main_db
-        cursor.last_mutation = self.mutations
-        cursor.next_open = self.cursors
-        if self.cursors is not NULL:
-            (<Cursor>self.cursors).previous_open = <void*>cursor
-        self.cursors = <void*>cursor
-        return cursor
-
-
-@cython.no_gc_clear
-cdef class Cursor:
-    """A position in one database of a transaction (Transaction.cursor)."""
-
-    def __dealloc__(self):
-        if self.cursor is not NULL and self.txn.env.pid == getpid():
-            self.close_cursor()
-
-    cdef void close_cursor(self):
-        if self.cursor is NULL:
-            return
-        cdef Transaction txn = self.txn
-        if self.previous_open is NULL:
-            txn.cursors = self.next_open
-        else:
-            (<Cursor>self.previous_open).next_open = self.next_open
-        if self.next_open is not NULL:
-            (<Cursor>self.next_open).previous_open = self.previous_open
-        self.next_open = self.previous_open = NULL
-        mdb_cursor_close(self.cursor)
-        self.cursor = NULL
-        self.positioned = False
-
-    cdef bint move(self, MDB_cursor_op op) except -1:
-        """Apply `op`; a miss leaves the cursor unpositioned (py-lmdb's _cursor_get_c)."""
-        cdef int rc = mdb_cursor_get(self.cursor, &self.key, &self.value, op)
-        self.positioned = rc == 0
-        self.last_mutation = self.txn.mutations
-        if rc:
-            self.key.mv_size = 0
-            self.value.mv_size = 0
-            if rc != MDB_NOTFOUND and not (rc == EINVAL and op == MDB_GET_CURRENT):
-                raise _error("mdb_cursor_get", rc)
-        return self.positioned
-
-    cdef int check(self) except -1:
-        if self.cursor is NULL:
-            raise Error(_ENDED)
-        return 0
-
-    cdef object item(self, int part):
-        """The current key (part 1), value (2) or (key, value) (0), read again after a write
-        of the transaction moved things under the cursor."""
-        if self.last_mutation != self.txn.mutations:
-            self.move(MDB_GET_CURRENT)
-        if part == 1:
-            return _bytes(&self.key)
-        if part == 2:
-            return _bytes(&self.value)
-        return _bytes(&self.key), _bytes(&self.value)
-
-    def first(self):
-        """Move to the first item; False when the database is empty."""
-        self.check()
-        return self.move(MDB_FIRST)
-
-    def set_range(self, key):
-        """Move to the first key >= `key` (an empty key: the first); False past the end."""
-        self.check()
-        held = _val(key, &self.key)
-        return self.move(MDB_SET_RANGE if self.key.mv_size else MDB_FIRST)
-
-    def iternext(self, bint keys=True, bint values=True):
-        """Items from the current one onwards (from the first when unpositioned): keys,
-        values or (key, value) pairs."""
-        self.check()
-        if not self.positioned:
-            self.move(MDB_FIRST)
-        cdef _Iterator iterator = _Iterator.__new__(_Iterator)
-        iterator.cursor = self
-        iterator.part = 1 if not values else 2 if not keys else 0
-        return iterator
-
-    def __iter__(self):
-        return self.iternext()
-
-    def getmulti(self, keys, *, bint values=True):
-        """[(key, value)] (values False: [key]) of the `keys` that are present, in order."""
-        self.check()
-        found = []
-        for key in keys:
-            held = _val(key, &self.key)
-            if self.move(MDB_SET_KEY):
-                found.append((held, _bytes(&self.value)) if values else held)
-        return found
-
-    def putmulti(self, items, bint dupdata=True, bint overwrite=True, bint append=False):
-        """Store every (key, value) of `items` -> (consumed, added); a pair not written (see
-        Transaction.put) counts as consumed only."""
-        self.check()
-        cdef MDB_val k, v
-        cdef unsigned int flags = ((0 if dupdata else MDB_NODUPDATA)
-                                   | (0 if overwrite else MDB_NOOVERWRITE))
-        if append:
-            flags |= MDB_APPENDDUP if self.db.flags & MDB_DUPSORT else MDB_APPEND
-        cdef Py_ssize_t consumed = 0, added = 0
-        cdef int rc
-        for item in items:
-            if type(item) is not tuple or len(<tuple>item) != 2:
-                raise TypeError("putmulti() elements must be 2-tuples")
-            held_key = _val((<tuple>item)[0], &k)
-            held_value = _val((<tuple>item)[1], &v)
-            rc = mdb_cursor_put(self.cursor, &k, &v, flags)
-            self.txn.mutations += 1
-            if rc == 0:
-                added += 1
-            elif rc != MDB_KEYEXIST:
-                raise _error(f"mdb_cursor_put() element #{consumed}", rc)
-            consumed += 1
-        return consumed, added
-
-    def close(self):
-        self.close_cursor()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close_cursor()
-
-
-@cython.final
-cdef class _Iterator:
-    """Cursor.iternext's iterator (py-lmdb's): yields the current item, then moves on."""
-    cdef Cursor cursor
-    cdef int part
-    cdef bint started
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        cdef Cursor cursor = self.cursor
-        cursor.check()
-        if not cursor.positioned:
-            raise StopIteration
-        if self.started and not cursor.move(MDB_NEXT):
-            raise StopIteration
-        self.started = True
-        return cursor.item(self.part)
+        self.dbi_of(db)
+        return open_cursor(self, db if db is not None else self.env.main_db)
