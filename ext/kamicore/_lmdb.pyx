@@ -8,6 +8,8 @@ it offers the part of py-lmdb's API kamicore uses, with py-lmdb's answers: bytes
 the cursor is on an item, `putmulti` -> (consumed, added), nested write transactions,
 commit-or-abort context managers, and an Error subclass per MDB error code.
 
+Here: the environment, database handles and transactions; cursors are kamicore._lmdb_cursor.
+
 Per-item calls (get, put, delete, cursor moves) keep the GIL: they never wait for anything
 but the page cache, and dropping and re-taking the GIL around each is what made py-lmdb cost
 more than LMDB itself. The calls that wait release it: beginning a top-level write
