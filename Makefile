@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := $(wildcard core/*.py core/*/*.py ext/kamicore/*.py ext/kamicore/*.pxd ext/kamicore/*.pyi proto/kamicore/*/*.proto) \
+SOURCES := $(wildcard core/*.py core/*/*.py ext/kamicore/*.py ext/kamicore/*.pyx ext/kamicore/*.pxd ext/kamicore/*.pyi proto/kamicore/*/*.proto) \
 	setup.py pyproject.toml
 PYTEST_ARGS ?=
 
@@ -13,8 +13,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel "Cython>=3.0" "grpcio-tools>=1.60"
 
-# a regular (non-editable) install: tests exercise exactly what a user installs
+# a regular (non-editable) install: tests exercise exactly what a user installs. First the
+# system packages the engine links (a C compiler, liblmdb-dev, libssl-dev): installed with
+# apt-get when missing and make runs as root, named otherwise (.ci/system-packages)
 $(STAMP): $(BIN)/python $(SOURCES)
+	bash .ci/system-packages
 	$(BIN)/pip install --quiet --no-build-isolation ".[dev]"
 	touch $(STAMP)
 

@@ -10,12 +10,17 @@ from setuptools import Extension, setup
 
 # ext/kamicore/ mirrors the package, so `cython.cimports.kamicore.X` finds ext/kamicore/X.pxd
 EXTENSIONS = [
+    # the engine's binding of the system LMDB (Debian's liblmdb-dev; the Makefile installs it)
+    Extension("kamicore._lmdb", ["ext/kamicore/_lmdb.pyx"], libraries=["lmdb"]),
+    Extension("kamicore._lmdb_cursor", ["ext/kamicore/_lmdb_cursor.pyx"], libraries=["lmdb"]),
     Extension("kamicore._record", ["ext/kamicore/_record.py"]),
     Extension("kamicore._codec", ["ext/kamicore/_codec.py"]),
     Extension("kamicore._engine", ["ext/kamicore/_engine.py"]),
     Extension("kamicore._inventory", ["ext/kamicore/_inventory.py"]),
     Extension("kamicore._orders", ["ext/kamicore/_orders.py"]),
     Extension("kamicore._redemption", ["ext/kamicore/_redemption.py"]),
+    # whole redeem batches in C without the GIL (libcrypto for the lookup HMAC and audit hash)
+    Extension("kamicore._redeem", ["ext/kamicore/_redeem.pyx"], libraries=["lmdb", "crypto"]),
 ]
 
 

@@ -1,6 +1,8 @@
 """The layout's rules, checked on the sources: which package may know what.
 
-- Only kamicore.engine knows LMDB and the compiled engine's internals.
+- Only kamicore.engine knows LMDB and the compiled engine's internals: it alone imports the
+  LMDB binding (kamicore._lmdb), and no module of the package imports py-lmdb (`lmdb`), which
+  bundles a second copy of LMDB (tools in their own processes may use it).
 - Nothing below kamicore.grpc (domain, engine, runtime, limits, statuses) imports *_pb2.
 - Layers outside the engine use its public API only: no `_ops`, `.dbs`, `.env`, `impl.codec`,
   `_run` or `_sku_no` outside kamicore.engine.
@@ -18,14 +20,14 @@ import pytest
 
 from kamicore.engine import Engine, Transaction
 from kamicore.engine.api import Backend, DomainTransaction
-from kamicore.engine.implementation import MODULES
+from kamicore.engine.implementation import COMPILED as COMPILED_MODULES
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = sorted(path for path in (REPO / "core").rglob("*.py")
                  if "v1" not in path.relative_to(REPO / "core").parts)
 lines_max = 420  # "about 400"
 GENERATED = "# DO NOT EDIT"
-COMPILED = tuple(f"kamicore.{module}" for module in MODULES)  # the compiled engine's modules
+COMPILED = tuple(f"kamicore.{module}" for module in COMPILED_MODULES)  # the engine's own
 
 
 def _module(path: Path) -> str:
@@ -59,6 +61,22 @@ def test_only_the_engine_knows_lmdb(path):
     touched = {name for name in _imports(path)
                if name == "lmdb" or name.startswith(COMPILED)}
     assert not touched, f"{_module(path)} imports {touched}"
+
+
+EXT_SOURCES = sorted((REPO / "ext" / "kamicore").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", SOURCES + EXT_SOURCES, ids=lambda path: path.name)
+def test_no_module_of_the_package_imports_py_lmdb(path):
+    """The engine owns the process's LMDB environment through kamicore._lmdb; py-lmdb would
+    open the same files with its own copy of LMDB."""
+    tree = ast.parse(path.read_text())
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    names |= {node.module for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and not node.level}
+    assert not {name for name in names if name.split(".")[0] == "lmdb"}, (
+        f"{path.relative_to(REPO)} imports py-lmdb")
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=_module)
@@ -99,7 +117,8 @@ def test_the_compiled_engine_declares_only_its_own_sub_databases():
 
 HAND_WRITTEN = sorted(
     path for folder in ("core", "ext", "tests", "bench", "proto")
-    for path in (REPO / folder).rglob("*.py")
+    for pattern in ("*.py", "*.pyx", "*.pxd", "*.c") for path in (REPO / folder).rglob(pattern)
+    if not (folder == "ext" and pattern == "*.c")  # Cython's output
     if "v1" not in path.parts and not path.read_text().startswith(GENERATED))
 
 

@@ -3,7 +3,7 @@
 what the compiled modules really expose, in both directions: the public module-level names, and
 the public attributes and methods of each class. Names starting with "_" (dunders included) are
 left out, and so are modules a compiled module imports. It covers every compiled module
-(kamicore.engine.implementation.MODULES), and the lists of names that implementation.py builds
+(kamicore.engine.implementation.COMPILED), and the lists of names that implementation.py builds
 the engine's `ops` and `codec` namespaces from."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import kamicore
 import pytest
 from kamicore.engine import interpreted
-from kamicore.engine.implementation import CODEC, MODULES, OPS
+from kamicore.engine.implementation import CODEC, COMPILED, NATIVE_OPS, OPS
 
 LOCATIONS = {
     "installed": lambda: Path(kamicore.__file__).parent,
@@ -49,10 +49,18 @@ def stub_face(path: Path) -> tuple[set[str], dict[str, set[str]]]:
     return public(defined(tree.body)), classes
 
 
+def own_names(cls: type) -> set[str]:
+    """A class's public names, less what it inherits from a builtin base (an exception's
+    `args`): the stub declares only what the module adds."""
+    inherited = set().union(*(dir(base) for base in cls.__mro__[1:]
+                              if base.__module__ == "builtins"))
+    return public(set(dir(cls)) - inherited)
+
+
 def module_face(module: types.ModuleType) -> tuple[set[str], dict[str, set[str]]]:
     names = {name for name, value in vars(module).items()
              if not isinstance(value, types.ModuleType)}
-    classes = {name: public(dir(value)) for name, value in vars(module).items()
+    classes = {name: own_names(value) for name, value in vars(module).items()
                if isinstance(value, type) and value.__module__ == module.__name__
                and not name.startswith("_")}
     return public(names), classes
@@ -68,7 +76,7 @@ def differences(what: str, stub: set[str], compiled: set[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("location", LOCATIONS)
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", COMPILED)
 def test_stub_names_equal_the_compiled_module(name, location):
     module = importlib.import_module(f"kamicore.{name}")
     assert module.__file__.endswith((".so", ".pyd")), f"{module.__file__} is not compiled"
@@ -88,15 +96,16 @@ def test_every_compiled_module_is_listed():
     compiled: its constants are cimported from _statuses.pxd)."""
     installed = {path.name.split(".")[0]
                  for path in LOCATIONS["installed"]().glob("_*.so")}
-    sources = {path.stem for path in LOCATIONS["source"]().glob("_*.py")
+    sources = {path.stem for pattern in ("_*.py", "_*.pyx")
+               for path in LOCATIONS["source"]().glob(pattern)
                if path.stem != "__init__" and not path.read_text().startswith("# DO NOT EDIT")}
-    assert installed == sources == set(MODULES)
+    assert installed == sources == set(COMPILED)
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", [*OPS, *CODEC, *NATIVE_OPS])
 def test_the_engine_namespaces_list_each_public_name(name):
     """kamicore.engine.implementation assembles `ops` and `codec` from lists of names, module by
     module: together they are each module's public face, no more and no less."""
-    listed = set(OPS.get(name, ())) | set(CODEC.get(name, ()))
+    listed = set(OPS.get(name, ())) | set(CODEC.get(name, ())) | set(NATIVE_OPS.get(name, ()))
     stub_names, _ = stub_face(LOCATIONS["source"]() / f"{name}.pyi")
     assert not differences(f"{name} in implementation.py", listed, stub_names)

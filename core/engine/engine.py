@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Sequence
 
-import lmdb
-
-from .. import keyring, limits
+from .. import _lmdb, keyring, limits
 from ..statuses import ReleaseStatus
 from . import validate
 from .implementation import load_implementation
@@ -60,10 +58,12 @@ class Engine(Plans, Reads, Integrity):
         self.ops = self.impl.ops  # the compiled (or interpreted) operations
         self.codec = self.impl.codec
         self._clock = clock
-        self.env = lmdb.open(str(self.path), map_size=map_size_bytes,
-                             max_dbs=limits.sub_databases_max, max_readers=limits.readers_max,
-                             sync=True, metasync=True, writemap=False, readahead=False,
-                             lock=True)
+        # the engine's own binding of the system LMDB (kamicore._lmdb): the process's one
+        # environment of this data dir, every commit fsync'd
+        self.env = _lmdb.open(self.path, map_size=map_size_bytes,
+                              max_dbs=limits.sub_databases_max, max_readers=limits.readers_max,
+                              sync=True, metasync=True, writemap=False, readahead=False,
+                              lock=True)
         self.dbs = self.ops.Dbs(self.env)
         self.tables = Tables(self.env)
         ring = keyring.MasterKeyring.load(self.path, master_key_file)

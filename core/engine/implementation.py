@@ -33,7 +33,14 @@ CODEC = {
         "unpack_redemption", "pack_order", "unpack_order", "pack_batch", "unpack_batch",
     ),
 }
-MODULES = (*OPS, *CODEC)  # every compiled module (setup.py's EXTENSIONS)
+MODULES = (*OPS, *CODEC)  # the engine's modules written in pure-Python mode
+# Modules written for the compiler only (.pyx, C over LMDB's C API and libcrypto): the engine's
+# LMDB binding, and operations whose whole batch runs without the GIL. When compiled, these
+# operations replace the pure-Python mode ones of the same name (which the interpreted engine
+# keeps running, so both are held to the reference model).
+NATIVE_OPS = {"_redeem": ("redeem",)}
+NATIVE = ("_lmdb", "_lmdb_cursor", *NATIVE_OPS)
+COMPILED = (*MODULES, *NATIVE)  # every compiled module (setup.py's EXTENSIONS)
 
 
 def _namespace(modules: dict[str, types.ModuleType],
@@ -51,11 +58,16 @@ def load_implementation(name: str = "compiled") -> types.SimpleNamespace:
     `interpreted` (the same sources under ext/kamicore/, run by CPython; needs a source
     checkout) -> .ops, .codec, .modules (name -> module) and .name."""
     if name == "compiled":
-        modules = {module: importlib.import_module(f"kamicore.{module}") for module in MODULES}
+        modules = {module: importlib.import_module(f"kamicore.{module}") for module in COMPILED}
+        ops = _namespace(modules, OPS)
+        for module, listed in NATIVE_OPS.items():
+            for operation in listed:
+                setattr(ops, operation, getattr(modules[module], operation))
     elif name == "interpreted":
         from . import interpreted
         modules = interpreted.load(MODULES)
+        ops = _namespace(modules, OPS)
     else:
         raise ValueError(f"implementation: unknown {name!r}")
-    return types.SimpleNamespace(ops=_namespace(modules, OPS), codec=_namespace(modules, CODEC),
-                                 modules=modules, name=name)
+    return types.SimpleNamespace(ops=ops, codec=_namespace(modules, CODEC), modules=modules,
+                                 name=name)

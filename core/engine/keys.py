@@ -12,6 +12,7 @@ class KeyService:
 
     def __init__(self, ring: keyring.MasterKeyring, lookup_key: bytes, codec):
         self.ring = ring
+        self.lookup_key = lookup_key  # the compiled redeem computes the lookup HMAC in C
         self.lookup_hash = keyring.LookupHasher(lookup_key)
         self.equal = keyring.constant_time_equal
         self.new_nonces = keyring.new_nonces

@@ -21,9 +21,7 @@ from concurrent.futures import Future
 from typing import Any
 from collections.abc import Callable
 
-import lmdb
-
-from .. import limits
+from .. import _lmdb, limits
 from .errors import EngineClosed
 from .validate import text
 
@@ -84,7 +82,7 @@ def _settle(outcomes: list) -> None:
 class Writer:
     """The group-commit writer thread of one environment."""
 
-    def __init__(self, env: lmdb.Environment, make_tx: Callable, clock: Callable[[], int]):
+    def __init__(self, env: _lmdb.Environment, make_tx: Callable, clock: Callable[[], int]):
         self._env = env
         self._make_tx = make_tx  # (txn, now_ms, actor) -> what plan functions receive
         self._clock = clock
@@ -186,7 +184,7 @@ class Writer:
                 raw = plan.function(self._make_tx(child, now_ms, plan.actor), *plan.args)
                 child.commit()
                 done.append((queued, raw))
-            except lmdb.MapFullError:
+            except _lmdb.MapFullError:
                 child.abort()
                 outcomes.append((queued, STORAGE_FULL, None))
             except BaseException as error:  # a bug: this plan only, nothing written
@@ -194,7 +192,7 @@ class Writer:
                 outcomes.append((queued, None, error))
         try:
             txn.commit()
-        except lmdb.MapFullError:  # the commit itself needed pages the file does not have
+        except _lmdb.MapFullError:  # the commit itself needed pages the file does not have
             return outcomes + [(queued, STORAGE_FULL, None) for queued, _ in done]
         except Exception as error:
             return outcomes + [(queued, None, error) for queued, _ in done]
