@@ -4,9 +4,9 @@ scripts parse and the RESULTS.md history line."""
 
 from __future__ import annotations
 
-import contextlib
 
 import common
+import kamicore_access
 import targets
 from common import median, number, ratios_text, round_ratios
 from engine_scenarios import Figure
@@ -28,9 +28,7 @@ FLOOR_OF = {
 
 def machine(floor_info: dict) -> str:
     parts = []
-    with contextlib.suppress(ImportError):  # what the engine runs on, while it uses py-lmdb
-        import lmdb
-        parts.append(f"py-lmdb {lmdb.__version__} (LMDB {'.'.join(map(str, lmdb.version()))})")
+    parts.append(f"engine: system liblmdb {kamicore_access.lmdb_version()}")
     parts.append(f"C floor: liblmdb {floor_info.get('lmdb', '?')}, "
                  f"{floor_info.get('openssl', 'OpenSSL ?')}, cc -O2")
     return common.machine(*parts)

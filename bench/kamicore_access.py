@@ -81,3 +81,9 @@ def create_sku(engine: Engine, sku_id: str, currency: str, face_value: str,
 def create_key(engine: Engine, role: str, binding: str, name: str) -> str:
     """A new API key's plaintext."""
     return auth.create_key(engine, role, binding=binding, name=name)[0]
+
+
+def lmdb_version() -> str:
+    """The system LMDB the engine is linked against (its binding, kamicore._lmdb)."""
+    from kamicore import _lmdb
+    return ".".join(map(str, _lmdb.version()))
