@@ -21,6 +21,8 @@ EXTENSIONS = [
     Extension("kamicore._redemption", ["ext/kamicore/_redemption.py"]),
     # whole redeem batches in C without the GIL (libcrypto for the lookup HMAC and audit hash)
     Extension("kamicore._redeem", ["ext/kamicore/_redeem.pyx"], libraries=["lmdb", "crypto"]),
+    # whole import calls in C without the GIL (AES-256-GCM sealing and the HMAC in libcrypto)
+    Extension("kamicore._import", ["ext/kamicore/_import.pyx"], libraries=["lmdb", "crypto"]),
 ]
 
 

@@ -38,7 +38,7 @@ MODULES = (*OPS, *CODEC)  # the engine's modules written in pure-Python mode
 # LMDB binding, and operations whose whole batch runs without the GIL. When compiled, these
 # operations replace the pure-Python mode ones of the same name (which the interpreted engine
 # keeps running, so both are held to the reference model).
-NATIVE_OPS = {"_redeem": ("redeem",)}
+NATIVE_OPS = {"_redeem": ("redeem",), "_import": ("import_codes",)}
 NATIVE = ("_lmdb", "_lmdb_cursor", *NATIVE_OPS)
 COMPILED = (*MODULES, *NATIVE)  # every compiled module (setup.py's EXTENSIONS)
 

@@ -17,24 +17,33 @@ class KeyService:
         self.equal = keyring.constant_time_equal
         self.new_nonces = keyring.new_nonces
         self._codec = codec
-        self._sealers: dict[bytes, keyring.Sealer] = {}
+        self._data_keys: dict[bytes, bytes] = {}  # wrapped data key -> the key
+        self._sealers: dict[bytes, keyring.Sealer] = {}  # data key -> its sealer
 
     def new_wrapped_data_key(self, batch_key: bytes) -> tuple[bytes, bytes]:
         self.ring.refresh()  # another process may have rotated the master key
         return self.ring.wrap(keyring.new_data_key(), b"batch" + batch_key)
 
-    def sealer(self, txn, dbs, batch_no: int) -> keyring.Sealer:
-        """The sealer of a batch as `txn` stores it. Cached by the wrapped key itself, never by
-        batch number: a batch number can be handed out again after its transaction rolled back
-        (with another data key), and a rotation re-wraps keys under another master key."""
+    def data_key(self, txn, dbs, batch_no: int) -> bytes:
+        """The data key of a batch as `txn` stores it (the compiled import seals in C with it).
+        Cached by the wrapped key itself, never by batch number: a batch number can be handed
+        out again after its transaction rolled back (with another data key), and a rotation
+        re-wraps keys under another master key."""
         batch_key = self._codec.u32_key(batch_no)
         info = self._codec.unpack_batch(txn.get(batch_key, db=dbs.batches))
         cache_key = info["master_key_id"] + info["wrapped_key"]
-        sealer = self._sealers.get(cache_key)
+        data_key = self._data_keys.get(cache_key)
+        if data_key is None:
+            data_key = self._data_keys[cache_key] = self.ring.unwrap(
+                info["master_key_id"], info["wrapped_key"], b"batch" + batch_key)
+        return data_key
+
+    def sealer(self, txn, dbs, batch_no: int) -> keyring.Sealer:
+        """The sealer of a batch as `txn` stores it (see data_key)."""
+        data_key = self.data_key(txn, dbs, batch_no)
+        sealer = self._sealers.get(data_key)
         if sealer is None:
-            data_key = self.ring.unwrap(info["master_key_id"], info["wrapped_key"],
-                                        b"batch" + batch_key)
-            sealer = self._sealers[cache_key] = keyring.Sealer(data_key)
+            sealer = self._sealers[data_key] = keyring.Sealer(data_key)
         return sealer
 
 

@@ -37,6 +37,16 @@ def _redeem_item(code_value, request_id) -> tuple[bytes, bytes]:
     return code(code_value, "code"), request_id
 
 
+def _encoded(values: list, field: str) -> list[bytes]:
+    """Codes as bytes (what is wrong with their content is the engine's per-code status); the
+    field is named only for the first that is not text, so a big import formats nothing."""
+    encoded = [value.encode() if type(value) is str else value for value in values]
+    if not all(type(value) is bytes for value in encoded):
+        for row, value in enumerate(values):
+            code(value, f"{field}[{row}]")
+    return encoded
+
+
 def _each(count: int, value) -> list:
     return [value] * count
 
@@ -63,8 +73,7 @@ class Plans:
                           valid_from_ms=0, valid_until_ms=None, actor="system") -> Plan:
         terms = self.check_import_terms(sku, batch, supplier, unit_cost_micros, valid_from_ms,
                                         valid_until_ms)
-        codes = items(codes, "codes", limits.codes_per_import_max)
-        codes = [code(value, f"codes[{row}]") for row, value in enumerate(codes)]
+        codes = _encoded(items(codes, "codes", limits.codes_per_import_max), "codes")
         count = len(codes)
 
         def convert(raw) -> ImportResult:

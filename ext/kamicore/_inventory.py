@@ -40,10 +40,11 @@ META_BATCH_NO_NEXT = b"batch_no_next"  # meta db: the next batch number (u64 LE)
 
 # -- import -------------------------------------------------------------------------------
 
-def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
-                 unit_cost_micros: cython.longlong, valid_from_ms: cython.longlong,
-                 valid_until_ms: cython.longlong, codes: list) -> tuple:
-    """-> (batch status, [per-code status], [code id or 0])"""
+def _open_batch(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
+                unit_cost_micros: cython.longlong, valid_from_ms: cython.longlong,
+                valid_until_ms: cython.longlong) -> tuple:
+    """The batch an import adds to, created on first use -> (status, sku number, batch number);
+    BATCH_MISMATCH when the batch exists with other terms. Shared with kamicore._import."""
     txn = tx.txn
     dbs: Dbs = tx.dbs
     sku_no: cython.uint
@@ -57,7 +58,7 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
                 or info["unit_cost_micros"] != unit_cost_micros
                 or info["valid_from_ms"] != valid_from_ms
                 or info["valid_until_ms"] != valid_until_ms):
-            return IMPORT_STATUS_BATCH_MISMATCH, [], []
+            return IMPORT_STATUS_BATCH_MISMATCH, 0, 0
     else:
         sku_no = tx.sku_no(sku, True)
         batch_no = tx.next_number(META_BATCH_NO_NEXT)
@@ -68,6 +69,19 @@ def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
                 pack_batch(sku_no, valid_from_ms, valid_until_ms, unit_cost_micros,
                                   key_id, batch, supplier, wrapped), db=dbs.batches)
         txn.put(batch, pack_u32(batch_no), db=dbs.batch_names)
+    return IMPORT_STATUS_OK, sku_no, batch_no
+
+
+def import_codes(tx: Tx, sku: bytes, batch: bytes, supplier: bytes,
+                 unit_cost_micros: cython.longlong, valid_from_ms: cython.longlong,
+                 valid_until_ms: cython.longlong, codes: list) -> tuple:
+    """-> (batch status, [per-code status], [code id or 0])"""
+    txn = tx.txn
+    dbs: Dbs = tx.dbs
+    status, sku_no, batch_no = _open_batch(tx, sku, batch, supplier, unit_cost_micros,
+                                           valid_from_ms, valid_until_ms)
+    if status != IMPORT_STATUS_OK:
+        return status, [], []
     sealer = tx.keys.sealer(txn, dbs, batch_no)
     lookup_hash = tx.keys.lookup_hash
     count: cython.Py_ssize_t = len(codes)

@@ -11,6 +11,10 @@ from libc.string cimport memcpy, memset
 from kamicore._lmdb cimport (
     MDB_APPEND, MDB_NOTFOUND, MDB_dbi, MDB_txn, MDB_val, mdb_get, mdb_put,
 )
+from kamicore._statuses cimport (
+    IMPORT_CODE_STATUS_CONTROL_CHARACTER, IMPORT_CODE_STATUS_EMPTY, IMPORT_CODE_STATUS_IMPORTED,
+    IMPORT_CODE_STATUS_NOT_UTF8, IMPORT_CODE_STATUS_TOO_LONG,
+)
 
 cdef extern from "openssl/sha.h" nogil:
     ctypedef struct SHA256_CTX:
@@ -97,27 +101,44 @@ cdef inline bint _utf8(const uint8_t* p, size_t n) noexcept nogil:
     return True
 
 
-cdef inline size_t _normalize(const uint8_t* raw, size_t n, size_t n_max,
-                              uint8_t* out) noexcept nogil:
-    """The code's lookup form, or 0 when it is malformed (_codec.check_code's refusals): ASCII
-    case, spaces and dashes ignored."""
-    cdef size_t i, kept = 0
+cdef inline int _check_code(const uint8_t* raw, size_t n, size_t n_max) noexcept nogil:
+    """_codec.check_code in C: an ImportCodeStatus number, IMPORTED when well formed."""
+    cdef size_t i
     cdef uint8_t byte
-    cdef bint ascii_only = True
-    if n == 0 or n > n_max:
-        return 0
+    cdef bint ascii_only = True, only_separators = True
+    if n == 0:
+        return IMPORT_CODE_STATUS_EMPTY
+    if n > n_max:
+        return IMPORT_CODE_STATUS_TOO_LONG
     for i in range(n):
         byte = raw[i]
         if byte < 0x20 or byte == 0x7F:
-            return 0
+            return IMPORT_CODE_STATUS_CONTROL_CHARACTER
         if byte >= 0x80:
             ascii_only = False
+        if byte != 0x20 and byte != 0x2D:
+            only_separators = False
+    if not ascii_only and not _utf8(raw, n):
+        return IMPORT_CODE_STATUS_NOT_UTF8
+    if only_separators:
+        return IMPORT_CODE_STATUS_EMPTY
+    return IMPORT_CODE_STATUS_IMPORTED
+
+
+cdef inline size_t _normalize(const uint8_t* raw, size_t n, size_t n_max,
+                              uint8_t* out) noexcept nogil:
+    """The code's lookup form (ASCII case, spaces and dashes ignored), or 0 when it is
+    malformed (_check_code's refusals)."""
+    cdef size_t i, kept = 0
+    cdef uint8_t byte
+    if _check_code(raw, n, n_max) != IMPORT_CODE_STATUS_IMPORTED:
+        return 0
+    for i in range(n):
+        byte = raw[i]
         if byte == 0x20 or byte == 0x2D:
             continue
         out[kept] = byte - 32 if 0x61 <= byte <= 0x7A else byte
         kept += 1
-    if not ascii_only and not _utf8(raw, n):
-        return 0
     return kept
 
 
