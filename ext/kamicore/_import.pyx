@@ -23,7 +23,7 @@ from kamicore._lmdb cimport (
 )
 from kamicore._native cimport (
     DIGEST_BYTES, EVENT_BYTES, HEADER_BYTES, SHA256_CTX, _add_to_counter, _append_audit,
-    _check_code, _hmac, _hmac_states, _normalize, _put, _put_big,
+    _check_code, _fold, _hmac, _hmac_states, _put, _put_big,
 )
 from kamicore._statuses cimport (
     CODE_STATE_AVAILABLE, IMPORT_CODE_STATUS_DUPLICATE, IMPORT_CODE_STATUS_IMPORTED,
@@ -228,8 +228,7 @@ def import_codes(tx, bytes sku, bytes batch, bytes supplier, int64_t unit_cost_m
             for i in range(count):
                 work[i].status = _check_code(work[i].raw, work[i].raw_length, _code_bytes_max)
                 if work[i].status == IMPORT_CODE_STATUS_IMPORTED:
-                    length = _normalize(work[i].raw, work[i].raw_length, _code_bytes_max,
-                                        normalized)
+                    length = _fold(work[i].raw, work[i].raw_length, normalized)
                     _hmac(&inner, &outer, normalized, length, work[i].digest)
             rc = _store(work, count, txn, dbi, ctx, nonce_bytes, sku_number, batch_number,
                         valid_from_ms, valid_until_ms, &next_id, &imported)

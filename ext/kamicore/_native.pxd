@@ -125,14 +125,10 @@ cdef inline int _check_code(const uint8_t* raw, size_t n, size_t n_max) noexcept
     return IMPORT_CODE_STATUS_IMPORTED
 
 
-cdef inline size_t _normalize(const uint8_t* raw, size_t n, size_t n_max,
-                              uint8_t* out) noexcept nogil:
-    """The code's lookup form (ASCII case, spaces and dashes ignored), or 0 when it is
-    malformed (_check_code's refusals)."""
+cdef inline size_t _fold(const uint8_t* raw, size_t n, uint8_t* out) noexcept nogil:
+    """The lookup form of a well-formed code: ASCII case, spaces and dashes ignored."""
     cdef size_t i, kept = 0
     cdef uint8_t byte
-    if _check_code(raw, n, n_max) != IMPORT_CODE_STATUS_IMPORTED:
-        return 0
     for i in range(n):
         byte = raw[i]
         if byte == 0x20 or byte == 0x2D:
@@ -140,6 +136,14 @@ cdef inline size_t _normalize(const uint8_t* raw, size_t n, size_t n_max,
         out[kept] = byte - 32 if 0x61 <= byte <= 0x7A else byte
         kept += 1
     return kept
+
+
+cdef inline size_t _normalize(const uint8_t* raw, size_t n, size_t n_max,
+                              uint8_t* out) noexcept nogil:
+    """The code's lookup form, or 0 when it is malformed (_check_code's refusals)."""
+    if _check_code(raw, n, n_max) != IMPORT_CODE_STATUS_IMPORTED:
+        return 0
+    return _fold(raw, n, out)
 
 
 cdef inline void _hmac(const SHA256_CTX* inner, const SHA256_CTX* outer,
