@@ -244,6 +244,25 @@ def test_redeem_exactly_once_and_idempotent_retry(engine, clock):
     assert engine.stock("sku").counts[CodeState.REDEEMED] == 1
 
 
+def test_a_retry_of_committed_requests_is_answered_without_a_commit(engine, clock):
+    sell(engine, ["RTY-1", "RTY-2"])
+    first = engine.redeem([("RTY-1", "a"), ("RTY-2", "b"), ("NOPE-9", "c")], "T-1")
+    commits = engine.commits
+    clock.advance(5_000)
+    # every item retries a committed request: the settled answers, no group commit, no audit
+    audit_before = len(list(engine.audit_events()))
+    assert engine.redeem([("rty 1", "a"), ("NOPE-9", "c"), ("RTY-1", "a")], "T-1") == [
+        first[0], first[2], first[0]]
+    assert engine.redeem([("RTY-2", "a")], "T-1")[0].status == RedeemStatus.REQUEST_ID_CONFLICT
+    assert engine.commits == commits
+    assert len(list(engine.audit_events())) == audit_before
+    # one new request among retries, or a malformed code: the writer decides the whole batch
+    [again, new] = engine.redeem([("RTY-1", "a"), ("RTY-2", "d")], "T-1")
+    assert (again, new.status) == (first[0], RedeemStatus.ALREADY_REDEEMED)
+    assert engine.redeem([("\x01", "a")], "T-1")[0].status == RedeemStatus.MALFORMED
+    assert engine.commits == commits + 2
+
+
 def test_redeem_within_one_batch_sees_earlier_items(engine):
     sell(engine, ["ONE-1"])
     results = engine.redeem([("ONE-1", "a"), ("ONE-1", "b"), ("ONE-1", "a")], "T-1")

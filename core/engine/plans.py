@@ -164,7 +164,7 @@ class Plans:
 
         return Plan(self.ops.redeem, (checked, terminal), actor or b"pos:" + terminal, convert,
                     lambda: _each(len(checked), RedeemResult(
-                        (RedeemStatus.STORAGE_FULL, 0, 0, b""))))
+                        (RedeemStatus.STORAGE_FULL, 0, 0, b""))), replayable=True)
 
     def _plan_code_op(self, function, refs, actor) -> Plan:
         refs = items(refs, "codes", limits.codes_per_batch_max)

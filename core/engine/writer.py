@@ -32,17 +32,23 @@ STORAGE_FULL = object()  # a plan's raw answer when its writes did not fit in th
 
 class Plan:
     """One write: `function(tx, *args)` in the writer's transaction, then `convert(raw)` in the
-    caller; `full()` is the caller's answer when the data file had no room for it."""
+    caller; `full()` is the caller's answer when the data file had no room for it.
 
-    __slots__ = ("function", "args", "actor", "convert", "full")
+    replayable: `function(tx, *args, replay_only=True)` answers on a read snapshot when the
+    plan only retries requests already committed (their answers are settled and nothing would
+    be written), else returns None; the engine then answers without the writer."""
+
+    __slots__ = ("function", "args", "actor", "convert", "full", "replayable")
 
     def __init__(self, function: Callable, args: tuple, actor: str | bytes,
-                 convert: Callable[[Any], Any], full: Callable[[], Any]):
+                 convert: Callable[[Any], Any], full: Callable[[], Any],
+                 replayable: bool = False):
         self.function = function
         self.args = args
         self.actor = text(actor, "actor", limits.actor_bytes_max)
         self.convert = convert
         self.full = full
+        self.replayable = replayable
 
     def result(self, raw):
         return self.full() if raw is STORAGE_FULL else self.convert(raw)

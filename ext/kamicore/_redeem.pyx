@@ -36,45 +36,12 @@ from kamicore._statuses cimport (
 from kamicore import _lmdb, limits
 
 
-cdef enum:
-    FIRST_BYTES = 49  # a redemption record: status u8, code id u64, at_ms i64, digest
-    OP_REDEEM = 6  # the audit log's operation number (_engine.OP_REDEEM)
-    NORMALIZED_MAX = 255  # past limits.code_bytes_max, asserted at load
-    TERMINAL_MAX = 255  # a code record keeps the terminal's length in a byte
-    REQUEST_KEY_MAX = 511
-
 cdef size_t _code_bytes_max = limits.code_bytes_max
 cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15  # Fibonacci hashing of code ids
 cdef uint64_t FNV_OFFSET = 1469598103934665603  # FNV-1a over request keys
 cdef uint64_t FNV_PRIME = 1099511628211
 assert limits.code_bytes_max <= NORMALIZED_MAX
 assert limits.terminal_bytes_max + 1 + limits.request_id_bytes_max <= REQUEST_KEY_MAX
-
-
-cdef struct Slot:  # one distinct code of the batch, as the batch has left it so far
-    uint64_t code_id
-    uint8_t* record  # a private copy of the stored record, edited in place
-    size_t length
-    bint changed  # redeemed in this batch: written back with the new terminal
-
-
-cdef struct Item:
-    const uint8_t* raw  # the code as presented (owned by the caller's bytes)
-    size_t raw_length
-    int status
-    uint64_t code_id
-    int64_t at_ms
-    int by  # the answer's terminal: 0 none, 1 the caller's, 2 by_copy
-    uint8_t by_copy[255]
-    size_t by_length
-    bint malformed
-    uint8_t digest[32]
-    int slot  # index into the slots, -1 when the code is not found
-    uint8_t request_key[511]
-    size_t request_key_length
-    uint8_t first[49]  # the request key's first answer, stored or made by this batch
-    bint has_first
-    bint new_first
 
 
 cdef int _ladder(const uint8_t* record, int64_t now_ms) noexcept nogil:
@@ -97,14 +64,7 @@ cdef int _ladder(const uint8_t* record, int64_t now_ms) noexcept nogil:
 
 
 cdef class _Batch:
-    """The C state of one redeem call; freed when the call ends."""
-    cdef Item* items
-    cdef Slot* slots
-    cdef int* slot_index  # open addressing over code ids -> slot, -1 empty
-    cdef int* key_index  # open addressing over request keys -> the item holding its first
-    cdef Move* moves
-    cdef size_t count, slot_count, table_size, move_count
-    cdef uint8_t* events  # the audit events of this batch's redemptions
+    """The C state of one redeem call (declared in _redeem.pxd); freed when the call ends."""
 
     def __cinit__(self, size_t count):
         self.count = count
@@ -195,8 +155,9 @@ cdef class _Batch:
 
 cdef int _decide(_Batch batch, MDB_txn* txn, MDB_dbi lookup, MDB_dbi codes,
                  MDB_dbi redemptions, const SHA256_CTX* inner, const SHA256_CTX* outer,
-                 int64_t now_ms) noexcept nogil:
-    """Read what the batch needs and decide every item, in order; 0 or an LMDB error."""
+                 int64_t now_ms, bint replay_only) noexcept nogil:
+    """Read what the batch needs and decide every item, in order; 0 or an LMDB error.
+    replay_only: NOT_A_REPLAY as soon as an item is not the retry of a committed request."""
     cdef size_t i, length
     cdef uint8_t normalized[255]
     cdef MDB_val key, value
@@ -209,6 +170,8 @@ cdef int _decide(_Batch batch, MDB_txn* txn, MDB_dbi lookup, MDB_dbi codes,
         item.slot = -1
         length = _normalize(item.raw, item.raw_length, _code_bytes_max, normalized)
         if length == 0:
+            if replay_only:
+                return NOT_A_REPLAY
             item.malformed = True
             item.status = REDEEM_STATUS_MALFORMED
             continue
@@ -228,14 +191,17 @@ cdef int _decide(_Batch batch, MDB_txn* txn, MDB_dbi lookup, MDB_dbi codes,
             # first answer: that is this one's first answer too
             memcpy(item.first, batch.items[earlier].first, FIRST_BYTES)
             item.has_first = True
+            item.stored_first = batch.items[earlier].stored_first
         else:
             key.mv_size, key.mv_data = item.request_key_length, item.request_key
             rc = mdb_get(txn, redemptions, &key, &value)
             if rc == 0 and value.mv_size == FIRST_BYTES:
                 memcpy(item.first, value.mv_data, FIRST_BYTES)
-                item.has_first = True
+                item.has_first = item.stored_first = True
             elif rc != 0 and rc != MDB_NOTFOUND:
                 return rc
+        if replay_only and not item.stored_first:
+            return NOT_A_REPLAY
         if item.has_first:  # a retry of a request id: the first answer again
             first_status = item.first[0]
             memcpy(&first_code_id, item.first + 1, 8)
@@ -275,6 +241,23 @@ cdef int _decide(_Batch batch, MDB_txn* txn, MDB_dbi lookup, MDB_dbi codes,
         item.new_first = True
         if item.status != REDEEM_STATUS_ALREADY_REDEEMED and item.status != REDEEM_STATUS_REDEEMED:
             item.at_ms = 0
+    return 0
+
+
+cdef int _all_stored(_Batch batch, MDB_txn* txn, MDB_dbi redemptions) noexcept nogil:
+    """0 when every item's request key has a committed first answer, else NOT_A_REPLAY (at
+    the first that has none: a new batch costs one lookup) or an LMDB error."""
+    cdef size_t i
+    cdef MDB_val key, value
+    cdef int rc
+    for i in range(batch.count):
+        key.mv_size = batch.items[i].request_key_length
+        key.mv_data = batch.items[i].request_key
+        rc = mdb_get(txn, redemptions, &key, &value)
+        if rc == MDB_NOTFOUND:
+            return NOT_A_REPLAY
+        if rc != 0:
+            return rc
     return 0
 
 
@@ -343,9 +326,13 @@ cdef int _audit(_Batch batch, MDB_txn* txn, MDB_dbi meta, MDB_dbi audit, int64_t
                          batch.events, count)
 
 
-def redeem(tx, list items, bytes terminal):
+def redeem(tx, list items, bytes terminal, bint replay_only=False):
     """items: [(code, request_id)] -> [(status, code_id, redeemed_at_ms, redeemed_by)], the
-    whole batch decided and written in C without the GIL (see the module docstring)."""
+    whole batch decided and written in C without the GIL (see the module docstring).
+
+    replay_only: answer only when every item retries a committed request (its answer is then
+    settled, and nothing would be written), else None; any transaction will do, a read
+    snapshot too."""
     cdef Transaction transaction = tx.txn
     cdef MDB_txn* txn = transaction.txn
     if txn is NULL:
@@ -386,13 +373,20 @@ def redeem(tx, list items, bytes terminal):
                request_length)
         item.request_key_length = terminal_length + 1 + request_length
     with nogil:
-        rc = _decide(batch, txn, lookup, codes, redemptions, &inner, &outer, now_ms)
+        if replay_only:
+            rc = _all_stored(batch, txn, redemptions)
         if rc == 0:
+            rc = _decide(batch, txn, lookup, codes, redemptions, &inner, &outer, now_ms,
+                         replay_only)
+        if rc == 0 and not replay_only:
             rc = _write(batch, txn, codes, redemptions, counters, batch_counters,
                         terminal_bytes, terminal_length)
-        if rc == 0:
+        if rc == 0 and not replay_only:
             rc = _audit(batch, txn, meta, audit, now_ms, actor_bytes, actor_length)
-    transaction.mutations += 1  # cursors of this transaction re-read their item
+    if rc == NOT_A_REPLAY:
+        return None
+    if not replay_only:
+        transaction.mutations += 1  # cursors of this transaction re-read their item
     if rc:
         _raise(rc)
     return [_answer(&batch.items[i], terminal) for i in range(count)]

@@ -60,11 +60,13 @@ def _redeem_ladder(record: CodeRecord, now_ms: cython.longlong) -> cython.int:
     return REDEEM_STATUS_REDEEMED
 
 
-def redeem(tx: Tx, items: list, terminal: bytes) -> list:
+def redeem(tx: Tx, items: list, terminal: bytes, replay_only: cython.bint = False):
     """items: [(code, request_id)] -> [(status, code_id, redeemed_at_ms, redeemed_by)]
 
     A (terminal, request id) pair remembers its first answer: a retry gets it again, and the
-    same pair with another code is REQUEST_ID_CONFLICT.
+    same pair with another code is REQUEST_ID_CONFLICT. replay_only: answer only when every
+    item retries a committed request (nothing would be written), else None; any transaction
+    will do, a read snapshot too.
 
     The batch is read with one multi-get per sub-database, decided item by item in memory (in
     order, so a later item sees an earlier item's redemption), and written with one multi-put
@@ -87,6 +89,8 @@ def redeem(tx: Tx, items: list, terminal: bytes) -> list:
     stored_values = dict(txn.cursor(db=dbs.codes).getmulti(list(code_keys.values())))
     firsts = dict(txn.cursor(db=dbs.redemptions).getmulti(
         [key for key in request_keys if key is not None]))
+    if replay_only and (None in request_keys or len(firsts) < len(set(request_keys))):
+        return None
     records = {}  # code key -> CodeRecord, unpacked once per batch
     new_firsts = []
     changed = {}
@@ -125,6 +129,8 @@ def redeem(tx: Tx, items: list, terminal: bytes) -> list:
             results.append((status, code_id, record.redeemed_at_ms, record.get_terminal()))
         else:
             results.append((status, code_id, 0, b""))
+    if replay_only:
+        return results
     if new_firsts:
         new_firsts.sort()
         txn.cursor(db=dbs.redemptions).putmulti(new_firsts)

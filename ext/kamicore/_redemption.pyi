@@ -7,7 +7,7 @@ from typing import Any
 from ._engine import Dbs, Tx
 from ._record import CodeRecord
 
-def redeem(tx: Tx, items: list[tuple[bytes, bytes]],
-           terminal: bytes) -> list[tuple[int, int, int, bytes]]: ...
+def redeem(tx: Tx, items: list[tuple[bytes, bytes]], terminal: bytes,
+           replay_only: bool = False) -> list[tuple[int, int, int, bytes]] | None: ...
 def verify(txn: Any, dbs: Dbs, lookup_hash: Callable[[bytes], bytes],
            codes: list[bytes]) -> list[tuple[int, int, CodeRecord | None]]: ...
