@@ -43,6 +43,7 @@ lines_per_order_max = 100
 codes_per_line_max = 1_000
 codes_per_order_max = 10_000
 prices_per_sku_max = 100
+suppliers_per_sku_max = 100  # supplier ids a SKU lists as allowed to import into it
 regions_per_sku_max = 300
 skus_per_page_max = 1_000
 skus_per_page_default = 100

@@ -98,6 +98,8 @@ def _bad_sku(base_id: str | None = None, **changes) -> catalog_pb2.Sku:
             sku.prices[0].price_micros = value
         elif name == "duplicate_channel":
             sku.prices.add(channel="web", price_micros=1)
+        elif name == "supplier_ids":
+            sku.supplier_ids.extend(value)
         else:
             setattr(sku, name, value)
     return sku
@@ -157,6 +159,18 @@ BAD_INPUT = [
     ("CreateSku channel twice", lambda c, s: c.admin.catalog.CreateSku(
         catalog_pb2.CreateSkuRequest(sku=_bad_sku(duplicate_channel=True))),
      (INVALID, "sku.prices[2].channel")),
+    ("CreateSku empty supplier id", lambda c, s: c.admin.catalog.CreateSku(
+        catalog_pb2.CreateSkuRequest(sku=_bad_sku(supplier_ids=["S-1", ""]))),
+     (INVALID, "sku.supplier_ids[1]")),
+    ("CreateSku supplier twice", lambda c, s: c.admin.catalog.CreateSku(
+        catalog_pb2.CreateSkuRequest(sku=_bad_sku(supplier_ids=["S-1", "S-2", "S-1"]))),
+     (INVALID, "sku.supplier_ids[2]")),
+    ("CreateSku supplier id 65 bytes", lambda c, s: c.admin.catalog.CreateSku(
+        catalog_pb2.CreateSkuRequest(sku=_bad_sku(supplier_ids=["S" * 65]))),
+     (INVALID, "sku.supplier_ids[0]")),
+    ("UpdateSku 101 suppliers", lambda c, s: c.admin.catalog.UpdateSku(
+        catalog_pb2.UpdateSkuRequest(sku=_bad_sku(s.sku_id, supplier_ids=[
+            f"S-{index}" for index in range(101)]))), (INVALID, "sku.supplier_ids")),
     ("CreateSku oversize message", lambda c, s: c.admin.catalog.CreateSku(
         catalog_pb2.CreateSkuRequest(sku=_bad_sku(name="N" * (5 * MiB)))), (BIG, None)),
     ("UpdateSku no name", lambda c, s: c.admin.catalog.UpdateSku(catalog_pb2.UpdateSkuRequest(

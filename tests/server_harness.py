@@ -272,14 +272,15 @@ PRICE_MICROS = {"web": 48_500_000, "partner": 47_000_000, "app": 49_000_000}
 
 def sku_message(sku_id: str, *, channels=("web", "partner"), limit: int = 0,
                 low_stock: int = 0, delivery=catalog_pb2.DELIVERY_KIND_CODE,
-                name: str | None = None) -> catalog_pb2.Sku:
+                name: str | None = None, suppliers=()) -> catalog_pb2.Sku:
     return catalog_pb2.Sku(
         sku_id=sku_id, name=name or f"Gift card {sku_id}",
         face_value=common_pb2.Money(currency=CURRENCY, amount_micros=FACE_VALUE_MICROS),
         delivery_kind=delivery,
         prices=[catalog_pb2.ChannelPrice(channel=channel, price_micros=PRICE_MICROS[channel])
                 for channel in channels],
-        purchase_limit_per_account=limit, low_stock_threshold=low_stock)
+        purchase_limit_per_account=limit, low_stock_threshold=low_stock,
+        supplier_ids=list(suppliers))
 
 
 def create_sku(admin: Client, sku_id: str, **options) -> catalog_pb2.Sku:

@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     sku_create.add_argument("--low-stock", type=int, default=0)
     sku_create.add_argument("--region", action="append", default=[])
     sku_create.add_argument("--delivery", default="code", choices=["code", "direct_topup"])
+    sku_create.add_argument("--supplier", action="append", default=[],
+                            help="a supplier id whose supplier keys may import into this SKU "
+                                 "(repeat per supplier)")
     sku_create.set_defaults(run=catalog.command_sku_create)
     sku_list = sku_commands.add_parser("list", help="every SKU as JSON lines")
     sku_list.set_defaults(run=catalog.command_sku_list)

@@ -35,7 +35,8 @@ def command_keys_revoke(engine: Engine, args) -> int:
 
 
 def make_sku(sku_id: str, name: str, currency: str, face_value: str, prices: list[str],
-             limit: int, low_stock: int, regions: list[str], delivery: str) -> Sku:
+             limit: int, low_stock: int, regions: list[str], delivery: str,
+             suppliers: list[str] = ()) -> Sku:
     """A SKU from the command line's words (amounts like 49.90)."""
     return Sku(sku_id=sku_id, name=name, currency=currency,
                face_value_micros=_micros(face_value, "--face-value"),
@@ -43,7 +44,7 @@ def make_sku(sku_id: str, name: str, currency: str, face_value: str, prices: lis
                prices=tuple(ChannelPrice(channel, _micros(amount, "--price"))
                             for channel, _, amount in (entry.partition("=") for entry in prices)),
                purchase_limit_per_account=limit, low_stock_threshold=low_stock,
-               regions=tuple(regions))
+               regions=tuple(regions), supplier_ids=tuple(suppliers))
 
 
 def _micros(amount: str, field: str) -> int:
@@ -64,7 +65,7 @@ def _sku_json(sku: Sku | None) -> dict | None:
 
 def command_sku_create(engine: Engine, args) -> int:
     sku = make_sku(args.sku_id, args.name, args.currency, args.face_value, args.price,
-                   args.limit, args.low_stock, args.region, args.delivery)
+                   args.limit, args.low_stock, args.region, args.delivery, args.supplier)
     status, stored = Catalog(engine).create(sku, actor="cli:sku")
     print(json.dumps({"status": wire_name(status), "sku": _sku_json(stored)}))
     return 0 if status == CreateSkuStatus.CREATED else 1
@@ -88,7 +89,7 @@ def command_demo(engine: Engine, args) -> int:
     for sku_id, name, face, price in skus:
         Catalog(engine).create(make_sku(
             sku_id, name, "CNY", face, [f"web={price}", f"partner={price}"], 5, 10, [],
-            "code"), actor="cli:demo")
+            "code", ["demo-supplier"]), actor="cli:demo")
         codes = ["-".join(secrets.token_hex(2).upper() for _ in range(4)) for _ in range(100)]
         engine.import_codes(sku_id, f"{sku_id}-demo-batch", codes, supplier="demo-supplier",
                             unit_cost_micros=40_000_000, actor="cli:demo")

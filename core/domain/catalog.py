@@ -37,6 +37,7 @@ class Sku:
     regions: tuple[str, ...] = ()
     created_ms: int = 0
     updated_ms: int = 0
+    supplier_ids: tuple[str, ...] = ()  # whose supplier keys may import into it
 
     def price_micros(self, channel: str) -> int | None:
         """The price on `channel`; None when the SKU is not sold there."""
@@ -62,6 +63,8 @@ class Sku:
             fields["delivery_kind"] = DeliveryKind(fields["delivery_kind"])
             fields["prices"] = tuple(ChannelPrice(**price) for price in fields["prices"])
             fields["regions"] = tuple(fields["regions"])
+            # SKUs stored before suppliers were listed have none: only admins import into them
+            fields["supplier_ids"] = tuple(fields.get("supplier_ids", ()))
             if len(_decoded) >= limits.skus_decoded_cached_max:
                 _decoded.clear()
             sku = _decoded[value] = cls(**fields)
@@ -98,11 +101,24 @@ def validate(sku: Sku, field: str = "sku") -> Sku:
                               f"has more than {limits.regions_per_sku_max} items")
     for index, region in enumerate(sku.regions):
         text(region, f"{field}.regions[{index}]", limits.region_bytes_max)
+    _validate_supplier_ids(sku.supplier_ids, f"{field}.supplier_ids")
     integer(sku.purchase_limit_per_account, f"{field}.purchase_limit_per_account", 0, 2**32 - 1)
     integer(sku.low_stock_threshold, f"{field}.low_stock_threshold", 0, 2**32 - 1)
     return dataclasses.replace(sku, delivery_kind=DeliveryKind(sku.delivery_kind),
                                prices=tuple(sku.prices), regions=tuple(sku.regions),
-                               created_ms=0, updated_ms=0)
+                               supplier_ids=tuple(sku.supplier_ids), created_ms=0, updated_ms=0)
+
+
+def _validate_supplier_ids(supplier_ids, field: str) -> None:
+    """Supplier ids as an import header and a supplier key's binding name them."""
+    if len(supplier_ids) > limits.suppliers_per_sku_max:
+        raise InvalidArgument(field, f"has more than {limits.suppliers_per_sku_max} items")
+    seen = set()
+    for index, supplier_id in enumerate(supplier_ids):
+        text(supplier_id, f"{field}[{index}]", limits.name_bytes_max)
+        if supplier_id in seen:
+            raise InvalidArgument(f"{field}[{index}]", "is listed twice")
+        seen.add(supplier_id)
 
 
 def read(transaction, sku_id: str) -> Sku | None:
