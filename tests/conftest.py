@@ -66,6 +66,7 @@ KEY_SPECS = {  # client name -> (role, binding)
     "pos": ("pos", "T-01"),
     "pos2": ("pos", "T-02"),
     "supplier": ("supplier", "S-1"),
+    "supplier2": ("supplier", "S-2"),
 }
 
 

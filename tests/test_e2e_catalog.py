@@ -29,7 +29,8 @@ def test_get_and_update_sku_found_and_not_found(c):
     sku_id = uid("cat-update")
     created = create_sku(c.admin, sku_id)
     got = c.web.catalog.GetSku(catalog_pb2.GetSkuRequest(sku_id=sku_id))  # storefronts read
-    assert got.status == catalog_pb2.SKU_LOOKUP_STATUS_FOUND and got.sku == created
+    assert got.status == catalog_pb2.SKU_LOOKUP_STATUS_FOUND and got.sku.sku_id == sku_id
+    assert c.admin.catalog.GetSku(catalog_pb2.GetSkuRequest(sku_id=sku_id)).sku == created
     missing = c.partner.catalog.GetSku(catalog_pb2.GetSkuRequest(sku_id=uid("no-such-sku")))
     assert missing.status == catalog_pb2.SKU_LOOKUP_STATUS_NOT_FOUND
     assert not missing.HasField("sku")

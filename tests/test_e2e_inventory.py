@@ -1,14 +1,14 @@
 """The Inventory service end to end, against the shared `kamicore serve` (tests/conftest.py):
-imports, stock, freezing and voiding codes, key rotation, and the supplier taken from the key."""
+imports, stock, freezing and voiding codes, key rotation (what suppliers, storefronts and
+partners may import and see: tests/test_e2e_authorization.py)."""
 
 from __future__ import annotations
 
 import time
 
-import grpc
 from kamicore.v1 import catalog_pb2, common_pb2, inventory_pb2, orders_pb2
 
-from .e2e_support import CREATED, FOUND, R, assert_no_plaintext, plaintexts, rpc_error, uid
+from .e2e_support import CREATED, FOUND, R, assert_no_plaintext, plaintexts, uid
 from .server_harness import (
     buy,
     counts,
@@ -84,7 +84,7 @@ def test_get_stock_by_state_and_batch_sellable_and_low_stock(c):
     import_codes(c.admin, sku_id, new_codes(2), batch_id=f"{sku_id}-forever", supplier_id="S-2")
     import_codes(c.admin, sku_id, new_codes(4), batch_id=f"{sku_id}-expired", supplier_id="S-3",
                  valid_from_ms=now_ms - 2_000_000, valid_until_ms=now_ms - 1_000_000)
-    stock = c.supplier.stock(sku_id)  # suppliers watch stock too
+    stock = c.admin.stock(sku_id)
     assert stock.status == inventory_pb2.STOCK_STATUS_FOUND
     assert counts(stock) == {"AVAILABLE": 9, "RESERVED": 0, "SOLD": 0, "REDEEMED": 0,
                              "FROZEN": 0, "INVALID": 0, "VOID": 0}
@@ -99,7 +99,7 @@ def test_get_stock_by_state_and_batch_sellable_and_low_stock(c):
     paid = buy(shop, sku_id, 1)  # FEFO: the soonest-expiring sellable code
     created = shop.orders.CreateOrder(order_request(uid("stock-hold"), sku_id, 1))
     assert created.status == CREATED
-    stock = c.web.stock(sku_id)
+    stock = c.admin.stock(sku_id)
     assert counts(stock)["AVAILABLE"] == 7 and counts(stock)["SOLD"] == 1
     assert counts(stock)["RESERVED"] == 1
     assert sum(counts(stock).values()) == 9  # always sums to what was imported
@@ -223,22 +223,3 @@ def test_rotate_keys_rewraps_every_batch_and_codes_stay_readable_on_both_workers
     import_codes(c.admin, sku_id, new_batch, batch_id=f"{sku_id}-after-rotation")
     later = buy(c.web, sku_id, 6)  # everything left, the new batch included
     assert set(new_batch) <= set(plaintexts(later.order))
-
-
-# -- identity comes from the key ------------------------------------------------------------------
-
-def test_a_supplier_key_imports_only_as_its_own_supplier(c):
-    sku_id = uid("id-supplier")
-    create_sku(c.admin, sku_id)
-    own = import_codes(c.supplier, sku_id, new_codes(2), batch_id="s1-batch", supplier_id="S-1")
-    assert own.imported == 2
-    before = c.admin.stock(sku_id)
-    assert [batch.supplier_id for batch in before.batches] == ["S-1"]
-    error = rpc_error(import_codes, c.supplier, sku_id, new_codes(2), batch_id="s2-batch",
-                      supplier_id="S-2", expect_ok=False)
-    assert error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)
-    assert "supplier_id" in error.details()
-    blank = rpc_error(import_codes, c.supplier, sku_id, new_codes(2), batch_id="s3-batch",
-                      supplier_id="", expect_ok=False)
-    assert blank.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)
-    assert c.admin.stock(sku_id) == before

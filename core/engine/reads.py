@@ -127,9 +127,12 @@ class Reads:
                              views, plaintexts if reveal else None)
 
     def batch_stock(self, sku) -> list[BatchStock]:
-        """Per-batch counts of a sku (O(batches), from counters kept with every transition)."""
+        """Per-batch counts of a sku (O(batches), from counters kept with every transition).
+        Every code of a batch has the batch's validity window, so a batch's AVAILABLE codes
+        are all sellable, all expired or all not yet valid."""
         sku = validate.text(sku, "sku", limits.name_bytes_max)
         codec = self.codec
+        now_ms = self._clock()
         with self.read() as txn:
             sku_no = self._sku_no(txn, sku)
             result = []
@@ -144,8 +147,14 @@ class Reads:
                                         db=self.dbs.batch_counters)
                         if count is not None and codec.unpack_u64(count):
                             counts[state] = codec.unpack_u64(count)
-                    result.append(BatchStock(info["name"].decode(), info["supplier"].decode(),
-                                             info["valid_until_ms"], counts))
+                    available = counts.get(CodeState.AVAILABLE, 0)
+                    valid_from_ms, valid_until_ms = info["valid_from_ms"], info["valid_until_ms"]
+                    expired = valid_until_ms <= now_ms  # as Reads.stock counts them
+                    started = valid_from_ms <= now_ms
+                    result.append(BatchStock(
+                        info["name"].decode(), info["supplier"].decode(), valid_until_ms,
+                        counts, valid_from_ms, available if started and not expired else 0,
+                        available if expired else 0))
             return result
 
     def skus(self) -> list[str]:

@@ -101,6 +101,9 @@ class BatchStock:
     supplier: str
     valid_until_ms: int
     counts: dict[CodeState, int]  # states with codes only
+    valid_from_ms: int = 0
+    sellable: int = 0  # AVAILABLE and inside the batch's validity window now
+    expired_available: int = 0  # AVAILABLE but past valid_until: never sold
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ..statuses import SkuLookupStatus
 from ..v1 import catalog_pb2, catalog_pb2_grpc
-from .gate import actor
+from .gate import actor, principal
 from .services import Services
+from .views import sku_seen_by
 from .wire import sku_from_wire, sku_to_wire
 
 
@@ -22,12 +23,14 @@ class CatalogService(catalog_pb2_grpc.CatalogServicer):
         sku = self.s.catalog.get(request.sku_id)
         if sku is None:
             return catalog_pb2.GetSkuResponse(status=SkuLookupStatus.NOT_FOUND)
-        return catalog_pb2.GetSkuResponse(status=SkuLookupStatus.FOUND, sku=sku_to_wire(sku))
+        return catalog_pb2.GetSkuResponse(status=SkuLookupStatus.FOUND,
+                                          sku=sku_to_wire(sku_seen_by(principal(), sku)))
 
     async def ListSkus(self, request, context):
         skus, token = self.s.catalog.list(request.page_size, request.page_token)
-        return catalog_pb2.ListSkusResponse(skus=[sku_to_wire(sku) for sku in skus],
-                                            next_page_token=token)
+        caller = principal()
+        return catalog_pb2.ListSkusResponse(
+            skus=[sku_to_wire(sku_seen_by(caller, sku)) for sku in skus], next_page_token=token)
 
     async def UpdateSku(self, request, context):
         status, sku = await self.s.catalog.update_async(sku_from_wire(request.sku), actor())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import grpc
+
 from .. import limits
 from ..engine import InvalidArgument
 from ..engine.validate import text
@@ -11,7 +13,8 @@ from ..statuses import ImportStatus, RotateKeysStatus, StockStatus
 from ..v1 import inventory_pb2, inventory_pb2_grpc
 from .gate import actor, principal
 from .services import Services
-from .wire import IMPORT_HEADER_FIELDS, field_names, never_as_zero
+from .views import stock_seen_by
+from .wire import IMPORT_HEADER_FIELDS, field_names
 
 log = logging.getLogger("kamicore")
 
@@ -24,6 +27,7 @@ class InventoryService(inventory_pb2_grpc.InventoryServicer):
         """The whole stream is read and checked before anything is imported, so bad input
         changes nothing; then chunks commit in order (a re-sent stream skips what landed)."""
         header, chunks = await self._read_import(request_iterator)
+        await self._authorize_import(header, context)
         response = inventory_pb2.ImportCodesResponse(status=ImportStatus.OK)
         if self.s.catalog.get(header.sku_id) is None:
             response.status = ImportStatus.SKU_NOT_FOUND
@@ -81,10 +85,26 @@ class InventoryService(inventory_pb2_grpc.InventoryServicer):
             self.s.engine.check_import_terms(
                 header.sku_id, header.batch_id, header.supplier_id, header.unit_cost_micros,
                 header.valid_from_ms, header.valid_until_ms or None)
+
+    async def _authorize_import(self, header, context) -> None:
+        """A supplier key imports only as its own supplier (an empty supplier_id means that
+        one) and only into SKUs whose supplier_ids list it; otherwise PERMISSION_DENIED before
+        anything is imported. Admin keys import for any supplier. A SKU that does not exist
+        is left to answer SKU_NOT_FOUND, as it does for admins (GetStock tells anyone that)."""
         caller = principal()
-        if caller.role == "supplier" and header.supplier_id != caller.binding:
-            raise InvalidArgument("header.supplier_id",
-                                  "a supplier key imports only as its own supplier")
+        if caller.role != "supplier":
+            return
+        if not header.supplier_id:
+            header.supplier_id = caller.binding
+        if header.supplier_id != caller.binding:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, (
+                "header.supplier_id: a supplier key imports only as its own supplier "
+                f"({caller.binding!r}); leave it empty or name that one"))
+        sku = self.s.catalog.get(header.sku_id)
+        if sku is not None and caller.binding not in sku.supplier_ids:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, (
+                f"header.sku_id: SKU {header.sku_id!r} does not list supplier "
+                f"{caller.binding!r} in its supplier_ids; an admin adds it with UpdateSku"))
 
     async def GetStock(self, request, context):
         text(request.sku_id, "sku_id", limits.name_bytes_max)
@@ -92,19 +112,8 @@ class InventoryService(inventory_pb2_grpc.InventoryServicer):
         sku = self.s.catalog.get(request.sku_id) if stock is not None else None
         if stock is None or sku is None:
             return inventory_pb2.GetStockResponse(status=StockStatus.NOT_FOUND)
-        response = inventory_pb2.GetStockResponse(
-            status=StockStatus.FOUND, sellable=stock.sellable,
-            expired_available=stock.expired_available,
-            soonest_valid_until_ms=never_as_zero(stock.soonest_valid_until_ms),
-            low_stock=stock.sellable < sku.low_stock_threshold)
-        for state, count in stock.counts.items():
-            response.counts.add(state=state, count=count)
-        for batch in self.s.engine.batch_stock(request.sku_id):
-            entry = response.batches.add(batch_id=batch.batch, supplier_id=batch.supplier,
-                                         valid_until_ms=never_as_zero(batch.valid_until_ms))
-            for state, count in batch.counts.items():
-                entry.counts.add(state=state, count=count)
-        return response
+        return stock_seen_by(principal(), sku, stock,
+                             lambda: self.s.engine.batch_stock(request.sku_id))
 
     async def _code_op(self, operation, request, name: str):
         refs = []
