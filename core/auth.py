@@ -28,7 +28,9 @@ secret_bytes = 32
 ADMIN_KEY_FILE_NAME = "admin.key"
 TABLE = "api_keys"
 
-# Which roles each RPC admits (full method name -> roles). Anything not listed is refused.
+# Which roles each RPC admits (full method name -> roles). Anything not listed is refused. Each
+# RPC's proto comment names the same roles (`// Roles: ...`; tests/test_authorization.py holds
+# the two equal); what each role then sees of a reply is kamicore.grpc.views'.
 _READ_CATALOG = ("admin", "storefront", "partner")
 _BUY = ("storefront", "partner")
 METHOD_ROLES = {
