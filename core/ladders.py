@@ -100,7 +100,8 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
     ),
     ImportStatus: (
         ImportStatus.SKU_NOT_FOUND,
-        ImportStatus.BATCH_MISMATCH,
+        ImportStatus.BATCH_MISMATCH,  # at the first commit: nothing imported
+        ImportStatus.INVALID_CHUNK,  # at the bad chunk: the chunks before it imported
     ),
     RotateKeysStatus: (),
     # -- orders (core/domain/orders.py, and core/grpc/orders.py for lookups) -------------------

@@ -35,8 +35,11 @@ unit_cost_micros_max = 10**15
 # -- per call --------------------------------------------------------------------------------------
 codes_per_import_max = 100_000  # per engine import call; a client stream sends several calls
 codes_per_chunk_max = 10_000  # per ImportCodes stream message
-codes_per_import_stream_max = 1_000_000  # read and checked whole before anything is imported
+# an ImportCodes stream commits its chunks in order, in groups of at most this many codes: the
+# most of a stream a worker holds at once, whatever the stream's length
+codes_per_import_commit_max = 10_000
 rejected_rows_listed_max = 10_000  # rows named in one ImportCodes answer
+error_bytes_max = 200  # what was wrong with an import's bad chunk, as its answer says
 codes_per_batch_max = 1_000  # redeem, verify, freeze, unfreeze, void per call
 orders_per_call_max = 1_000
 lines_per_order_max = 100
@@ -72,8 +75,8 @@ assert owner_bytes_max + 1 + idempotency_key_bytes_max <= order_id_bytes_max, \
     "every owner namespace plus an idempotency key must fit an order id"
 assert codes_per_order_max <= lines_per_order_max * codes_per_line_max
 assert codes_per_order_max <= codes_per_import_max, "one order's codes fit one commit's work"
-assert codes_per_chunk_max <= codes_per_import_max, "a chunk is imported by one engine call"
-assert rejected_rows_listed_max <= codes_per_import_stream_max
+assert codes_per_chunk_max <= codes_per_import_commit_max <= codes_per_import_max, \
+    "a chunk fits one group, and a group is imported by one engine call"
 assert holds_per_sweep_max <= orders_per_call_max
 assert map_size_bytes_min <= map_size_bytes_default <= map_size_bytes_max
 assert price_micros_max * codes_per_order_max < 2**63, "an order's total fits an int64"

@@ -117,11 +117,14 @@ class ImportStatus(enum.IntEnum):
     OK = 1
     # The batch exists with another sku, supplier, cost or validity; nothing imported.
     BATCH_MISMATCH = 2
-    # The data file is full; chunks before the failing one were imported (re-sending the
-    # stream later skips them as duplicates).
+    # The data file is full; rows before rows_processed were imported, none after (re-sending
+    # the stream later skips them as duplicates).
     STORAGE_FULL = 3
     # The header names a SKU that is not in the catalog; nothing imported.
     SKU_NOT_FOUND = 4
+    # A message after the header is not a valid chunk (see invalid_chunk); the chunks before it
+    # were imported (rows before rows_processed), it and the rest of the stream were not.
+    INVALID_CHUNK = 5
 
 
 class ImportCodeStatus(enum.IntEnum):

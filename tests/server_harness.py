@@ -211,6 +211,17 @@ class Server:
                     pids.append(int(entry.name))
         return pids
 
+    def worker_memory_bytes(self) -> int:
+        """The anonymous resident memory (RssAnon: heap and stacks, not the mapped data file)
+        of the supervisor's children, summed; read from /proc."""
+        total = 0
+        for pid in self._worker_pids():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("RssAnon:"):
+                        total += int(line.split()[1]) * 1024
+        return total
+
     def logs(self) -> str:
         return "".join(path.read_text(errors="replace") for path in self.log_paths
                        if path.exists())

@@ -7,6 +7,7 @@ import logging
 import grpc
 
 from .. import limits
+from ..domain.imports import ImportProgress, ImportStream
 from ..engine import InvalidArgument
 from ..engine.validate import text
 from ..statuses import ImportStatus, RotateKeysStatus, StockStatus
@@ -19,65 +20,74 @@ from .wire import IMPORT_HEADER_FIELDS, field_names
 log = logging.getLogger("kamicore")
 
 
+def _chunk_problem(message) -> str:
+    """What is wrong with a message after the header, "field: what is wrong"; "" if nothing."""
+    if not message.HasField("chunk"):
+        return "chunk: every message after the header is a chunk"
+    if len(message.chunk.codes) > limits.codes_per_chunk_max:
+        return f"chunk.codes: has more than {limits.codes_per_chunk_max} codes"
+    return ""
+
+
+def _clipped(text: str, bytes_max: int) -> str:
+    """`text` cut to at most `bytes_max` bytes of UTF-8, never inside a character."""
+    return text.encode()[:bytes_max].decode("utf-8", "ignore")
+
+
 class InventoryService(inventory_pb2_grpc.InventoryServicer):
     def __init__(self, services: Services):
         self.s = services
 
     async def ImportCodes(self, request_iterator, context):
-        """The whole stream is read and checked before anything is imported, so bad input
-        changes nothing; then chunks commit in order (a re-sent stream skips what landed)."""
-        header, chunks = await self._read_import(request_iterator)
+        """Resumable (see kamicore.domain.imports): the header is checked first; then each
+        chunk is checked as it arrives and committed in order, in bounded groups, so a stream
+        of any length holds one group in memory. A bad chunk stops the import with an answer
+        that says how far it got; a re-sent stream counts what landed as duplicates."""
+        messages = aiter(request_iterator)
+        header = await self._read_header(messages)
+        self._check_header(header)
         await self._authorize_import(header, context)
-        response = inventory_pb2.ImportCodesResponse(status=ImportStatus.OK)
         if self.s.catalog.get(header.sku_id) is None:
-            response.status = ImportStatus.SKU_NOT_FOUND
-            return response
-        row = 0
-        for codes in chunks:
-            with field_names(IMPORT_HEADER_FIELDS):
-                result = await self.s.api.import_codes(
-                    header.sku_id, header.batch_id, codes, supplier=header.supplier_id,
-                    unit_cost_micros=header.unit_cost_micros,
-                    valid_from_ms=header.valid_from_ms,
-                    valid_until_ms=header.valid_until_ms or None, actor=actor())
-            if result.status != ImportStatus.OK:
-                response.status = result.status
-                break
-            response.imported += result.imported
-            response.duplicates += result.duplicates
-            response.rejected += len(result.rejected)
-            for index, status in result.rejected:
-                if len(response.rejected_rows) < limits.rejected_rows_listed_max:
-                    response.rejected_rows.add(row=row + index, status=status)
-            row += len(codes)
-        self.s.outcome("ImportCodes", ImportStatus(response.status))
-        return response
+            return self._import_answer(ImportProgress(ImportStatus.SKU_NOT_FOUND), "")
+        stream = ImportStream(
+            self.s.api, header.sku_id, header.batch_id,
+            {"supplier": header.supplier_id, "unit_cost_micros": header.unit_cost_micros,
+             "valid_from_ms": header.valid_from_ms,
+             "valid_until_ms": header.valid_until_ms or None}, actor())
+        while True:
+            try:
+                message = await anext(messages)
+            except StopAsyncIteration:
+                return self._import_answer(await stream.finish(), "")
+            except InvalidArgument as error:  # a message that does not decode
+                return self._import_answer(await stream.stop_at_invalid_chunk(), str(error))
+            problem = _chunk_problem(message)
+            if problem:
+                return self._import_answer(await stream.stop_at_invalid_chunk(), problem)
+            if not await stream.add(message.chunk.codes):
+                return self._import_answer(stream.progress, "")
 
-    async def _read_import(self, request_iterator):
-        header, chunks, total = None, [], 0
-        async for message in request_iterator:
-            if header is None:
-                if not message.HasField("header"):
-                    raise InvalidArgument("header", "the first message must be the header")
-                header = message.header
-                self._check_header(header)
-                continue
-            if not message.HasField("chunk"):
-                raise InvalidArgument("chunk", "every message after the header is a chunk")
-            codes = list(message.chunk.codes)
-            if len(codes) > limits.codes_per_chunk_max:
-                raise InvalidArgument("chunk.codes",
-                                      f"has more than {limits.codes_per_chunk_max} codes")
-            total += len(codes)
-            if total > limits.codes_per_import_stream_max:
-                raise InvalidArgument("chunk.codes", f"more than "
-                                      f"{limits.codes_per_import_stream_max} codes in one "
-                                      "stream; split it")
-            if codes:
-                chunks.append(codes)
-        if header is None:
-            raise InvalidArgument("header", "is required")
-        return header, chunks
+    @staticmethod
+    async def _read_header(messages) -> inventory_pb2.ImportHeader:
+        try:
+            first = await anext(messages)
+        except StopAsyncIteration:
+            raise InvalidArgument("header", "is required") from None
+        if not first.HasField("header"):
+            raise InvalidArgument("header", "the first message must be the header")
+        return first.header
+
+    def _import_answer(self, progress: ImportProgress,
+                       invalid_chunk: str) -> inventory_pb2.ImportCodesResponse:
+        self.s.outcome("ImportCodes", progress.status)
+        response = inventory_pb2.ImportCodesResponse(
+            status=progress.status, imported=progress.imported,
+            duplicates=progress.duplicates, rejected=progress.rejected,
+            rows_processed=progress.rows_processed,
+            invalid_chunk=_clipped(invalid_chunk, limits.error_bytes_max))
+        for row, status in progress.rejected_rows:
+            response.rejected_rows.add(row=row, status=status)
+        return response
 
     def _check_header(self, header) -> None:
         """Every header field, named as the proto names it."""
