@@ -24,7 +24,7 @@ class Config:
     hold_seconds_default: int = 900  # CreateOrder hold when the request leaves it 0
     sweep_interval_seconds: float = 1.0  # how often expired holds go back to stock
     in_flight_rpcs_max: int = 512  # per worker; the excess gets RESOURCE_EXHAUSTED
-    message_bytes_max: int = 4 * 2**20  # largest request or response message
+    message_bytes_max: int = limits.reply_bytes_max  # largest request or reply; not below it
     grace_seconds: float = 10.0  # on SIGTERM, how long in-flight calls may take to finish
     map_size_bytes: int = limits.map_size_bytes_default  # address space for the data file
     master_key_file: str = ""  # default: <data_dir>/master.key (or KAMICORE_MASTER_KEY)
@@ -65,4 +65,7 @@ def load(path: str | None = None, overrides: dict | None = None) -> Config:
             setattr(config, name, _coerce(fields[name], value, f"--{name.replace('_', '-')}"))
     if config.tls_key and not config.tls_cert or config.tls_client_ca and not config.tls_cert:
         raise ValueError("tls_key and tls_client_ca need tls_cert")
+    if config.message_bytes_max < limits.reply_bytes_max:
+        raise ValueError(f"message_bytes_max must be at least {limits.reply_bytes_max}: the "
+                         "largest replies need it")
     return config

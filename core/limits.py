@@ -50,6 +50,9 @@ suppliers_per_sku_max = 100  # supplier ids a SKU lists as allowed to import int
 regions_per_sku_max = 300
 skus_per_page_max = 1_000
 skus_per_page_default = 100
+skus_page_bytes_max = 2**20  # a ListSkus page ends before its SKUs pass this (a token follows)
+codes_per_reply_max = 10_000  # an order's codes in one reply (GetOrder/GetDelivery page on)
+batches_listed_max = 1_000  # GetStock's batches of a SKU; the rest are counted
 stream_redemptions_in_flight_max = 256  # per RedeemStream: requests read ahead of answers
 
 # -- the engine ------------------------------------------------------------------------------------
@@ -61,6 +64,11 @@ readers_max = 1024
 operations_per_commit_max = 4096  # one commit never holds more queued operations than this
 holds_per_sweep_max = 1_000  # orders one sweep commit expires; the sweeper repeats until done
 batches_max = 2**24  # batch numbers fit 24 bits of a transition key (the engine's Tx.move)
+
+# -- replies (bytes of their protobuf encoding) ----------------------------------------------------
+reply_bytes_max = 4 * 2**20  # what a gRPC client accepts by default: no reply may need more
+reply_margin_bytes = reply_bytes_max // 16  # every reply's worst case stays this far below it
+code_states_max = 8  # members of CodeState (UNSPECIFIED too): GetStock counts each state
 
 # -- the server ------------------------------------------------------------------------------------
 verified_keys_cached_max = 10_000  # per process; the map is emptied when it is full
@@ -81,3 +89,68 @@ assert holds_per_sweep_max <= orders_per_call_max
 assert map_size_bytes_min <= map_size_bytes_default <= map_size_bytes_max
 assert price_micros_max * codes_per_order_max < 2**63, "an order's total fits an int64"
 assert hold_seconds_max * 1000 < time_ms_max
+assert codes_per_order_max <= codes_per_reply_max, "a new order's codes fit one reply"
+
+
+# -- the largest reply of each RPC, from the limits above ------------------------------------------
+# An upper bound of each reply's encoding: a field costs its tag (every field number of
+# kamicore.v1 is below 16: one byte), then a varint, or a length and that many bytes. A text
+# field counts its limit in bytes; a masked code is no longer than its code (a star stands for
+# each hidden character, of one byte or more). tests/test_reply_bounds.py builds each reply at
+# these limits, field by field from the .proto descriptors, and holds its size under these.
+
+def varint_bytes(value: int) -> int:
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def length_delimited_bytes(content_bytes: int) -> int:
+    """A string or message field of `content_bytes` bytes (or an item of a repeated one)."""
+    return 1 + varint_bytes(content_bytes) + content_bytes
+
+
+_number = 1 + 10  # an int64 or uint64 field: the longest varint
+_small_number = 1 + 5  # a uint32 field
+_enum = 1 + 1  # every enum number is below 128
+_flag = 1 + 1
+_text = length_delimited_bytes
+_name = _text(name_bytes_max)
+_money = _text(3) + _number  # an ISO 4217 currency and an amount
+sku_bytes_max = (
+    _name + _text(display_name_bytes_max) + _text(_money) + _enum
+    + prices_per_sku_max * _text(_name + _number) + 2 * _small_number
+    + regions_per_sku_max * _text(region_bytes_max) + 2 * _number
+    + suppliers_per_sku_max * _name)
+delivered_code_bytes_max = (_number + _name + 2 * _text(code_bytes_max) + _enum + _number)
+order_bytes_max = (
+    _text(order_id_bytes_max) + _enum
+    + _text(_text(account_bytes_max) + 2 * _text(buyer_field_bytes_max))
+    + lines_per_order_max * _text(_name + _small_number) + _text(_money) + 2 * _number
+    + codes_per_reply_max * _text(delivered_code_bytes_max)
+    + _text(payment_reference_bytes_max) + _text(binding_bytes_max) + _small_number)
+_state_count = _text(_enum + _number)
+_redeemed = (_enum + 2 * _number + _text(terminal_bytes_max) + _text(request_id_bytes_max))
+_code_op = _text(_enum + _number + _enum)
+reply_bytes_worst = {  # method -> its largest reply
+    "Catalog/CreateSku": _enum + _text(sku_bytes_max),  # also GetSku and UpdateSku
+    "Catalog/ListSkus": skus_page_bytes_max + _name,
+    "Inventory/ImportCodes": (
+        _enum + 4 * _number + rejected_rows_listed_max * _text(_number + _enum)
+        + _text(error_bytes_max)),
+    "Inventory/GetStock": (
+        _enum + code_states_max * _state_count + 3 * _number + _flag + _small_number
+        + batches_listed_max * _text(2 * _name + code_states_max * _state_count + _number)),
+    "Inventory/FreezeCodes": codes_per_batch_max * _code_op,  # also Unfreeze and Void
+    "Inventory/RotateKeys": _small_number + _enum,
+    "Orders/ConfirmPayment": _enum + _text(order_bytes_max) + _flag,  # and every Order reply
+    "Orders/ReportInvalidCode": _enum + _text(delivered_code_bytes_max),
+    "Redemption/Redeem": _redeemed,  # also each RedeemStream reply
+    "Redemption/RedeemBatch": codes_per_batch_max * _text(_redeemed),
+    "Redemption/VerifyCode": (
+        2 * _enum + _name + 3 * _number + _text(terminal_bytes_max) + _text(code_bytes_max)
+        + _number),
+}
+assert all(size <= reply_bytes_max - reply_margin_bytes for size in reply_bytes_worst.values()), \
+    "every reply fits what a client accepts, with a margin"
+assert _text(sku_bytes_max) <= skus_page_bytes_max, "a ListSkus page holds at least one SKU"
+assert _text(codes_per_chunk_max * _text(code_bytes_max)) + 1 + 5 \
+    <= reply_bytes_max - reply_margin_bytes, "a chunk of the longest codes fits a message"

@@ -105,18 +105,24 @@ class Reads:
             sellable = counts[CodeState.AVAILABLE] - expired - not_yet_valid
             return Stock(sku.decode(), counts, sellable, expired, soonest)
 
-    def order(self, order_id, *, reveal: bool = False) -> OrderView | None:
+    def order(self, order_id, *, reveal: bool = False, codes_offset: int = 0,
+              codes_max: int | None = None) -> OrderView | None:
         """An order with its codes masked, or in plaintext when `reveal` (its buyer only; the
-        server audits every reveal)."""
+        server audits every reveal): the codes from position `codes_offset` on, at most
+        `codes_max` of them (None: all); `code_ids` names every code of the order."""
         order_id = validate.text(order_id, "order_id", limits.order_id_bytes_max)
+        validate.integer(codes_offset, "codes_offset", 0, 2**63 - 1)
+        if codes_max is not None:
+            validate.integer(codes_max, "codes_max", 0, 2**63 - 1)
         codec = self.codec
         with self.read() as txn:
             value = txn.get(order_id, db=self.dbs.orders)
             if value is None:
                 return None
             state, hold_until_ms, created_ms, _, lines, code_ids = codec.unpack_order(value)
+            end = len(code_ids) if codes_max is None else codes_offset + codes_max
             views, plaintexts = [], []
-            for code_id in code_ids:
+            for code_id in code_ids[codes_offset:end]:
                 record = codec.unpack_record(txn.get(codec.code_key(code_id), db=self.dbs.codes))
                 views.append(self._view(txn, code_id, record))
                 if reveal:
@@ -124,7 +130,7 @@ class Reads:
             return OrderView(order_id.decode(), OrderState(state), hold_until_ms,
                              created_ms, [(self._sku_name(txn, sku_no), quantity)
                                           for sku_no, quantity in lines],
-                             views, plaintexts if reveal else None)
+                             views, plaintexts if reveal else None, list(code_ids))
 
     def batch_stock(self, sku) -> list[BatchStock]:
         """Per-batch counts of a sku (O(batches), from counters kept with every transition).

@@ -6,7 +6,7 @@ their answers from them, and a second storage backend would return the same type
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..statuses import (
     CodeOpStatus, CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState,
@@ -113,8 +113,9 @@ class OrderView:
     hold_until_ms: int
     created_ms: int
     lines: list[tuple[str, int]]
-    codes: list[CodeView]
-    plaintexts: list[str] | None  # only when revealed to the buyer
+    codes: list[CodeView]  # the requested part of the order's codes (all by default)
+    plaintexts: list[str] | None  # of those codes, only when revealed to the buyer
+    code_ids: list[int] = field(default_factory=list)  # every code of the order, in order
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import limits
 from ..statuses import SkuLookupStatus
 from ..v1 import catalog_pb2, catalog_pb2_grpc
 from .gate import actor, principal
@@ -27,10 +28,19 @@ class CatalogService(catalog_pb2_grpc.CatalogServicer):
                                           sku=sku_to_wire(sku_seen_by(principal(), sku)))
 
     async def ListSkus(self, request, context):
+        """page_size SKUs, or fewer when more would pass limits.skus_page_bytes_max: then the
+        token continues after the last one listed."""
         skus, token = self.s.catalog.list(request.page_size, request.page_token)
         caller = principal()
-        return catalog_pb2.ListSkusResponse(
-            skus=[sku_to_wire(sku_seen_by(caller, sku)) for sku in skus], next_page_token=token)
+        page, page_bytes = [], 0
+        for sku in skus:
+            message = sku_to_wire(sku_seen_by(caller, sku))
+            page_bytes += limits.length_delimited_bytes(message.ByteSize())
+            if page_bytes > limits.skus_page_bytes_max:
+                token = page[-1].sku_id  # never the first: one SKU always fits (kamicore.limits)
+                break
+            page.append(message)
+        return catalog_pb2.ListSkusResponse(skus=page, next_page_token=token)
 
     async def UpdateSku(self, request, context):
         status, sku = await self.s.catalog.update_async(sku_from_wire(request.sku), actor())

@@ -25,8 +25,12 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
         caller = principal()
         return order_id if caller.role == "admin" or orders.owns(caller.owner, order_id) else None
 
-    def _order(self, order_id: str, reveal: bool) -> orders_pb2.Order | None:
-        view = self.s.engine.order(order_id, reveal=reveal)
+    def _order(self, order_id: str, reveal: bool, codes_offset: int = 0,
+               codes_max: int = limits.codes_per_reply_max) -> orders_pb2.Order | None:
+        """The order with `codes_max` of its codes from `codes_offset` on: every reply stays
+        within its bound (kamicore.limits) however many codes replacements added."""
+        view = self.s.engine.order(order_id, reveal=reveal, codes_offset=codes_offset,
+                                   codes_max=codes_max)
         meta = self.s.orders.meta(order_id)
         if view is None or meta is None:
             return None
@@ -72,14 +76,15 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
 
     async def GetOrder(self, request, context):
         order_id = self._order_id(request.order_id)
-        order = self._order(order_id, reveal=False) if order_id else None
+        order = (self._order(order_id, reveal=False, codes_offset=request.codes_offset)
+                 if order_id else None)
         if order is None:
             return orders_pb2.GetOrderResponse(status=OrderLookupStatus.NOT_FOUND)
         return orders_pb2.GetOrderResponse(status=OrderLookupStatus.FOUND, order=order)
 
     async def GetDelivery(self, request, context):
         order_id = self._order_id(request.order_id)
-        masked = self._order(order_id, reveal=False) if order_id else None
+        masked = self._order(order_id, reveal=False, codes_max=0) if order_id else None
         if masked is None:
             return orders_pb2.GetDeliveryResponse(status=OrderLookupStatus.NOT_FOUND)
         if masked.state != OrderState.PAID:
@@ -87,8 +92,9 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
         # audited before anything is shown; nothing is shown when it cannot be audited
         if not await self.s.orders.audit_reveal(order_id, actor()):
             return orders_pb2.GetDeliveryResponse(status=OrderLookupStatus.STORAGE_FULL)
-        return orders_pb2.GetDeliveryResponse(status=OrderLookupStatus.FOUND,
-                                              order=self._order(order_id, reveal=True))
+        return orders_pb2.GetDeliveryResponse(
+            status=OrderLookupStatus.FOUND,
+            order=self._order(order_id, reveal=True, codes_offset=request.codes_offset))
 
     async def ReportInvalidCode(self, request, context):
         integer(request.code_id, "code_id", 1, 2**63)
@@ -98,10 +104,11 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
                 status=ReportInvalidStatus.ORDER_NOT_FOUND)
         [result] = await self.s.api.report_invalid([(order_id, request.code_id)], actor=actor())
         response = orders_pb2.ReportInvalidCodeResponse(status=result.status)
-        if result.replacement_code_id:
-            order = self._order(order_id, reveal=True)
-            for code in order.codes:
-                if code.code_id == result.replacement_code_id:
-                    response.replacement.CopyFrom(code)
+        if result.replacement_code_id:  # shown alone, wherever it sits in a large order
+            position = self.s.engine.order(order_id, codes_max=0).code_ids.index(
+                result.replacement_code_id)
+            [replacement] = self._order(order_id, reveal=True, codes_offset=position,
+                                        codes_max=1).codes
+            response.replacement.CopyFrom(replacement)
         self.s.outcome("ReportInvalidCode", result.status)
         return response

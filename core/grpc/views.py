@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from .. import limits
 from ..auth import Principal
 from ..domain.catalog import Sku
 from ..engine import BatchStock, Stock
@@ -71,7 +72,8 @@ def _reply(sku: Sku, counts: dict, sellable: int, expired_available: int, soones
         low_stock=sellable < sku.low_stock_threshold)
     for state, count in counts.items():
         response.counts.add(state=state, count=count)
-    for batch in batches:
+    response.batches_omitted = max(0, len(batches) - limits.batches_listed_max)
+    for batch in batches[:limits.batches_listed_max]:  # every reply stays bounded
         entry = response.batches.add(batch_id=batch.batch, supplier_id=batch.supplier,
                                      valid_until_ms=never_as_zero(batch.valid_until_ms))
         for state, count in batch.counts.items():

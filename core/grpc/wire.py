@@ -82,7 +82,8 @@ def order_to_wire(order_id: str, view: OrderView, meta: dict) -> orders_pb2.Orde
                                device_id=meta["device"]),
         total=common_pb2.Money(currency=meta["currency"], amount_micros=meta["total_micros"]),
         hold_until_ms=view.hold_until_ms, created_ms=view.created_ms,
-        payment_reference=meta["payment_reference"], channel=meta["channel"])
+        payment_reference=meta["payment_reference"], channel=meta["channel"],
+        codes_total=len(view.code_ids))
     for sku_id, quantity in meta["lines"]:
         order.lines.add(sku_id=sku_id, quantity=quantity)
     for index, code in enumerate(view.codes):
