@@ -22,7 +22,7 @@ payment_reference_bytes_max = 128
 display_name_bytes_max = 200  # a SKU's name
 region_bytes_max = 8  # ISO 3166 codes and subdivisions
 binding_bytes_max = 64  # what an API key is bound to (channel, terminal, supplier) and its name
-actor_bytes_max = 64  # who made a change, as the audit log records it
+actor_bytes_max = 96  # who made a change ("<role>:<binding>"), as the audit log records it
 
 # -- time ------------------------------------------------------------------------------------------
 time_ms_max = 2**62  # "never expires"
@@ -81,6 +81,8 @@ assert terminal_bytes_max <= 255, "a code record keeps the terminal's length in 
 owner_bytes_max = len("storefront:") + binding_bytes_max  # the longest order namespace
 assert owner_bytes_max + 1 + idempotency_key_bytes_max <= order_id_bytes_max, \
     "every owner namespace plus an idempotency key must fit an order id"
+assert owner_bytes_max <= actor_bytes_max <= 255, \
+    "a key's role and binding name it in full as an actor; audit events keep its length in a byte"
 assert codes_per_order_max <= lines_per_order_max * codes_per_line_max
 assert codes_per_order_max <= codes_per_import_max, "one order's codes fit one commit's work"
 assert codes_per_chunk_max <= codes_per_import_commit_max <= codes_per_import_max, \
