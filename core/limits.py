@@ -97,9 +97,9 @@ assert codes_per_order_max <= codes_per_reply_max, "a new order's codes fit one 
 # -- the largest reply of each RPC, from the limits above ------------------------------------------
 # An upper bound of each reply's encoding: a field costs its tag (every field number of
 # kamicore.v1 is below 16: one byte), then a varint, or a length and that many bytes. A text
-# field counts its limit in bytes; a masked code is no longer than its code (a star stands for
-# each hidden character, of one byte or more). tests/test_reply_bounds.py builds each reply at
-# these limits, field by field from the .proto descriptors, and holds its size under these.
+# field counts its limit in bytes; a masked code is no longer than the longest code (a star
+# stands for each hidden character, of one byte or more). tests/test_reply_bounds.py builds each
+# reply at these limits, field by field from the .proto descriptors, and holds it under these.
 
 def varint_bytes(value: int) -> int:
     return max(1, (value.bit_length() + 6) // 7)

@@ -10,7 +10,8 @@ import time
 
 import grpc
 import pytest
-from kamicore.v1 import orders_pb2, redemption_pb2
+from kamicore import limits
+from kamicore.v1 import catalog_pb2, common_pb2, orders_pb2, redemption_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 O = orders_pb2  # noqa: E741 - short names for the enums used on every other line
@@ -24,6 +25,29 @@ hold_expiry_wait_seconds = 15.0  # the sweeper runs every second; generous for a
 
 def uid(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(3)}"
+
+
+def sized(prefix: str, bytes_max: int, fill: str = "x") -> str:
+    """A text of exactly `bytes_max` bytes that starts with `prefix`."""
+    return prefix.ljust(bytes_max, fill)[:bytes_max]
+
+
+def largest_sku(sku_id: str, channel: str) -> catalog_pb2.Sku:
+    """A SKU with every field at its limit (its id starts with `sku_id`), sold on `channel`
+    among others."""
+    channels = [channel] + [sized(f"ch-{n}", limits.name_bytes_max, "c")
+                            for n in range(limits.prices_per_sku_max - 1)]
+    return catalog_pb2.Sku(
+        sku_id=sized(sku_id, limits.name_bytes_max), name=sized("", limits.display_name_bytes_max),
+        face_value=common_pb2.Money(currency="CNY", amount_micros=limits.price_micros_max),
+        delivery_kind=catalog_pb2.DELIVERY_KIND_CODE,
+        prices=[catalog_pb2.ChannelPrice(channel=name, price_micros=limits.price_micros_max)
+                for name in channels],
+        low_stock_threshold=2**32 - 1,
+        regions=[sized(f"R{n}", limits.region_bytes_max, "0")
+                 for n in range(limits.regions_per_sku_max)],
+        supplier_ids=[sized(f"sup-{n}", limits.name_bytes_max, "p")
+                      for n in range(limits.suppliers_per_sku_max)])
 
 
 def rpc_error(call, *args, **kwargs) -> grpc.RpcError:
