@@ -105,9 +105,10 @@ class Server:
     """One `kamicore serve` process tree on free ports of 127.0.0.1 over `data_dir`."""
 
     def __init__(self, data_dir: Path, log_dir: Path | None = None, name: str = "server",
-                 settings: dict[str, str] | None = None):
+                 settings: dict[str, str] | None = None, workers: int = workers):
         self.data_dir = Path(data_dir)
         self.settings = settings or {}  # config settings, passed as KAMICORE_<NAME> variables
+        self.workers = workers
         self.log_dir = Path(log_dir or data_dir.parent)
         self.name = name
         self.process: subprocess.Popen | None = None
@@ -135,7 +136,7 @@ class Server:
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "kamicore.cli", "--data-dir", str(self.data_dir),
-                 "serve", "--workers", str(workers), "--listen", self.target,
+                 "serve", "--workers", str(self.workers), "--listen", self.target,
                  "--metrics-listen", f"{HOST}:{self.metrics_port}"],
                 stdout=out, stderr=err, cwd=self.log_dir, env={
                     **_clean_environment(),
