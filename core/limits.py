@@ -74,6 +74,12 @@ code_states_max = 8  # members of CodeState (UNSPECIFIED too): GetStock counts e
 verified_keys_cached_max = 10_000  # per process; the map is emptied when it is full
 skus_decoded_cached_max = 10_000  # per process, the same way
 worker_restart_delay_seconds = 1.0
+# grpc-core holds calls that have arrived but that the worker's event loop has not taken yet (it
+# takes one per turn); past its default of 1,000 it cancels new ones at random, with CANCELLED,
+# before kamicore sees them. Raised so that every call reaches the gate, which refuses the excess
+# with RESOURCE_EXHAUSTED and counts it; this bound only guards the worker's memory.
+calls_queued_in_grpc_max = 16_384  # per worker
+call_queued_in_grpc_seconds_max = 30  # a call not taken by then is cancelled by grpc-core
 
 # -- what ties them --------------------------------------------------------------------------------
 assert order_id_bytes_max <= 255, "a code record keeps the order id's length in one byte"

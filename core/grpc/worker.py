@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 
-from .. import metrics
+from .. import limits, metrics
 from ..config import Config
 from ..engine import Engine
 from ..v1 import catalog_pb2, common_pb2, inventory_pb2, orders_pb2, redemption_pb2
@@ -29,6 +29,13 @@ SERVICERS = {"Catalog": (catalog_pb2, CatalogService),
              "Orders": (orders_pb2, OrdersService),
              "Redemption": (redemption_pb2, RedemptionService)}
 SERVICE_NAMES = tuple(f"kamicore.v1.{name}" for name in SERVICERS)
+# Calls grpc-core holds until the event loop takes them (one per turn): one bound for its random
+# early drop and its hard limit, far above in_flight_rpcs_max, so that overload reaches the gate
+# and is answered RESOURCE_EXHAUSTED and counted, not CANCELLED by grpc-core unseen (limits.py)
+QUEUE_OPTIONS = (("grpc.server.max_pending_requests", limits.calls_queued_in_grpc_max),
+                 ("grpc.server.max_pending_requests_hard_limit", limits.calls_queued_in_grpc_max),
+                 ("grpc.server_max_unrequested_time_in_server",
+                  limits.call_queued_in_grpc_seconds_max))
 
 
 def _message_classes() -> dict:
@@ -66,7 +73,8 @@ async def run_worker(config: Config, ready: multiprocessing.synchronize.Event | 
     server = grpc.aio.server(
         options=[("grpc.so_reuseport", 1),
                  ("grpc.max_receive_message_length", config.message_bytes_max),
-                 ("grpc.max_send_message_length", config.message_bytes_max)])
+                 ("grpc.max_send_message_length", config.message_bytes_max),
+                 *QUEUE_OPTIONS])
     server.add_generic_rpc_handlers(_services(Gate(engine, config, worker_metrics), services))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
