@@ -23,7 +23,10 @@ class Config:
     tls_client_ca: str = ""  # PEM CA bundle; when set, clients must present a certificate (mTLS)
     hold_seconds_default: int = 900  # CreateOrder hold when the request leaves it 0
     sweep_interval_seconds: float = 1.0  # how often expired holds go back to stock
-    in_flight_rpcs_max: int = 512  # per worker; the excess gets RESOURCE_EXHAUSTED
+    in_flight_rpcs_max: int = limits.in_flight_rpcs_default  # per worker; more: RESOURCE_EXHAUSTED
+    key_in_flight_rpcs_max: int = 0  # per key and worker; 0: a share of in_flight_rpcs_max
+    key_streams_max: int = limits.key_streams_default  # open streams per key and worker
+    stream_idle_seconds: float = limits.stream_idle_seconds_default  # client silent: UNAVAILABLE
     message_bytes_max: int = limits.reply_bytes_max  # largest request or reply; not below it
     grace_seconds: float = 10.0  # on SIGTERM, how long in-flight calls may take to finish
     map_size_bytes: int = limits.map_size_bytes_default  # address space for the data file
@@ -31,6 +34,12 @@ class Config:
 
     def worker_count(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+
+    def key_in_flight_limit(self) -> int:
+        """How many calls one key may have in flight in one worker."""
+        if self.key_in_flight_rpcs_max > 0:
+            return self.key_in_flight_rpcs_max
+        return max(1, int(self.in_flight_rpcs_max * limits.key_in_flight_fraction_default))
 
 
 def _coerce(field: dataclasses.Field, value, source: str):
@@ -68,4 +77,14 @@ def load(path: str | None = None, overrides: dict | None = None) -> Config:
     if config.message_bytes_max < limits.reply_bytes_max:
         raise ValueError(f"message_bytes_max must be at least {limits.reply_bytes_max}: the "
                          "largest replies need it")
+    _check_fair_use(config)
     return config
+
+
+def _check_fair_use(config: Config) -> None:
+    for name in ("in_flight_rpcs_max", "key_streams_max", "stream_idle_seconds"):
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be more than 0")
+    if not 0 <= config.key_in_flight_rpcs_max <= config.in_flight_rpcs_max:
+        raise ValueError("key_in_flight_rpcs_max must be between 0 (the default share) and "
+                         "in_flight_rpcs_max")

@@ -81,6 +81,15 @@ worker_restart_delay_seconds = 1.0
 calls_queued_in_grpc_max = 16_384  # per worker
 call_queued_in_grpc_seconds_max = 30  # a call not taken by then is cancelled by grpc-core
 
+# -- fair use of a worker (defaults of settings in core/config.py; see core/grpc/gate.py) ---------
+in_flight_rpcs_default = 512  # calls in flight in one worker; the excess gets RESOURCE_EXHAUSTED
+key_in_flight_fraction_default = 0.25  # of them, one key's most: the rest stays for other keys
+key_streams_default = 16  # RedeemStream and ImportCodes calls one key has open in one worker
+stream_idle_seconds_default = 60.0  # a stream whose client sent nothing for this long is ended
+idle_checks_per_timeout = 4  # a stream is ended 1 to 1.25 timeouts after its last message
+busy_retry_after_ms = 100  # grpc-retry-pushback-ms sent with a refusal for calls in flight
+streams_retry_after_ms = 1000  # ... and with one for too many open streams
+
 # -- what ties them --------------------------------------------------------------------------------
 assert order_id_bytes_max <= 255, "a code record keeps the order id's length in one byte"
 assert terminal_bytes_max <= 255, "a code record keeps the terminal's length in one byte"
@@ -98,6 +107,10 @@ assert map_size_bytes_min <= map_size_bytes_default <= map_size_bytes_max
 assert price_micros_max * codes_per_order_max < 2**63, "an order's total fits an int64"
 assert hold_seconds_max * 1000 < time_ms_max
 assert codes_per_order_max <= codes_per_reply_max, "a new order's codes fit one reply"
+assert 0 < key_in_flight_fraction_default <= 0.5, "one key never holds most of a worker"
+assert key_streams_default <= in_flight_rpcs_default * key_in_flight_fraction_default, \
+    "a key's open streams fit in its share of the calls in flight"
+assert in_flight_rpcs_default < calls_queued_in_grpc_max, "overload reaches the gate"
 
 
 # -- the largest reply of each RPC, from the limits above ------------------------------------------

@@ -45,6 +45,9 @@ class WorkerMetrics:
             buckets=LATENCY_BUCKETS_SECONDS)
         self.redemptions = Counter("kamicore_redemptions_total", "Redemption outcomes",
                                    ["status"])
+        self.limited = Counter("kamicore_rpcs_limited_total",
+                               "Calls refused or ended by a fair-use limit, by method and limit "
+                               "(the setting's name)", ["method", "limit"])
 
         self._children: dict = {}
 
@@ -61,6 +64,10 @@ class WorkerMetrics:
         self._child(self.rpcs, method, code).inc()
         if seconds is not None:
             self._child(self.latency, method).observe(seconds)
+
+    def limit(self, method: str, limit: str) -> None:
+        """A call refused or ended by the fair-use limit named by its setting."""
+        self._child(self.limited, method, limit).inc()
 
     def outcome(self, method: str, status: str) -> None:
         self._child(self.outcomes, method, status).inc()

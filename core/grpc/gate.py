@@ -1,6 +1,7 @@
 """The gate every kamicore call passes: authentication and roles before the request is even
-decoded, the in-flight limit, decoding (an undecodable message is INVALID_ARGUMENT), bad input
-as INVALID_ARGUMENT naming the field, and metrics.
+decoded, fair use of the worker (calls in flight, per key as well, open streams per key, idle
+streams ended), decoding (an undecodable message is INVALID_ARGUMENT), bad input as
+INVALID_ARGUMENT naming the field, and metrics.
 
 It is not an interceptor: at start, every method of every kamicore service gets its own
 handler, built once with its roles, request type and servicer method resolved, and registered
@@ -10,6 +11,7 @@ the method and no per-call work repeats what start-up could do.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import time
@@ -26,6 +28,11 @@ log = logging.getLogger("kamicore")
 _principal: contextvars.ContextVar[auth.Principal] = contextvars.ContextVar("principal")
 BEARER = "Bearer "
 UNAUTHENTICATED_MESSAGE = "a valid API key is required: authorization: Bearer <key>"
+# gRPC's own retry hint (gRFC A6): a client whose retry policy admits the code waits this long
+PUSHBACK = "grpc-retry-pushback-ms"
+BUSY_PUSHBACK = ((PUSHBACK, str(limits.busy_retry_after_ms)),)
+STREAMS_PUSHBACK = ((PUSHBACK, str(limits.streams_retry_after_ms)),)
+_CANCELLED = asyncio.CancelledError
 
 
 def principal() -> auth.Principal:
@@ -39,12 +46,26 @@ def actor() -> str:
 
 
 class Gate:
-    """Authentication, roles, the in-flight limit and metrics for every kamicore call."""
+    """Authentication, roles, fair use and metrics for every kamicore call.
+
+    Fair use, per worker: at most in_flight_rpcs_max calls in flight, and at most a share of
+    them (key_in_flight_rpcs_max) for any one key, so that one busy or hostile key leaves room
+    for the others; at most key_streams_max open streams per key; and a stream whose client has
+    sent nothing for stream_idle_seconds is ended, freeing its slot. Every refusal is counted
+    in kamicore_rpcs_total and kamicore_rpcs_limited_total."""
 
     def __init__(self, engine: Engine, config: Config, worker_metrics: metrics.WorkerMetrics):
         self.authenticate = auth.Authenticator(engine)
         self.in_flight_max = config.in_flight_rpcs_max
+        self.key_in_flight_max = config.key_in_flight_limit()
+        self.key_streams_max = config.key_streams_max
+        self.stream_idle_seconds = config.stream_idle_seconds
         self.in_flight = 0
+        # by key id; an entry stays at 0 when its calls end (one per valid key, so bounded)
+        self.in_flight_by_key: dict[str, int] = {}
+        self.streams_by_key: dict[str, int] = {}
+        self.streams: set[_Admitted] = set()  # open streams whose client may still send
+        self.idle_watch: asyncio.Task | None = None
         self.metrics = worker_metrics
 
     def service(self, service_descriptor, servicer, message_classes) -> grpc.GenericRpcHandler:
@@ -69,6 +90,26 @@ class Gate:
                 return None
         return None
 
+    def watch_idle(self, stream: _Admitted) -> None:
+        self.streams.add(stream)
+        if self.idle_watch is None:
+            self.idle_watch = asyncio.ensure_future(self._end_idle_streams())
+
+    async def _end_idle_streams(self) -> None:
+        """Every fraction of the idle timeout: end the streams that received nothing since
+        the timeout began. One task per worker, while any stream is open: no per-message
+        timer, only a counter per message."""
+        loop = asyncio.get_running_loop()
+        interval = self.stream_idle_seconds / limits.idle_checks_per_timeout
+        try:
+            while self.streams:
+                await asyncio.sleep(interval)
+                now = loop.time()
+                for stream in tuple(self.streams):
+                    stream.end_if_idle(now, self.stream_idle_seconds)
+        finally:
+            self.idle_watch = None
+
 
 class _Method:
     """One RPC: who may call it, how its request decodes, what serves it."""
@@ -85,6 +126,7 @@ class _Method:
         self.server_streaming = server_streaming
         self.not_a_request = (f"request is not a valid "
                               f"{request_class.DESCRIPTOR.full_name}")
+        self.stream = client_streaming or server_streaming  # counts toward key_streams_max
 
     def handler(self) -> grpc.RpcMethodHandler:
         options = {"request_deserializer": None,  # raw bytes: decoded after authentication
@@ -111,26 +153,32 @@ class _Method:
         return self.decoded(raw) if self.client_streaming else self.decode(raw)
 
     async def unary(self, raw, context):
-        async with _Admitted(self, context):
+        async with _Admitted(self, context, raw) as raw:
             return await self.behavior(self.request(raw), context)
 
     async def streaming(self, raw, context):
-        async with _Admitted(self, context):
+        """Responses are written here, not yielded to grpc, so that ending an idle stream
+        (which cancels this task) always lands in this frame and gets its status."""
+        async with _Admitted(self, context, raw) as raw:
             async for response in self.behavior(self.request(raw), context):
-                yield response
+                await context.write(response)
 
 
 class _Admitted:
-    """One call: authenticated and allowed (or refused before anything is decoded), counted
-    toward the in-flight limit, run as its caller, bad input as INVALID_ARGUMENT naming the
-    field and a bug as INTERNAL, and measured."""
+    """One call: authenticated and allowed (or refused before anything is decoded), within
+    the worker's and its key's fair use, run as its caller, bad input as INVALID_ARGUMENT naming
+    the field and a bug as INTERNAL, and measured. Entering gives the request (for a client
+    stream: its messages, counted for the idle timeout)."""
 
-    __slots__ = ("method", "context", "code", "started")
+    __slots__ = ("method", "context", "raw", "code", "started", "key", "idle", "task",
+                 "messages", "messages_seen", "quiet_since")
 
-    def __init__(self, method: _Method, context):
+    def __init__(self, method: _Method, context, raw):
         self.method = method
         self.context = context
+        self.raw = raw
         self.code: str | None = None
+        self.idle = False
 
     async def __aenter__(self):
         method, gate = self.method, self.method.gate
@@ -140,21 +188,80 @@ class _Admitted:
         if caller.role not in method.roles:
             await self._refuse(grpc.StatusCode.PERMISSION_DENIED,
                                f"a {caller.role} key may not call {method.name}")
+        key = caller.key_id
+        held = gate.in_flight_by_key.get(key, 0)
+        if held >= gate.key_in_flight_max:
+            await self._refuse_over(
+                "key_in_flight_rpcs_max", f"this key already has {held} calls in flight on "
+                "this worker, the most one key may have (key_in_flight_rpcs_max); retry "
+                "shortly", BUSY_PUSHBACK)
         if gate.in_flight >= gate.in_flight_max:
-            await self._refuse(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"more than {gate.in_flight_max} calls in flight; retry")
+            await self._refuse_over(
+                "in_flight_rpcs_max", f"more than {gate.in_flight_max} calls in flight on this "
+                "worker (in_flight_rpcs_max); retry shortly", BUSY_PUSHBACK)
+        if method.stream:
+            streams = gate.streams_by_key.get(key, 0)
+            if streams >= gate.key_streams_max:
+                await self._refuse_over(
+                    "key_streams_max", f"this key already has {streams} streams open on this "
+                    "worker, the most one key may have (key_streams_max); send on an open "
+                    "stream, or close one and retry", STREAMS_PUSHBACK)
+            gate.streams_by_key[key] = streams + 1
+            if method.client_streaming:
+                self._watch(gate)
+        gate.in_flight_by_key[key] = held + 1
         gate.in_flight += 1
+        self.key = key
         _principal.set(caller)
         self.started = time.perf_counter()
-        return self
+        return self.raw
+
+    def _watch(self, gate: Gate) -> None:
+        """Count the client's messages, for the idle timeout."""
+        self.task = asyncio.current_task()
+        self.messages = self.messages_seen = 0
+        self.quiet_since = asyncio.get_running_loop().time()
+        self.raw = self._counted(self.raw)
+        gate.watch_idle(self)
+
+    async def _counted(self, raw_requests):
+        # headers at once, so a client can know its stream was admitted before it writes:
+        # a write racing a refusal fails on the client as INTERNAL, hiding RESOURCE_EXHAUSTED
+        await self.context.send_initial_metadata(())
+        async for raw in raw_requests:
+            self.messages += 1
+            yield raw
+        self.method.gate.streams.discard(self)  # the client is done sending: never idle
+
+    def end_if_idle(self, now: float, idle_seconds: float) -> None:
+        if self.messages != self.messages_seen:
+            self.messages_seen = self.messages
+            self.quiet_since = now
+        elif now - self.quiet_since >= idle_seconds:
+            self.method.gate.streams.discard(self)
+            self.idle = True
+            self.task.cancel()  # lands in the servicer's await; __aexit__ answers
 
     async def _refuse(self, code: grpc.StatusCode, message: str):
         self.method.gate.metrics.rpc(self.method.name, code.name)
         await self.context.abort(code, message)
 
+    async def _refuse_over(self, limit: str, message: str, pushback: tuple):
+        gate, name = self.method.gate, self.method.name
+        gate.metrics.rpc(name, "RESOURCE_EXHAUSTED")
+        gate.metrics.limit(name, limit)
+        await self.context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message,
+                                 trailing_metadata=pushback)
+
     async def __aexit__(self, kind, error, traceback):
         gate, name = self.method.gate, self.method.name
+        if self.method.stream:
+            gate.streams.discard(self)  # no longer watched, before anything here awaits
         try:
+            if kind is _CANCELLED:
+                self.code = "UNAVAILABLE" if self.idle else "CANCELLED"
+                if self.idle:
+                    await self._end_idle()
             if isinstance(error, InvalidArgument):
                 self.code = "INVALID_ARGUMENT"
                 await self.context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
@@ -165,9 +272,23 @@ class _Admitted:
                                          "internal error; see server log")
         finally:
             gate.in_flight -= 1
+            gate.in_flight_by_key[self.key] -= 1
+            if self.method.stream:
+                gate.streams_by_key[self.key] -= 1
             gate.metrics.rpc(name, self.code or _code_name(self.context),
                              time.perf_counter() - self.started)
         return False
+
+    async def _end_idle(self):
+        """UNAVAILABLE, the code gRPC itself gives when it closes an idle connection: the
+        stream is gone and the client should open a new one, when it has work, and resend
+        what was not answered (Redeem and ImportCodes are idempotent)."""
+        asyncio.current_task().uncancel()
+        self.method.gate.metrics.limit(self.method.name, "stream_idle_seconds")
+        await self.context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            f"no message on this stream for {self.method.gate.stream_idle_seconds:g} s: it "
+            "was ended to free its slot; open a new stream when there is work")
 
 
 def _code_name(context) -> str:
