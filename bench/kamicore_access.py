@@ -30,6 +30,8 @@ CLI = (sys.executable, "-m", "kamicore.cli")
 # the engine's limits
 codes_per_line_max = limits.codes_per_line_max
 codes_per_order_max = limits.codes_per_order_max
+# a worker's calls in flight by default (the bench lets one key use all of them)
+in_flight_rpcs_default = limits.in_flight_rpcs_default
 
 
 def open_engine(path: Path, implementation: str = "compiled") -> Engine:

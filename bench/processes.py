@@ -34,10 +34,13 @@ class Children:
         self.log_dir = log_dir
         self.processes: list[tuple[str, subprocess.Popen]] = []
 
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def start(self, name: str, argv: list[str], settings: dict | None = None
+              ) -> subprocess.Popen:
+        """`settings`: environment variables for this process only (KAMICORE_* settings)."""
         with open(self.log_dir / f"{name}.log", "wb") as output:
             process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=clean_environment(),
+                                       stdin=subprocess.DEVNULL,
+                                       env={**clean_environment(), **(settings or {})},
                                        cwd=self.log_dir, start_new_session=True)
         self.processes.append((name, process))
         return process
