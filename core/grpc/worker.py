@@ -1,5 +1,5 @@
 """A worker process: opens the data dir, binds the shared port (SO_REUSEPORT) and serves the
-kamicore.v1 services plus health and reflection until SIGTERM."""
+kamicore.v1 services plus health and reflection (v1 and v1alpha) until SIGTERM."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .. import limits, metrics
 from ..config import Config
 from ..engine import Engine
 from ..v1 import catalog_pb2, common_pb2, inventory_pb2, orders_pb2, redemption_pb2
+from . import reflection
 from .catalog import CatalogService
 from .gate import Gate
 from .inventory import InventoryService
@@ -63,7 +64,6 @@ def _credentials(config: Config):
 
 async def run_worker(config: Config, ready: multiprocessing.synchronize.Event | None) -> None:
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-    from grpc_reflection.v1alpha import reflection
 
     worker_metrics = metrics.WorkerMetrics()
     engine = Engine(config.data_dir, map_size_bytes=config.map_size_bytes,
@@ -78,8 +78,7 @@ async def run_worker(config: Config, ready: multiprocessing.synchronize.Event | 
     server.add_generic_rpc_handlers(_services(Gate(engine, config, worker_metrics), services))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
     credentials = _credentials(config)
     if credentials is None:
         server.add_insecure_port(config.listen)
