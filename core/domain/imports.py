@@ -1,4 +1,5 @@
-"""An import stream: chunks of codes committed in order, in bounded groups.
+"""An import stream: chunks of codes committed in order, in bounded groups; and the rule
+every importer (the API's ImportCodes, `kamicore import`) applies before it starts one.
 
 The contract is resumable, not all-or-nothing. Chunks are committed in the order they arrive,
 in groups of at most `limits.codes_per_import_commit_max` codes, so a stream of any length
@@ -17,6 +18,15 @@ from collections.abc import Sequence
 from .. import limits
 from ..engine import AsyncEngine
 from ..statuses import ImportCodeStatus, ImportStatus
+from .catalog import Catalog
+
+
+def refusal(catalog: Catalog, sku_id: str) -> ImportStatus | None:
+    """Why no code may go into `sku_id` (then nothing is imported), or None when codes may.
+    Codes of a SKU outside the catalog could never be priced, sold or listed."""
+    if catalog.get(sku_id) is None:
+        return ImportStatus.SKU_NOT_FOUND
+    return None
 
 
 @dataclasses.dataclass
@@ -96,4 +106,4 @@ class ImportStream:
         progress.rows_processed += len(codes)
 
 
-__all__ = ["ImportProgress", "ImportStream"]
+__all__ = ["ImportProgress", "ImportStream", "refusal"]

@@ -7,10 +7,10 @@ import logging
 import grpc
 
 from .. import limits
-from ..domain.imports import ImportProgress, ImportStream
+from ..domain.imports import ImportProgress, ImportStream, refusal
 from ..engine import InvalidArgument
 from ..engine.validate import text
-from ..statuses import ImportStatus, RotateKeysStatus, StockStatus
+from ..statuses import RotateKeysStatus, StockStatus
 from ..v1 import inventory_pb2, inventory_pb2_grpc
 from .gate import actor, principal
 from .services import Services
@@ -47,8 +47,9 @@ class InventoryService(inventory_pb2_grpc.InventoryServicer):
         header = await self._read_header(messages)
         self._check_header(header)
         await self._authorize_import(header, context)
-        if self.s.catalog.get(header.sku_id) is None:
-            return self._import_answer(ImportProgress(ImportStatus.SKU_NOT_FOUND), "")
+        refused = refusal(self.s.catalog, header.sku_id)
+        if refused is not None:
+            return self._import_answer(ImportProgress(refused), "")
         stream = ImportStream(
             self.s.api, header.sku_id, header.batch_id,
             {"supplier": header.supplier_id, "unit_cost_micros": header.unit_cost_micros,
