@@ -10,6 +10,8 @@ from . import limits
 
 CONFIG_ENV = "KAMICORE_CONFIG"
 ENV_PREFIX = "KAMICORE_"
+TARGET_ENV = "KAMICORE_TARGET"  # where client commands (call, demo) reach the server
+WILDCARD_HOSTS = {"", "0.0.0.0", "[::]", "::"}  # listen on every interface
 
 
 @dataclasses.dataclass
@@ -30,7 +32,9 @@ class Config:
     message_bytes_max: int = limits.reply_bytes_max  # largest request or reply; not below it
     grace_seconds: float = 10.0  # on SIGTERM, how long in-flight calls may take to finish
     map_size_bytes: int = limits.map_size_bytes_default  # address space for the data file
-    master_key_file: str = ""  # default: <data_dir>/master.key (or KAMICORE_MASTER_KEY)
+    # the master key file; default <data_dir>/master.key, where a copy of the whole folder
+    # decrypts every code: point it off the data volume (KAMICORE_MASTER_KEY overrides it)
+    master_key_file: str = ""
 
     def worker_count(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
@@ -40,6 +44,27 @@ class Config:
         if self.key_in_flight_rpcs_max > 0:
             return self.key_in_flight_rpcs_max
         return max(1, int(self.in_flight_rpcs_max * limits.key_in_flight_fraction_default))
+
+    def client_target(self) -> str:
+        """Where a client on this machine reaches the server."""
+        return client_address(self.listen)
+
+
+def client_address(listen: str) -> str:
+    """Where a client on this machine reaches a host:port listened on (every interface: the
+    loopback)."""
+    host, _, port = listen.rpartition(":")
+    if host in WILDCARD_HOSTS:
+        host = "[::1]" if host in ("[::]", "::") else "127.0.0.1"
+    return f"{host}:{port}"
+
+
+def _check_address(value: str, name: str) -> None:
+    """host:port, the port a number (0-65535)."""
+    host, colon, port = value.rpartition(":")
+    if not colon or not port.isdigit() or int(port) > 65535 or host.count(":") and not (
+            host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"{name}: {value!r} must be host:port, e.g. 127.0.0.1:50051")
 
 
 def _coerce(field: dataclasses.Field, value, source: str):
@@ -72,6 +97,9 @@ def load(path: str | None = None, overrides: dict | None = None) -> Config:
     for name, value in (overrides or {}).items():
         if value is not None:
             setattr(config, name, _coerce(fields[name], value, f"--{name.replace('_', '-')}"))
+    _check_address(config.listen, "listen")
+    if config.metrics_listen:
+        _check_address(config.metrics_listen, "metrics_listen")
     if config.tls_key and not config.tls_cert or config.tls_client_ca and not config.tls_cert:
         raise ValueError("tls_key and tls_client_ca need tls_cert")
     if config.message_bytes_max < limits.reply_bytes_max:

@@ -1,7 +1,8 @@
 """The supervisor: owns the data dir's first start (admin key), the hold sweeper and the
 Prometheus endpoint; starts N worker processes on one port and replaces one that dies.
-SIGTERM: every worker drains (health NOT_SERVING, in-flight calls finish, the pending commit
-lands) and every process exits 0."""
+Before any of that it refuses (StartupError, nothing changed) a data dir another server serves
+and addresses already in use. SIGTERM: every worker drains (health NOT_SERVING, in-flight calls
+finish, the pending commit lands) and every process exits 0."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from pathlib import Path
 
 from .. import auth, limits, metrics
 from ..config import Config
-from ..engine import Engine
 from ..grpc.worker import worker_main
+from .startup import (
+    DataDirLock, StartupError, check_address_free, check_tls_files, open_engine,
+)
 from .sweeper import Sweeper
 
 log = logging.getLogger("kamicore")
@@ -39,18 +42,35 @@ class Supervisor:
         return process
 
     def run(self) -> int:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s kamicore %(message)s")
+        """Serve until SIGTERM; StartupError before anything started or changed."""
+        check_tls_files(self.config)
+        check_address_free(self.config.listen, "--listen")
+        if self.config.metrics_listen:
+            check_address_free(self.config.metrics_listen, "--metrics-listen")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        with DataDirLock(self.data_dir):  # held while serving: a second server is refused
+            engine, key_notice = open_engine(self.config, create=True)
+            try:
+                return self._serve(engine, key_notice)
+            finally:
+                engine.close()
+
+    def _serve(self, engine, key_notice: str | None) -> int:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s kamicore %(message)s")
+        if key_notice:
+            log.warning("first start: %s", key_notice)
         metrics.prepare_directory(self.data_dir)
-        engine = Engine(self.data_dir, map_size_bytes=self.config.map_size_bytes,
-                        master_key_file=self.config.master_key_file or None)
         admin_key_path = auth.ensure_admin_key(engine, self.data_dir)
         if admin_key_path:
             log.info("first start: an admin key was written to %s (mode 0600)", admin_key_path)
         supervisor_metrics = metrics.SupervisorMetrics()
         sweeper = Sweeper(engine)
         if self.config.metrics_listen:
-            metrics.start_http(self.config.metrics_listen, engine)
+            try:
+                metrics.start_http(self.config.metrics_listen, engine)
+            except OSError as error:  # taken since the check
+                raise StartupError(f"--metrics-listen {self.config.metrics_listen}: "
+                                   f"{error.strerror}") from None
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signal_number, lambda *_: self.stopping.set())
         self.workers = [self.start_worker() for _ in range(self.config.worker_count())]
@@ -69,7 +89,6 @@ class Supervisor:
                 self._replace_dead_workers()
         finally:
             self._stop_workers()
-            engine.close()
         log.info("stopped")
         return 0
 
