@@ -90,6 +90,10 @@ idle_checks_per_timeout = 4  # a stream is ended 1 to 1.25 timeouts after its la
 busy_retry_after_ms = 100  # grpc-retry-pushback-ms sent with a refusal for calls in flight
 streams_retry_after_ms = 1000  # ... and with one for too many open streams
 
+# -- the command line ------------------------------------------------------------------------------
+cli_call_timeout_seconds = 30.0  # `kamicore call`: the deadline of its one call
+cli_probe_timeout_seconds = 2.0  # `kamicore demo`: how long it asks whether a server answers
+
 # -- what ties them --------------------------------------------------------------------------------
 assert order_id_bytes_max <= 255, "a code record keeps the order id's length in one byte"
 assert terminal_bytes_max <= 255, "a code record keeps the terminal's length in one byte"

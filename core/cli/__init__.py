@@ -1,5 +1,10 @@
 """`kamicore` command line: operator tools over a data dir (import, stock, orders, audit),
-the server, and calls to it."""
+the server, and calls to it.
+
+Every mistake of its user ends in one line on stderr naming what is wrong, never a traceback:
+exit 2 when the command line itself is wrong (an unknown option, a bad value, malformed JSON),
+1 when a well-formed command cannot be done (a missing file, an address in use, a folder
+without kamicore data, a call the server refused)."""
 
 from __future__ import annotations
 
@@ -7,18 +12,44 @@ import argparse
 import os
 import sys
 
+from .. import config as config_module
 from ..auth import StorageFull
-from ..engine import Engine, InvalidArgument
+from ..engine import InvalidArgument
+from ..keyring import DecryptionError
+from ..runtime.startup import StartupError, open_engine
 from . import catalog, data, remote
 
-DATA_DIR_DEFAULT = "var"
 DATA_DIR_ENV = "KAMICORE_DATA_DIR"
+DEBUG_ENV = "KAMICORE_DEBUG"  # set: an unexpected error shows its traceback
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("kamicore")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+TARGET_HELP = ("host:port of the server (default $KAMICORE_TARGET, else the configured listen "
+               "address, 127.0.0.1:50051 unless set)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kamicore", description=__doc__)
-    parser.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV, DATA_DIR_DEFAULT),
-                        help=f"LMDB data dir (default ${DATA_DIR_ENV} or ./{DATA_DIR_DEFAULT})")
+    parser = _Parser(prog="kamicore", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"kamicore {_version()}")
+    parser.add_argument("--config", help="TOML settings file (default $KAMICORE_CONFIG); "
+                        "the settings are in kamicore/config.py")
+    parser.add_argument("--data-dir", help=f"the data dir (default ${DATA_DIR_ENV}, the "
+                        "config's data_dir, or ./var)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     importing = commands.add_parser("import", help="import codes from a file (one per line, "
@@ -56,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.set_defaults(run=data.command_rotate_keys)
 
     serve = commands.add_parser("serve", help="run the gRPC server (supervisor + workers)")
-    serve.add_argument("--config", help="TOML file (default $KAMICORE_CONFIG)")
+    serve.add_argument("--config", default=argparse.SUPPRESS,
+                       help="TOML file (default $KAMICORE_CONFIG)")
     serve.add_argument("--listen", help="host:port (default 127.0.0.1:50051)")
     serve.add_argument("--metrics-listen", help="host:port of /metrics (default 127.0.0.1:9464)")
     serve.add_argument("--workers", type=int, help="worker processes (default: CPU count)")
@@ -71,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--terminal", help="pos keys: the terminal id")
     create.add_argument("--supplier", help="supplier keys: the supplier id")
     create.add_argument("--name", default="", help="a note for humans")
-    create.set_defaults(run=catalog.command_keys_create)
+    create.set_defaults(run=catalog.command_keys_create, creates=True)
     listing = key_commands.add_parser("list", help="keys (never their secrets)")
     listing.set_defaults(run=catalog.command_keys_list)
     revoke = key_commands.add_parser("revoke", help="revoke a key by id")
@@ -94,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     sku_create.add_argument("--supplier", action="append", default=[],
                             help="a supplier id whose supplier keys may import into this SKU "
                                  "(repeat per supplier)")
-    sku_create.set_defaults(run=catalog.command_sku_create)
+    sku_create.set_defaults(run=catalog.command_sku_create, creates=True)
     sku_list = sku_commands.add_parser("list", help="every SKU as JSON lines")
     sku_list.set_defaults(run=catalog.command_sku_list)
 
@@ -108,31 +140,100 @@ def build_parser() -> argparse.ArgumentParser:
     restore.set_defaults(run_without_engine=data.command_restore)
 
     demo = commands.add_parser("demo", help="seed demo SKUs, codes and keys; print a tour")
-    demo.add_argument("--target", default="127.0.0.1:50051")
-    demo.add_argument("--metrics", default="127.0.0.1:9464")
-    demo.set_defaults(run=catalog.command_demo)
+    demo.add_argument("--target", help=TARGET_HELP)
+    demo.add_argument("--metrics", help="host:port of /metrics (default: the configured "
+                      "metrics_listen)")
+    demo.set_defaults(run=catalog.command_demo, creates=True)
 
     call = commands.add_parser("call", help="call a unary method with JSON, e.g. "
                                "Orders/GetOrder '{\"orderId\": \"...\"}'")
     call.add_argument("method", help="Service/Method, e.g. Redemption/VerifyCode")
     call.add_argument("json", help="the request as JSON")
-    call.add_argument("--target", default="127.0.0.1:50051")
+    call.add_argument("--target", help=TARGET_HELP)
     call.add_argument("--key", help="API key (or $KAMICORE_KEY, or --key-file)")
     call.add_argument("--key-file")
     call.set_defaults(run_without_engine=remote.command_call)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _unprintable(argv: list[str]) -> str | None:
+    """The first argument holding a control character or bytes that are not UTF-8, named by
+    its option (or position); tabs and line breaks pass (JSON may hold them)."""
+    for index, argument in enumerate(argv):
+        for character in argument:
+            point = ord(character)
+            if 0xD800 <= point <= 0xDFFF:
+                problem = "is not valid UTF-8"
+            elif point < 32 and character not in "\t\n\r" or 127 <= point < 160:
+                problem = f"contains a control character (U+{point:04X})"
+            else:
+                continue
+            if argument.startswith("--") and "=" in argument:
+                name = argument.partition("=")[0]
+            elif index and argv[index - 1].startswith("-") and not argument.startswith("-"):
+                name = argv[index - 1]
+            else:
+                name = f"argument {index + 1}"
+            return f"{name}: {problem}"
+    return None
+
+
+def _settings(args) -> config_module.Config:
+    """The settings file and KAMICORE_* variables, then the options given."""
+    overrides = {"data_dir": args.data_dir}
+    for name in ("listen", "metrics_listen", "workers"):
+        overrides[name] = getattr(args, name, None)
+    return config_module.load(args.config, overrides)
+
+
+def _run(args) -> int:
     try:
-        if hasattr(args, "run_without_engine"):
-            return args.run_without_engine(args)
-        with Engine(args.data_dir) as engine:
-            return args.run(engine, args)
+        args.settings = _settings(args)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if hasattr(args, "run_without_engine"):
+        return args.run_without_engine(args)
+    engine, notice = open_engine(args.settings, create=getattr(args, "creates", False))
+    with engine:
+        if notice:
+            print(f"note: {notice}", file=sys.stderr)
+        return args.run(engine, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    problem = _unprintable(argv)
+    if problem:
+        parser.error(problem)
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
     except InvalidArgument as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except StorageFull as error:
+    except (StartupError, StorageFull) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except DecryptionError as error:
+        print(f"error: the master key does not open this data (DecryptionError: {error})",
+              file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader went away (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        message = " ".join(str(error).split())
+        print(f"error: unexpected {type(error).__name__}: {message} (a bug: please report it; "
+              f"{DEBUG_ENV}=1 shows the traceback)", file=sys.stderr)
         return 1

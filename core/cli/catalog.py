@@ -6,6 +6,7 @@ import json
 import sys
 
 from .. import auth, limits
+from ..config import client_address
 from ..domain.catalog import Catalog, ChannelPrice, Sku
 from ..engine import Engine, InvalidArgument
 from ..statuses import CreateSkuStatus, DeliveryKind, wire_name
@@ -82,37 +83,71 @@ def command_sku_list(engine: Engine, args) -> int:
 
 
 def command_demo(engine: Engine, args) -> int:
-    """Seed a demo catalog, codes and keys, and print what to try next."""
+    """Seed a demo catalog, codes and keys, and print what to try next. A second run adds no
+    codes: it prints new keys and a tour with fresh idempotency keys and request ids."""
     import secrets
+
+    from .remote import target
+    server = target(args, args.settings)
+    metrics_address = args.metrics or _client_address(args.settings.metrics_listen)
     skus = [("demo-steam-50", "Steam Wallet 50 CNY", "50.00", "48.50"),
             ("demo-netflix-1m", "Netflix 1 month", "68.00", "65.00")]
+    seeded = []
     for sku_id, name, face, price in skus:
         Catalog(engine).create(make_sku(
             sku_id, name, "CNY", face, [f"web={price}", f"partner={price}"], 5, 10, [],
             "code", ["demo-supplier"]), actor="cli:demo")
+        if engine.batch_stock(sku_id):
+            continue  # seeded by an earlier run
         codes = ["-".join(secrets.token_hex(2).upper() for _ in range(4)) for _ in range(100)]
         engine.import_codes(sku_id, f"{sku_id}-demo-batch", codes, supplier="demo-supplier",
                             unit_cost_micros=40_000_000, actor="cli:demo")
+        seeded.append(sku_id)
     keys = {role: auth.create_key(engine, role, binding=binding, name="demo")[0]
             for role, binding in (("storefront", "web"), ("pos", "T-01"), ("partner", ""),
                                   ("supplier", "demo-supplier"))}
-    call = f"{sys.argv[0]} call --target {args.target}"
-    create = json.dumps({"idempotencyKey": "demo-1", "buyer": {"accountId": "alice"},
+    run = secrets.token_hex(3)  # a tour of its own on every run: nothing collides with the last
+    program = sys.argv[0]
+    if program.endswith("__main__.py"):  # python -m kamicore.cli
+        program = f"{sys.executable} -m kamicore.cli"
+    call = f"{program} call --target {server}"
+    create = json.dumps({"idempotencyKey": f"demo-{run}", "buyer": {"accountId": "alice"},
                          "lines": [{"skuId": "demo-steam-50", "quantity": 1}]})
-    pay = json.dumps({"orderId": "storefront:web/demo-1", "paymentReference": "pay-1",
+    pay = json.dumps({"orderId": f"storefront:web/demo-{run}", "paymentReference": f"pay-{run}",
                       "amount": {"currency": "CNY", "amountMicros": "48500000"}})
     print(json.dumps({"keys": keys}, indent=2))
+    stocked = (f"100 codes each in {', '.join(seeded)}" if seeded
+               else "the demo SKUs and codes were already there; new keys only")
     print(f"""
-Next (with `make serve` running):
-  {call} --key {keys['storefront']} Orders/CreateOrder \
+Seeded {args.settings.data_dir}: {stocked}.
+Server: {server} ({_server_state(server)}).
+Next:
+  {call} --key {keys['storefront']} Orders/CreateOrder \\
     '{create}'
-  {call} --key {keys['storefront']} Orders/ConfirmPayment \
+  {call} --key {keys['storefront']} Orders/ConfirmPayment \\
     '{pay}'
-  {call} --key {keys['pos']} Redemption/Redeem \
-    '{{"code": "<code from the reply>", "requestId": "r-1"}}'
-  {call} --key {keys['pos']} Redemption/Redeem \
-    '{{"code": "<the same code>", "requestId": "r-2"}}'
-  {sys.argv[0]} stock demo-steam-50
-  curl -s http://{args.metrics}/metrics | grep kamicore_
+  {call} --key {keys['pos']} Redemption/Redeem \\
+    '{{"code": "<code from the reply>", "requestId": "r-{run}-1"}}'
+  {call} --key {keys['pos']} Redemption/Redeem \\
+    '{{"code": "<the same code>", "requestId": "r-{run}-2"}}'
+  {program}{f" --data-dir {args.data_dir}" if args.data_dir else ""} stock demo-steam-50
+  curl -s http://{metrics_address}/metrics | grep kamicore_
 """)
     return 0
+
+
+def _client_address(listen: str) -> str:
+    return client_address(listen) if listen else "(metrics are off)"
+
+
+def _server_state(address: str) -> str:
+    """Whether a kamicore server answers at `address` right now."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    with grpc.insecure_channel(address) as channel:
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=limits.cli_probe_timeout_seconds)
+        except grpc.RpcError:
+            return "nothing answers there yet: start it with `kamicore serve`"
+    return "serving"

@@ -12,11 +12,18 @@ from pathlib import Path
 from collections.abc import Iterator
 
 from .. import limits
+from ..domain import imports
+from ..domain.catalog import Catalog
 from ..engine import Engine, InvalidArgument
-from ..statuses import ImportStatus
+from ..grpc.wire import field_names
+from ..statuses import ImportStatus, wire_name
 
 import_chunk_codes = 10_000  # codes per engine call while importing a file
 assert import_chunk_codes <= limits.codes_per_import_max
+# the engine's names of the batch terms -> the options that set them
+IMPORT_OPTIONS = {"sku": "--sku", "sku_id": "--sku", "batch": "--batch",
+                  "supplier": "--supplier", "unit_cost_micros": "--unit-cost-micros",
+                  "valid_from_ms": "--valid-from", "valid_until_ms": "--valid-until"}
 
 
 def parse_time_ms(text: str | None, field: str) -> int | None:
@@ -56,6 +63,18 @@ def read_codes(path: Path) -> Iterator[tuple[int, str]]:
                     yield number, code
 
 
+def first_line_not_utf8(path: Path) -> int | None:
+    """The number of the first line that is not UTF-8 (checked before anything is imported);
+    a line break byte never occurs inside a UTF-8 sequence."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
 def chunks(rows: Iterator[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
     chunk: list[tuple[int, str]] = []
     for row in rows:
@@ -68,22 +87,35 @@ def chunks(rows: Iterator[tuple[int, str]], size: int) -> Iterator[list[tuple[in
 
 
 def command_import(engine: Engine, args) -> int:
+    """The API's rules (kamicore.domain.imports), then the file chunk by chunk."""
     path = Path(args.file)
+    bad_line = first_line_not_utf8(path)  # also: the file must be there and readable
+    if bad_line is not None:
+        print(f"error: {path}: line {bad_line} is not UTF-8 text; nothing was imported",
+              file=sys.stderr)
+        return 1
+    terms = {"supplier": args.supplier, "unit_cost_micros": args.unit_cost_micros,
+             "valid_from_ms": parse_time_ms(args.valid_from, "--valid-from") or 0,
+             "valid_until_ms": parse_time_ms(args.valid_until, "--valid-until")}
+    with field_names(IMPORT_OPTIONS):
+        engine.check_import_terms(args.sku, args.batch, **terms)
+        refused = imports.refusal(Catalog(engine), args.sku)
+    if refused is not None:
+        print(f"error: --sku {args.sku}: {wire_name(refused)} (create it first: kamicore sku "
+              "create)", file=sys.stderr)
+        return 1
     total_bytes = path.stat().st_size
     imported = duplicates = 0
     rejected: list[tuple[int, str]] = []
     progress = _progress(total_bytes, f"importing {path.name}", args.quiet)
     done_bytes = 0
-    with progress:
+    with progress, field_names(IMPORT_OPTIONS):
         for chunk in chunks(read_codes(path), import_chunk_codes):
-            result = engine.import_codes(
-                args.sku, args.batch, [code for _, code in chunk], supplier=args.supplier,
-                unit_cost_micros=args.unit_cost_micros,
-                valid_from_ms=parse_time_ms(args.valid_from, "--valid-from") or 0,
-                valid_until_ms=parse_time_ms(args.valid_until, "--valid-until"),
-                actor="cli:import")
+            result = engine.import_codes(args.sku, args.batch, [code for _, code in chunk],
+                                         actor="cli:import", **terms)
             if result.status != ImportStatus.OK:
-                print(f"error: batch {args.batch}: {result.status.name}", file=sys.stderr)
+                print(f"error: batch {args.batch}: {wire_name(result.status)}",
+                      file=sys.stderr)
                 return 1
             imported += result.imported
             duplicates += result.duplicates
@@ -143,11 +175,12 @@ def command_order_show(engine: Engine, args) -> int:
     if order is None:
         print(f"error: order {args.order_id!r} not found", file=sys.stderr)
         return 1
+    # states by the API's names (ORDER_STATE_PAID, CODE_STATE_SOLD), as `call` prints them
     print(json.dumps({
-        "order_id": order.order_id, "state": order.state, "hold_until_ms": order.hold_until_ms,
-        "lines": order.lines,
-        "codes": [{"code_id": code.code_id, "state": code.state.name, "code": code.masked,
-                   "sku": code.sku} for code in order.codes]}, indent=2))
+        "order_id": order.order_id, "state": wire_name(order.state),
+        "hold_until_ms": order.hold_until_ms, "lines": order.lines,
+        "codes": [{"code_id": code.code_id, "state": wire_name(code.state),
+                   "code": code.masked, "sku": code.sku} for code in order.codes]}, indent=2))
     return 0
 
 
@@ -191,9 +224,11 @@ def command_backup(engine: Engine, args) -> int:
 
 def command_restore(args) -> int:
     import shutil
+
+    from ..runtime.startup import DataDirLock, master_key_path, open_engine
     source = Path(args.source)
     source_file = source / "data.mdb" if source.is_dir() else source
-    target = Path(args.data_dir)
+    target = Path(args.settings.data_dir)
     if not source_file.exists():
         print(f"error: no data.mdb at {source}", file=sys.stderr)
         return 1
@@ -201,17 +236,20 @@ def command_restore(args) -> int:
         print(f"error: {target} already has data; stop the server and pass --force",
               file=sys.stderr)
         return 1
-    from ..keyring import MASTER_KEY_ENV, MASTER_KEY_FILE_NAME
-    if not os.environ.get(MASTER_KEY_ENV) and not (target / MASTER_KEY_FILE_NAME).exists():
+    key_path = master_key_path(args.settings)
+    if key_path is not None and not key_path.exists():
+        from ..keyring import MASTER_KEY_ENV
         print(f"error: the backup's codes open only with its master key: put it in "
-              f"{target / MASTER_KEY_FILE_NAME} (mode 0600) or set {MASTER_KEY_ENV} first",
-              file=sys.stderr)
+              f"{key_path} (mode 0600) or set {MASTER_KEY_ENV} first", file=sys.stderr)
         return 1
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source_file, target / "data.mdb.restoring")
-    os.replace(target / "data.mdb.restoring", target / "data.mdb")
-    (target / "lock.mdb").unlink(missing_ok=True)
-    with Engine(target) as engine:  # opens with the master key; fails loudly if it is wrong
-        problems = engine.check()
+    with DataDirLock(target):  # refused while a server serves the dir
+        shutil.copyfile(source_file, target / "data.mdb.restoring")
+        os.replace(target / "data.mdb.restoring", target / "data.mdb")
+        (target / "lock.mdb").unlink(missing_ok=True)
+        # opens with the master key; fails loudly if it is the wrong one
+        engine, _ = open_engine(args.settings)
+        with engine:
+            problems = engine.check()
     print(json.dumps({"restored": str(target / "data.mdb"), "problems": problems}))
     return 0 if not problems else 1
