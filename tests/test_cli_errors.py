@@ -5,11 +5,11 @@ never a Python traceback. Each row runs the real command in its own process."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
-from .server_harness import _clean_environment, free_port
+from .server_harness import free_port
+from .test_server_start import kamicore
 
 SKU = ("sku", "create", "s", "--name", "S", "--face-value", "1.00")
 CODES = "A-1\nB-2\n"
@@ -68,9 +68,7 @@ def data_dir(tmp_path_factory):
 
 
 def run(data_dir, command, settings) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kamicore.cli", "--data-dir", str(data_dir),
-                           *command], capture_output=True, env={**_clean_environment(),
-                                                                **settings}, timeout=60)
+    return kamicore(data_dir, *command, settings=settings)
 
 
 @pytest.mark.parametrize("name, command, settings, exit_code, says", CASES,
@@ -86,8 +84,7 @@ def test_a_user_error_is_one_line_and_no_traceback(data_dir, tmp_path, name, com
     settings = {name: value.replace("NOFILE", str(tmp_path / "NOFILE"))
                 for name, value in settings.items()}
     result = run(data_dir, command, settings)
-    stderr = result.stderr.decode(errors="replace")
-    assert "Traceback" not in stderr + result.stdout.decode(errors="replace")
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and says in lines[0], stderr
-    assert result.returncode == exit_code, stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], result.stderr
+    assert result.returncode == exit_code, result.stderr

@@ -33,10 +33,11 @@ def first(tmp_path_factory):
 
 def kamicore(data_dir, *args, settings=None) -> subprocess.CompletedProcess:
     """The command in its own session, so that a server it starts by mistake is stopped with
-    all its workers."""
+    all its workers (tests/test_cli_errors.py runs its rows through this too)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "kamicore.cli", "--data-dir", str(data_dir), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+        start_new_session=True,
         env={**_clean_environment(), **(settings or {})})
     try:
         stdout, stderr = process.communicate(timeout=second_server_wait_seconds)
