@@ -93,6 +93,7 @@ streams_retry_after_ms = 1000  # ... and with one for too many open streams
 # -- the command line ------------------------------------------------------------------------------
 cli_call_timeout_seconds = 30.0  # `kamicore call`: the deadline of its one call
 cli_probe_timeout_seconds = 2.0  # `kamicore demo`: how long it asks whether a server answers
+cli_rejected_lines_listed_max = 100  # `kamicore import` names these; it counts the rest
 
 # -- what ties them --------------------------------------------------------------------------------
 assert order_id_bytes_max <= 255, "a code record keeps the order id's length in one byte"
@@ -115,6 +116,8 @@ assert 0 < key_in_flight_fraction_default <= 0.5, "one key never holds most of a
 assert key_streams_default <= in_flight_rpcs_default * key_in_flight_fraction_default, \
     "a key's open streams fit in its share of the calls in flight"
 assert in_flight_rpcs_default < calls_queued_in_grpc_max, "overload reaches the gate"
+assert cli_rejected_lines_listed_max <= rejected_rows_listed_max, \
+    "`kamicore import` names rejected lines from the import stream's list"
 
 
 # -- the largest reply of each RPC, from the limits above ------------------------------------------

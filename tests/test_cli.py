@@ -252,3 +252,19 @@ def test_demo_prints_the_address_it_uses_and_is_safe_to_run_twice(tmp_path):
     tours = [line for run in (first, second) for line in run.stdout.splitlines()
              if "idempotencyKey" in line]
     assert len(set(tours)) == 2  # the second tour's order is a new one, not a replay
+
+
+def test_a_file_longer_than_a_commit_group_names_each_rejected_line(tmp_path):
+    """The file goes through the API's import stream in groups; rejected rows still come back
+    as the file's line numbers, blank lines counted."""
+    lines = ["" if number % 777 == 0 else f"BAD\x01{number}" if number % 1000 == 0
+             else f"CODE-{number:06d}" for number in range(1, 25_001)]
+    codes = tmp_path / "codes.txt"
+    codes.write_text("\n".join(lines) + "\n")
+    data = tmp_path / "var"
+    create_sku(data, "s")
+    result = kamicore(data, "import", str(codes), "--sku", "s", "--batch", "b")
+    assert json.loads(result.stdout) == {"imported": 25_000 - 25 - 32, "duplicates": 0,
+                                         "rejected": 25}
+    assert result.stderr.splitlines() == [f"line {number}: CONTROL_CHARACTER"
+                                          for number in range(1000, 25_001, 1000)]

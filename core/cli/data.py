@@ -3,6 +3,7 @@ backup and restore."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
@@ -14,12 +15,10 @@ from collections.abc import Iterator
 from .. import limits
 from ..domain import imports
 from ..domain.catalog import Catalog
-from ..engine import Engine, InvalidArgument
+from ..engine import AsyncEngine, Engine, InvalidArgument
 from ..grpc.wire import field_names
 from ..statuses import ImportStatus, wire_name
 
-import_chunk_codes = 10_000  # codes per engine call while importing a file
-assert import_chunk_codes <= limits.codes_per_import_max
 # the engine's names of the batch terms -> the options that set them
 IMPORT_OPTIONS = {"sku": "--sku", "sku_id": "--sku", "batch": "--batch",
                   "supplier": "--supplier", "unit_cost_micros": "--unit-cost-micros",
@@ -87,7 +86,9 @@ def chunks(rows: Iterator[tuple[int, str]], size: int) -> Iterator[list[tuple[in
 
 
 def command_import(engine: Engine, args) -> int:
-    """The API's rules (kamicore.domain.imports), then the file chunk by chunk."""
+    """The API's rules and its import stream (kamicore.domain.imports): the SKU must be in the
+    catalog, then the file's codes commit in order in bounded groups, so a file of any length
+    holds one group in memory and a re-run counts what landed as duplicates."""
     path = Path(args.file)
     bad_line = first_line_not_utf8(path)  # also: the file must be there and readable
     if bad_line is not None:
@@ -104,31 +105,56 @@ def command_import(engine: Engine, args) -> int:
         print(f"error: --sku {args.sku}: {wire_name(refused)} (create it first: kamicore sku "
               "create)", file=sys.stderr)
         return 1
-    total_bytes = path.stat().st_size
-    imported = duplicates = 0
+    with field_names(IMPORT_OPTIONS):
+        progress, rejected = asyncio.run(_import_file(engine, path, args, terms))
+    print(json.dumps({"imported": progress.imported, "duplicates": progress.duplicates,
+                      "rejected": progress.rejected}))
+    for line, reason in rejected:
+        print(f"line {line}: {reason}", file=sys.stderr)
+    if progress.rejected > len(rejected):
+        print(f"... and {progress.rejected - len(rejected)} more rejected lines",
+              file=sys.stderr)
+    if progress.status != ImportStatus.OK:
+        print(f"error: batch {args.batch}: {wire_name(progress.status)}: the file's first "
+              f"{progress.rows_processed} codes were settled and none after them (a re-run "
+              "skips what landed)", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _import_file(engine: Engine, path: Path, args, terms: dict):
+    """The file through an ImportStream -> (its progress, (line, why) of the first rejected
+    rows). Rows are codes in stream order; `lines` keeps the file line of each row not yet
+    settled, so memory stays one group's worth."""
+    stream = imports.ImportStream(AsyncEngine(engine), args.sku, args.batch, terms,
+                                  "cli:import")
+    lines: list[int] = []  # the file line of each row from `first_row` on
+    first_row = 0
     rejected: list[tuple[int, str]] = []
-    progress = _progress(total_bytes, f"importing {path.name}", args.quiet)
+    total_bytes = path.stat().st_size
     done_bytes = 0
-    with progress, field_names(IMPORT_OPTIONS):
-        for chunk in chunks(read_codes(path), import_chunk_codes):
-            result = engine.import_codes(args.sku, args.batch, [code for _, code in chunk],
-                                         actor="cli:import", **terms)
-            if result.status != ImportStatus.OK:
-                print(f"error: batch {args.batch}: {wire_name(result.status)}",
-                      file=sys.stderr)
-                return 1
-            imported += result.imported
-            duplicates += result.duplicates
-            rejected.extend((chunk[row][0], status.name) for row, status in result.rejected)
+
+    def settle() -> None:
+        nonlocal first_row
+        listed = stream.progress.rejected_rows[:limits.cli_rejected_lines_listed_max]
+        for row, status in listed[len(rejected):]:
+            rejected.append((lines[row - first_row], status.name))
+        settled = stream.progress.rows_processed
+        del lines[:settled - first_row]
+        first_row = settled
+
+    with _progress(total_bytes, f"importing {path.name}", args.quiet) as progress:
+        for chunk in chunks(read_codes(path), limits.codes_per_chunk_max):
+            lines.extend(number for number, _ in chunk)
+            added = await stream.add([code for _, code in chunk])
+            settle()
+            if not added:
+                return stream.progress, rejected
             done_bytes += sum(len(code.encode()) + 1 for _, code in chunk)
             progress.update(min(done_bytes, total_bytes))
-    summary = {"imported": imported, "duplicates": duplicates, "rejected": len(rejected)}
-    print(json.dumps(summary))
-    for line, reason in rejected[:100]:
-        print(f"line {line}: {reason}", file=sys.stderr)
-    if len(rejected) > 100:
-        print(f"... and {len(rejected) - 100} more rejected lines", file=sys.stderr)
-    return 0
+        await stream.finish()
+        settle()
+    return stream.progress, rejected
 
 
 class _progress:
