@@ -74,6 +74,11 @@ code_states_max = 8  # members of CodeState (UNSPECIFIED too): GetStock counts e
 verified_keys_cached_max = 10_000  # per process; the map is emptied when it is full
 skus_decoded_cached_max = 10_000  # per process, the same way
 worker_restart_delay_seconds = 1.0
+# per worker: at most one log line per (method, reason) of refused requests this often; the
+# refusals in between are counted (kamicore_bad_requests_total) and summed in the next line.
+# The same bound holds for the traceback of an unexpected error, per (method, error type)
+bad_request_log_interval_seconds = 60.0
+
 # grpc-core holds calls that have arrived but that the worker's event loop has not taken yet (it
 # takes one per turn); past its default of 1,000 it cancels new ones at random, with CANCELLED,
 # before kamicore sees them. Raised so that every call reaches the gate, which refuses the excess

@@ -48,6 +48,10 @@ class WorkerMetrics:
         self.limited = Counter("kamicore_rpcs_limited_total",
                                "Calls refused or ended by a fair-use limit, by method and limit "
                                "(the setting's name)", ["method", "limit"])
+        self.bad_requests = Counter(
+            "kamicore_bad_requests_total",
+            "Refused requests by method and reason (kamicore.grpc.refusals.REASONS)",
+            ["method", "reason"])
 
         self._children: dict = {}
 
@@ -68,6 +72,8 @@ class WorkerMetrics:
     def limit(self, method: str, limit: str) -> None:
         """A call refused or ended by the fair-use limit named by its setting."""
         self._child(self.limited, method, limit).inc()
+    def bad_request(self, method: str, reason: str) -> None:
+        self._child(self.bad_requests, method, reason).inc()
 
     def outcome(self, method: str, status: str) -> None:
         self._child(self.outcomes, method, status).inc()

@@ -1,7 +1,8 @@
 """The gate every kamicore call passes: authentication and roles before the request is even
 decoded, fair use of the worker (calls in flight, per key as well, open streams per key, idle
 streams ended), decoding (an undecodable message is INVALID_ARGUMENT), bad input as
-INVALID_ARGUMENT naming the field, and metrics.
+INVALID_ARGUMENT naming the field, and metrics; refusals are counted and their log lines
+rate-limited (kamicore.grpc.refusals).
 
 It is not an interceptor: at start, every method of every kamicore service gets its own
 handler, built once with its roles, request type and servicer method resolved, and registered
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import time
 
 import grpc
@@ -22,8 +22,7 @@ from google.protobuf.message import DecodeError
 from .. import auth, limits, metrics
 from ..config import Config
 from ..engine import Engine, InvalidArgument
-
-log = logging.getLogger("kamicore")
+from . import refusals
 
 _principal: contextvars.ContextVar[auth.Principal] = contextvars.ContextVar("principal")
 BEARER = "Bearer "
@@ -33,6 +32,10 @@ PUSHBACK = "grpc-retry-pushback-ms"
 BUSY_PUSHBACK = ((PUSHBACK, str(limits.busy_retry_after_ms)),)
 STREAMS_PUSHBACK = ((PUSHBACK, str(limits.streams_retry_after_ms)),)
 _CANCELLED = asyncio.CancelledError
+
+
+class Undecodable(InvalidArgument):
+    """The request's bytes are not a message of its type."""
 
 
 def principal() -> auth.Principal:
@@ -67,6 +70,7 @@ class Gate:
         self.streams: set[_Admitted] = set()  # open streams whose client may still send
         self.idle_watch: asyncio.Task | None = None
         self.metrics = worker_metrics
+        self.refusals = refusals.Refusals(worker_metrics)
 
     def service(self, service_descriptor, servicer, message_classes) -> grpc.GenericRpcHandler:
         """The handlers of one proto service, served by `servicer`'s methods; message_classes
@@ -143,7 +147,7 @@ class _Method:
         try:
             return self.request_class.FromString(raw)
         except DecodeError:
-            raise InvalidArgument("request", self.not_a_request) from None
+            raise Undecodable("request", self.not_a_request) from None
 
     async def decoded(self, raw_requests):
         async for raw in raw_requests:
@@ -164,6 +168,11 @@ class _Method:
                 await context.write(response)
 
 
+# the refusals of the gate that kamicore_bad_requests_total counts, by the code the caller hears
+_REFUSAL_REASONS = {grpc.StatusCode.UNAUTHENTICATED: refusals.UNAUTHENTICATED,
+                    grpc.StatusCode.PERMISSION_DENIED: refusals.PERMISSION_DENIED}
+
+
 class _Admitted:
     """One call: authenticated and allowed (or refused before anything is decoded), within
     the worker's and its key's fair use, run as its caller, bad input as INVALID_ARGUMENT naming
@@ -171,7 +180,7 @@ class _Admitted:
     stream: its messages, counted for the idle timeout)."""
 
     __slots__ = ("method", "context", "raw", "code", "started", "key", "idle", "task",
-                 "messages", "messages_seen", "quiet_since")
+                 "messages", "messages_seen", "quiet_since", "caller")
 
     def __init__(self, method: _Method, context, raw):
         self.method = method
@@ -179,10 +188,11 @@ class _Admitted:
         self.raw = raw
         self.code: str | None = None
         self.idle = False
+        self.caller: auth.Principal | None = None
 
     async def __aenter__(self):
         method, gate = self.method, self.method.gate
-        caller = gate.caller(self.context)
+        self.caller = caller = gate.caller(self.context)
         if caller is None:
             await self._refuse(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
         if caller.role not in method.roles:
@@ -244,7 +254,12 @@ class _Admitted:
 
     async def _refuse(self, code: grpc.StatusCode, message: str):
         self.method.gate.metrics.rpc(self.method.name, code.name)
+        if code in _REFUSAL_REASONS:
+            self._report(_REFUSAL_REASONS[code], message)
         await self.context.abort(code, message)
+
+    def _report(self, reason: str, message: str) -> None:
+        self.method.gate.refusals.refused(self.method.name, reason, self.caller, message)
 
     async def _refuse_over(self, limit: str, message: str, pushback: tuple):
         gate, name = self.method.gate, self.method.name
@@ -264,10 +279,12 @@ class _Admitted:
                     await self._end_idle()
             if isinstance(error, InvalidArgument):
                 self.code = "INVALID_ARGUMENT"
+                self._report(refusals.UNDECODABLE if isinstance(error, Undecodable)
+                             else refusals.INVALID_ARGUMENT, str(error))
                 await self.context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
             if isinstance(error, Exception) and not isinstance(error, grpc.aio.AbortError):
                 self.code = "INTERNAL"
-                log.exception("%s failed", name, exc_info=error)
+                gate.refusals.failed(name, error)
                 await self.context.abort(grpc.StatusCode.INTERNAL,
                                          "internal error; see server log")
         finally:
