@@ -133,9 +133,10 @@ class InventoryService(inventory_pb2_grpc.InventoryServicer):
             if kind is None:
                 raise InvalidArgument(f"codes[{index}]", "needs code_id or code")
             refs.append(ref.code_id if kind == "code_id" else ref.code)
-        # the reason is never logged: it may quote a code
-        log.info("%s by %s: %d codes", name, actor(), len(refs))
         results = await operation(refs, actor=actor())
+        # once it is done (a refused call is the gate's to log); the reason is never logged: it
+        # may quote a code
+        log.info("%s by %s: %d codes", name, actor(), len(refs))
         return inventory_pb2.CodeOpResponse(results=[
             inventory_pb2.CodeOpResult(status=result.status, code_id=result.code_id,
                                        state=result.state or 0) for result in results])
