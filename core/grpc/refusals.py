@@ -60,9 +60,10 @@ class Refusals:
     """Counts and logs one worker's refused requests and unexpected errors."""
 
     def __init__(self, worker_metrics: metrics.WorkerMetrics,
-                 interval_seconds: float = limits.bad_request_log_interval_seconds):
+                 interval_seconds: float = limits.bad_request_log_interval_seconds,
+                 clock=time.monotonic):
         self.metrics = worker_metrics
-        self.rate_limit = RateLimit(interval_seconds)
+        self.rate_limit = RateLimit(interval_seconds, clock)
 
     def refused(self, method: str, reason: str, caller: auth.Principal | None,
                 what: str) -> None:
