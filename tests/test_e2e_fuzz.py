@@ -105,7 +105,8 @@ def _prepare(server: Server, started: float) -> Fuzzed:
     server.revoke_key(revoked_id)
     keys = {role: key for role, (key, _) in made.items()}
     keys.update({"admin": server.admin_key, "none": None, "revoked": revoked,
-                 "wrong-secret": server.admin_key[:-4] + "AAAA",
+                 "wrong-secret": server.admin_key[:-1] + ("B" if server.admin_key.endswith("A")
+                                                          else "A"),
                  "not-bearer": "Basic " + server.admin_key})
     admin, web = server.client(keys["admin"]), server.client(keys["storefront"])
     codes = stocked_sku(admin, SKU, 40)
@@ -114,11 +115,12 @@ def _prepare(server: Server, started: float) -> Fuzzed:
     held = web.orders.CreateOrder(order_request("fuzz-held", SKU, 2)).order
     partner_paid = buy(server.client(keys["partner"]), SKU, 1).order
     sold = [code.code for code in (*paid.codes, *partner_paid.codes)]
+    to_import = new_codes(4, "FZ")
     hints = Hints({
         "sku_id": [SKU, OTHER_SKU, "fuzz-none"], "page_token": [SKU, ""],
         "order_id": [paid.order_id, held.order_id, partner_paid.order_id, "storefront:web/x"],
         "code_id": [code.code_id for code in (*paid.codes, *held.codes)] + [2**63 - 1],
-        "code": [*sold, codes[-1], "FUZZ-NONE"], "codes": new_codes(4, "FZ") + sold[:1],
+        "code": [*sold, codes[-1], "FUZZ-NONE"], "codes": to_import + sold[:1],
         "request_id": ["fuzz-r1", "fuzz-r2"], "channel": ["web", "partner", "app"],
         "currency": ["CNY", "USD"], "supplier_id": ["S-1", "S-2"], "batch_id": ["fuzz-batch"],
         "idempotency_key": ["fuzz-held", "fuzz-new"], "account_id": ["alice"],
@@ -128,7 +130,7 @@ def _prepare(server: Server, started: float) -> Fuzzed:
     log = LogTail(server)
     log.new_lines()  # start-up and set-up
     channels = [server.channel(fresh=True) for _ in range(workers)]
-    return Fuzzed(server, channels, keys, hints, codes + sold, log, started)
+    return Fuzzed(server, channels, keys, hints, codes + to_import, log, started)
 
 
 # -- keys ------------------------------------------------------------------------------------------
@@ -335,10 +337,12 @@ def fuzz(fuzzed: Fuzzed, method: Method, examples: int, derandomize: bool) -> No
     one_call()
     found = counters(fuzzed.server, method.name)
     found.subtract(before)
-    assert found["OK"] == counted["OK"]
-    for reason in REASONS:  # a stream cut short may or may not have been refused first
-        assert counted[reason] <= found[reason], (reason, found, counted)
-    assert sum(found[reason] - counted[reason] for reason in REASONS) <= counted["cut short"]
+    # gRPC ends the requests of a stream it cut short as if the client had closed them and
+    # cancels the call a little later: meanwhile the server may refuse it, or even answer OK
+    for outcome in (*REASONS, "OK"):
+        assert counted[outcome] <= found[outcome], (outcome, found, counted)
+    assert sum(found[outcome] - counted[outcome] for outcome in (*REASONS, "OK")) <= \
+        counted["cut short"], (found, counted)
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda method: method.name.rsplit(".", 1)[1])
