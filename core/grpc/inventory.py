@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 
-import grpc
-
 from .. import limits
 from ..domain.imports import ImportProgress, ImportStream, refusal
 from ..engine import InvalidArgument
 from ..engine.validate import text
 from ..statuses import RotateKeysStatus, StockStatus
 from ..v1 import inventory_pb2, inventory_pb2_grpc
-from .gate import actor, principal
+from .gate import PermissionDenied, actor, principal
 from .services import Services
 from .views import stock_seen_by
 from .wire import IMPORT_HEADER_FIELDS, field_names
@@ -46,7 +44,7 @@ class InventoryService(inventory_pb2_grpc.InventoryServicer):
         messages = aiter(request_iterator)
         header = await self._read_header(messages)
         self._check_header(header)
-        await self._authorize_import(header, context)
+        self._authorize_import(header)
         refused = refusal(self.s.catalog, header.sku_id)
         if refused is not None:
             return self._import_answer(ImportProgress(refused), "")
@@ -97,7 +95,7 @@ class InventoryService(inventory_pb2_grpc.InventoryServicer):
                 header.sku_id, header.batch_id, header.supplier_id, header.unit_cost_micros,
                 header.valid_from_ms, header.valid_until_ms or None)
 
-    async def _authorize_import(self, header, context) -> None:
+    def _authorize_import(self, header) -> None:
         """A supplier key imports only as its own supplier (an empty supplier_id means that
         one) and only into SKUs whose supplier_ids list it; otherwise PERMISSION_DENIED before
         anything is imported. Admin keys import for any supplier. A SKU that does not exist
@@ -108,13 +106,13 @@ class InventoryService(inventory_pb2_grpc.InventoryServicer):
         if not header.supplier_id:
             header.supplier_id = caller.binding
         if header.supplier_id != caller.binding:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, (
-                "header.supplier_id: a supplier key imports only as its own supplier "
+            raise PermissionDenied("header.supplier_id", (
+                "a supplier key imports only as its own supplier "
                 f"({caller.binding!r}); leave it empty or name that one"))
         sku = self.s.catalog.get(header.sku_id)
         if sku is not None and caller.binding not in sku.supplier_ids:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, (
-                f"header.sku_id: SKU {header.sku_id!r} does not list supplier "
+            raise PermissionDenied("header.sku_id", (
+                f"SKU {header.sku_id!r} does not list supplier "
                 f"{caller.binding!r} in its supplier_ids; an admin adds it with UpdateSku"))
 
     async def GetStock(self, request, context):
