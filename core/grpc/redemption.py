@@ -64,7 +64,10 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServicer):
                         self.s.api.redeem([(request.code, request.request_id)], terminal))
                     await pending.put((request.request_id, future))
             finally:
-                await pending.put(None)
+                # the end mark, unless the call is over: then nobody takes it, and waiting for
+                # room in a full queue would keep this task (and the queue) forever
+                if not asyncio.current_task().cancelling():
+                    await pending.put(None)
 
         reader = asyncio.ensure_future(read_ahead())
         try:
