@@ -35,6 +35,7 @@ from .statuses import (
     RotateKeysStatus,
     SkuLookupStatus,
     StockStatus,
+    UnlockTerminalStatus,
     VerifyStatus,
 )
 
@@ -62,6 +63,7 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
         ReleaseStatus.ORDER_SOLD,
     ),
     RedeemStatus: (
+        RedeemStatus.TERMINAL_LOCKED,  # the whole call, before anything is looked up
         RedeemStatus.MALFORMED,
         RedeemStatus.REQUEST_ID_CONFLICT,  # a known request id answers as it did the first time
         RedeemStatus.NOT_FOUND,
@@ -79,8 +81,12 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
         CodeOpStatus.WRONG_STATE,
     ),
     VerifyStatus: (
+        VerifyStatus.TERMINAL_LOCKED,  # a terminal's call (core/grpc/redemption.py)
         VerifyStatus.MALFORMED,
         VerifyStatus.NOT_FOUND,
+    ),
+    UnlockTerminalStatus: (
+        UnlockTerminalStatus.NOT_LOCKED,
     ),
     ReportInvalidStatus: (
         ReportInvalidStatus.ORDER_NOT_FOUND,  # also core/grpc/orders.py: not the caller's

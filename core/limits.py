@@ -55,6 +55,15 @@ codes_per_reply_max = 10_000  # an order's codes in one reply (GetOrder/GetDeliv
 batches_listed_max = 1_000  # GetStock's batches of a SKU; the rest are counted
 stream_redemptions_in_flight_max = 256  # per RedeemStream: requests read ahead of answers
 
+# -- guessing at the till: consecutive misses (codes not found, or never sold) per terminal --------
+# NIST SP 800-63B bounds online guessing at 100 consecutive failures; a terminal locks far below.
+terminal_misses_slow_min = 5  # from this many misses on, every answer waits (see below)
+terminal_miss_delay_seconds = 0.2  # the wait grows by this per miss past the one before slow_min
+terminal_miss_delay_seconds_max = 2.0
+terminal_misses_lock = 20  # this miss locks the terminal: TERMINAL_LOCKED until cool-down/unlock
+terminal_lock_seconds = 15 * 60  # the cool-down: a locked terminal starts afresh after it
+assert terminal_misses_slow_min < terminal_misses_lock < 100
+
 # -- the engine ------------------------------------------------------------------------------------
 map_size_bytes_default = 64 * 2**30  # address space reserved; the file grows as it fills
 map_size_bytes_min = 2**20

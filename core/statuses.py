@@ -291,7 +291,9 @@ class RedeemStatus(enum.IntEnum):
     FROZEN = 7
     # Used before: see redeemed_at_ms and redeemed_by_terminal.
     ALREADY_REDEEMED = 8
-    # In stock or held, never sold: it cannot be redeemed.
+    # In stock or held, never sold: it cannot be redeemed. The engine's answer, seen by
+    # operators (metrics); a terminal is answered NOT_FOUND instead (a guesser must not learn
+    # which codes are real).
     NOT_SOLD = 9
     # Not valid yet.
     NOT_YET_VALID = 10
@@ -299,6 +301,9 @@ class RedeemStatus(enum.IntEnum):
     EXPIRED = 11
     # The data file is full; nothing changed.
     STORAGE_FULL = 12
+    # This terminal missed too often in a row (see the service comment): nothing was looked
+    # up, until the cool-down passes or an admin unlocks it.
+    TERMINAL_LOCKED = 13
 
 
 class VerifyStatus(enum.IntEnum):
@@ -308,8 +313,21 @@ class VerifyStatus(enum.IntEnum):
     FOUND = 1
     # Empty, too long or with control characters.
     MALFORMED = 2
-    # No such code.
+    # No such code (to a terminal: also a code never sold).
     NOT_FOUND = 3
+    # The calling terminal is locked for guessing (see the service comment); nothing looked up.
+    TERMINAL_LOCKED = 4
+
+
+class UnlockTerminalStatus(enum.IntEnum):
+    """Outcome of UnlockTerminal."""
+
+    # It was locked, or had misses: it is unlocked with none now.
+    UNLOCKED = 1
+    # It was neither locked nor had misses; nothing changed.
+    NOT_LOCKED = 2
+    # The data file is full; nothing changed.
+    STORAGE_FULL = 3
 
 
 def wire_name(member: enum.IntEnum) -> str:
@@ -338,11 +356,12 @@ _PREFIXES = {
     ReportInvalidStatus: "REPORT_INVALID_STATUS_",
     RedeemStatus: "REDEEM_STATUS_",
     VerifyStatus: "VERIFY_STATUS_",
+    UnlockTerminalStatus: "UNLOCK_TERMINAL_STATUS_",
 }
 __all__ = [
     "ReserveStatus", "ConfirmStatus", "ReleaseStatus", "CodeState", "DeliveryKind",
     "CreateSkuStatus", "SkuLookupStatus", "ImportStatus", "ImportCodeStatus", "StockStatus",
     "CodeOpStatus", "RotateKeysStatus", "CreateOrderStatus", "OrderState", "ConfirmPaymentStatus",
     "CancelOrderStatus", "OrderLookupStatus", "ReportInvalidStatus", "RedeemStatus", "VerifyStatus",
-    "wire_name",
+    "UnlockTerminalStatus", "wire_name",
 ]

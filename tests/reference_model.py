@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kamicore import limits
 from kamicore.engine import (
-    CodeOpResult, ConfirmResult, ImportResult, RedeemResult, ReportInvalidResult, ReserveResult,
+    CodeOpResult, ConfirmResult, ImportResult, MissResult, RedeemResult, ReportInvalidResult,
+    ReserveResult, TerminalState, UnlockResult,
 )
 from kamicore.statuses import (
     CodeOpStatus, CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState,
-    RedeemStatus, ReleaseStatus, ReportInvalidStatus, ReserveStatus,
+    RedeemStatus, ReleaseStatus, ReportInvalidStatus, ReserveStatus, UnlockTerminalStatus,
 )
 
 CODE_BYTES_MAX = 128
@@ -75,6 +77,7 @@ class ReferenceModel:
         self.skus: set[bytes] = set()
         self.orders: dict[bytes, Order] = {}
         self.redemptions: dict[tuple[bytes, bytes], tuple] = {}
+        self.misses: dict[bytes, tuple[int, int]] = {}  # terminal -> (misses, locked_until_ms)
         self.next_code_id = 1
 
     # -- helpers -----------------------------------------------------------------------
@@ -259,10 +262,44 @@ class ReferenceModel:
             return RedeemResult((status, code_id, code.redeemed_at_ms, code.terminal))
         return RedeemResult((status, code_id, 0, b""))
 
+    # -- guessing at the till: consecutive misses lock a terminal -------------------------
+
+    def terminal_state(self, terminal: bytes) -> TerminalState:
+        """As of now: a lock whose cool-down has passed is gone, and its misses with it."""
+        misses, locked_until_ms = self.misses.get(terminal, (0, 0))
+        if locked_until_ms and locked_until_ms <= self.clock():
+            return TerminalState(0, 0)
+        return TerminalState(misses, locked_until_ms)
+
+    def _miss(self, state: TerminalState) -> TerminalState:
+        misses = state.misses + 1
+        if misses >= limits.terminal_misses_lock:
+            return TerminalState(misses, self.clock() + limits.terminal_lock_seconds * 1000)
+        return TerminalState(misses, 0)
+
+    def count_misses(self, terminal: bytes, count: int = 1) -> MissResult:
+        state = self.terminal_state(terminal)
+        if state.locked:
+            return MissResult(True, state)
+        for _ in range(count):
+            state = self._miss(state)
+        self.misses[terminal] = (state.misses, state.locked_until_ms)
+        return MissResult(False, state)
+
+    def unlock_terminal(self, terminal: bytes) -> UnlockResult:
+        before = self.terminal_state(terminal)
+        self.misses.pop(terminal, None)
+        return UnlockResult(UnlockTerminalStatus.UNLOCKED if before.misses or before.locked
+                            else UnlockTerminalStatus.NOT_LOCKED, before)
+
     def redeem(self, items, terminal: bytes):
         now = self.clock()
         results = []
+        state = self.terminal_state(terminal)
         for raw, request_id in items:
+            if state.locked:  # before the call, or since an earlier item of it
+                results.append(RedeemResult((RedeemStatus.TERMINAL_LOCKED, 0, 0, b"")))
+                continue
             if check_code(raw) != ImportCodeStatus.IMPORTED:
                 results.append(RedeemResult((RedeemStatus.MALFORMED, 0, 0, b"")))
                 continue
@@ -280,12 +317,17 @@ class ReferenceModel:
                 continue
             status = self._ladder(self.codes[code_id]) if code_id else RedeemStatus.NOT_FOUND
             self.redemptions[(terminal, request_id)] = (status, code_id, now, normalized)
+            if status in (RedeemStatus.NOT_FOUND, RedeemStatus.NOT_SOLD):
+                state = self._miss(state)
+            elif status == RedeemStatus.REDEEMED:
+                state = TerminalState(0, 0)
             if status == RedeemStatus.REDEEMED:
                 code = self.codes[code_id]
                 code.state, code.redeemed_at_ms, code.terminal = CodeState.REDEEMED, now, terminal
                 results.append(RedeemResult((status, code_id, now, terminal)))
             else:
                 results.append(self._answer(status, code_id))
+        self.misses[terminal] = (state.misses, state.locked_until_ms)
         return results
 
     def _resolve(self, ref):

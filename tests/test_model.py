@@ -80,7 +80,7 @@ class BackendAgainstModel(RuleBasedStateMachine):
     def release(self, order_ids):
         assert self.engine.release(order_ids) == self.model.release(order_ids)
 
-    @rule(milliseconds=st.sampled_from([0, 1, 999, 5_000, 11_000, 31_000, 61_000]))
+    @rule(milliseconds=st.sampled_from([0, 1, 999, 5_000, 11_000, 31_000, 61_000, 900_000]))
     def advance_clock(self, milliseconds):
         self.clock.advance(milliseconds)
 
@@ -92,6 +92,24 @@ class BackendAgainstModel(RuleBasedStateMachine):
                          min_size=1, max_size=4), terminal=st.sampled_from(TERMINALS))
     def redeem(self, items, terminal):
         assert self.engine.redeem(items, terminal) == self.model.redeem(items, terminal)
+
+    @rule(guesses=st.integers(1, 25), terminal=st.sampled_from(TERMINALS),
+          request_id=st.sampled_from(REQUEST_IDS))
+    def guess(self, guesses, terminal, request_id):
+        """A guesser's batch of codes that do not exist: enough of them lock the terminal."""
+        items = [(b"GUESS-%d-%s" % (index, request_id), b"%s-%d" % (request_id, index))
+                 for index in range(guesses)]
+        assert self.engine.redeem(items, terminal) == self.model.redeem(items, terminal)
+
+    @rule(count=st.integers(1, 10), terminal=st.sampled_from(TERMINALS))
+    def verify_misses(self, count, terminal):
+        """Misses a terminal made with VerifyCode."""
+        assert (self.engine.count_misses(terminal, count)
+                == self.model.count_misses(terminal, count))
+
+    @rule(terminal=st.sampled_from(TERMINALS))
+    def unlock_terminal(self, terminal):
+        assert self.engine.unlock_terminal(terminal) == self.model.unlock_terminal(terminal)
 
     refs = st.lists(st.one_of(st.sampled_from(CODE_POOL), st.integers(1, 30)), min_size=1,
                     max_size=3)
@@ -112,6 +130,11 @@ class BackendAgainstModel(RuleBasedStateMachine):
     def report_invalid(self, order_id, code_id):
         items = [(order_id, code_id)]
         assert self.engine.report_invalid(items) == self.model.report_invalid(items)
+
+    @invariant()
+    def terminal_states_agree(self):
+        for terminal in TERMINALS:
+            assert self.engine.terminal_state(terminal) == self.model.terminal_state(terminal)
 
     @invariant()
     def counters_equal_scan_and_model(self):

@@ -22,7 +22,8 @@ from .keys import KeyService, load_lookup_key
 from .plans import Plans
 from .reads import Reads
 from .results import (
-    CodeOpResult, ConfirmResult, ImportResult, RedeemResult, ReportInvalidResult, ReserveResult,
+    CodeOpResult, ConfirmResult, ImportResult, MissResult, RedeemResult, ReportInvalidResult,
+    ReserveResult, UnlockResult,
 )
 from .transaction import Tables, Transaction
 from .writer import Plan, Writer
@@ -161,6 +162,12 @@ class Engine(Plans, Reads, Integrity):
     def redeem(self, redemptions, terminal, **options) -> list[RedeemResult]:
         return self.run(self.plan_redeem(redemptions, terminal, **options))
 
+    def count_misses(self, terminal, count=1, **options) -> MissResult | None:
+        return self.run(self.plan_count_misses(terminal, count, **options))
+
+    def unlock_terminal(self, terminal, **options) -> UnlockResult:
+        return self.run(self.plan_unlock_terminal(terminal, **options))
+
     def freeze(self, codes, **options) -> list[CodeOpResult]:
         return self.run(self.plan_freeze(codes, **options))
 
@@ -204,6 +211,13 @@ class AsyncEngine:
     async def redeem(self, redemptions, terminal, **options) -> list[RedeemResult]:
         return await self.engine.run_async(
             self.engine.plan_redeem(redemptions, terminal, **options))
+
+    async def count_misses(self, terminal, count=1, **options) -> MissResult | None:
+        return await self.engine.run_async(
+            self.engine.plan_count_misses(terminal, count, **options))
+
+    async def unlock_terminal(self, terminal, **options) -> UnlockResult:
+        return await self.engine.run_async(self.engine.plan_unlock_terminal(terminal, **options))
 
     async def freeze(self, codes, **options) -> list[CodeOpResult]:
         return await self.engine.run_async(self.engine.plan_freeze(codes, **options))

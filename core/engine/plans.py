@@ -7,12 +7,13 @@ from __future__ import annotations
 from .. import keyring, limits
 from ..statuses import (
     CodeOpStatus, CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, RedeemStatus,
-    ReleaseStatus, ReportInvalidStatus, ReserveStatus,
+    ReleaseStatus, ReportInvalidStatus, ReserveStatus, UnlockTerminalStatus,
 )
 from . import keys as keys_module
 from .errors import InvalidArgument
 from .results import (
-    CodeOpResult, ConfirmResult, ImportResult, RedeemResult, ReportInvalidResult, ReserveResult,
+    CodeOpResult, ConfirmResult, ImportResult, MissResult, RedeemResult, ReportInvalidResult,
+    ReserveResult, TerminalState, UnlockResult,
 )
 from .validate import code, integer, items, text, within
 from .writer import Plan
@@ -165,6 +166,32 @@ class Plans:
         return Plan(self.ops.redeem, (checked, terminal), actor or b"pos:" + terminal, convert,
                     lambda: _each(len(checked), RedeemResult(
                         (RedeemStatus.STORAGE_FULL, 0, 0, b""))), replayable=True)
+
+    def plan_count_misses(self, terminal, count=1, *, actor=None) -> Plan:
+        """Misses a terminal made outside redeem (VerifyCode), counted toward its lock ->
+        MissResult (None when the data file is full: nothing was counted)."""
+        terminal = text(terminal, "terminal", limits.terminal_bytes_max)
+        integer(count, "count", 1, limits.codes_per_batch_max)
+
+        def convert(raw) -> MissResult:
+            was_locked, misses, locked_until_ms = raw
+            return MissResult(was_locked, TerminalState(misses, locked_until_ms))
+
+        return Plan(self.ops.count_misses, (terminal, count), actor or b"pos:" + terminal,
+                    convert, _none)
+
+    def plan_unlock_terminal(self, terminal, *, actor="admin") -> Plan:
+        """Clear a terminal's misses and lock -> UnlockResult."""
+        terminal = text(terminal, "terminal", limits.terminal_bytes_max)
+
+        def convert(raw) -> UnlockResult:
+            before = TerminalState(*raw)
+            status = (UnlockTerminalStatus.UNLOCKED if before.misses or before.locked
+                      else UnlockTerminalStatus.NOT_LOCKED)
+            return UnlockResult(status, before)
+
+        return Plan(self.ops.unlock_terminal, (terminal,), actor, convert, lambda: UnlockResult(
+            UnlockTerminalStatus.STORAGE_FULL, TerminalState(0, 0)))
 
     def _plan_code_op(self, function, refs, actor) -> Plan:
         refs = items(refs, "codes", limits.codes_per_batch_max)

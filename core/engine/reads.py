@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from .. import limits
 from ..statuses import CodeState, OrderState, VerifyStatus
 from . import validate
-from .results import BatchStock, CodeView, OrderView, Stock, VerifyResult
+from .results import BatchStock, CodeView, OrderView, Stock, TerminalState, VerifyResult
 from .transaction import TABLES
 
 
@@ -66,6 +66,13 @@ class Reads:
                                  self._view(txn, code_id, record) if record else None)
                     for status, code_id, record in self.ops.verify(
                         txn, self.dbs, self.keys.lookup_hash, codes)]
+
+    def terminal_state(self, terminal) -> TerminalState:
+        """A terminal's consecutive misses and lock, as of now (a snapshot)."""
+        terminal = validate.text(terminal, "terminal", limits.terminal_bytes_max)
+        with self.read() as txn:
+            return TerminalState(*self.ops.terminal_state(txn, self.dbs, terminal,
+                                                          self._clock()))
 
     def code(self, code_id: int) -> CodeView | None:
         with self.read() as txn:

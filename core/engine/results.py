@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..statuses import (
     CodeOpStatus, CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState,
-    ReportInvalidStatus, ReserveStatus, VerifyStatus,
+    ReportInvalidStatus, ReserveStatus, UnlockTerminalStatus, VerifyStatus,
 )
 
 
@@ -78,6 +78,30 @@ class CodeView:
     redeemed_by: str
     replaced_by: int
     masked: str
+
+
+@dataclass(frozen=True)
+class TerminalState:
+    """A terminal's guessing record: consecutive misses, and until when it is locked."""
+    misses: int
+    locked_until_ms: int  # 0: not locked
+
+    @property
+    def locked(self) -> bool:
+        return self.locked_until_ms != 0
+
+
+@dataclass(frozen=True)
+class MissResult:
+    """Misses counted outside redeem (a terminal's VerifyCode)."""
+    was_locked: bool  # the terminal was locked already: nothing was counted
+    terminal: TerminalState  # as the count left it
+
+
+@dataclass(frozen=True)
+class UnlockResult:
+    status: UnlockTerminalStatus
+    before: TerminalState  # what the unlock cleared
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Cython reads this file with the .pyx of the same name."""
 
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 
-from kamicore._lmdb cimport MDB_dbi, MDB_txn
+from kamicore._lmdb cimport MDB_NOTFOUND, MDB_dbi, MDB_txn, MDB_val, mdb_get
+from kamicore._misses cimport Misses
 from kamicore._native cimport Move
 
 
@@ -52,8 +53,27 @@ cdef class _Batch:
     cdef Move* moves
     cdef size_t count, slot_count, table_size, move_count
     cdef uint8_t* events  # the audit events of this batch's redemptions
+    cdef Misses misses  # the terminal's consecutive misses and lock
 
     cdef int slot_of(self, MDB_txn* txn, MDB_dbi codes, uint64_t code_id,
                      const uint8_t* code_key) noexcept nogil
     cdef int earlier_first(self, size_t i) noexcept nogil
     cdef void answer_from_record(self, Item* item, Slot* slot) noexcept nogil
+
+
+cdef inline int _all_stored(Item* items, size_t count, MDB_txn* txn,
+                            MDB_dbi redemptions) noexcept nogil:
+    """0 when every item's request key has a committed first answer, else NOT_A_REPLAY (at
+    the first that has none: a new batch costs one lookup) or an LMDB error."""
+    cdef size_t i
+    cdef MDB_val key, value
+    cdef int rc
+    for i in range(count):
+        key.mv_size = items[i].request_key_length
+        key.mv_data = items[i].request_key
+        rc = mdb_get(txn, redemptions, &key, &value)
+        if rc == MDB_NOTFOUND:
+            return NOT_A_REPLAY
+        if rc != 0:
+            return rc
+    return 0

@@ -3,11 +3,12 @@
 per-item step - validation, normalisation, the lookup HMAC, the LMDB reads, the ladder, the
 writes, the counters and the audit block - runs in C with the GIL released.
 
-The rules are those of the Python operation in _engine.py (the interpreted engine and the
+The rules are those of the Python operation in _redemption.py (the interpreted engine and the
 reference model hold this one to them, answer by answer): a (terminal, request id) pair
 remembers its first answer, so a retry gets it again and the same pair with another code is
 REQUEST_ID_CONFLICT; items are decided in order, so a later item sees an earlier item's
-redemption; a malformed code is never looked up and leaves no record. The layouts are
+redemption; a malformed code is never looked up and leaves no record; a terminal's
+consecutive misses lock it (_redemption.py has the rules, _misses.pxd the C). The layouts are
 _codec.py's (code records, redemption records, counter keys) and _engine.py's (audit blocks).
 """
 
@@ -20,6 +21,7 @@ from kamicore._lmdb cimport (
     MDB_MAP_FULL, MDB_NOTFOUND, MDB_dbi, MDB_txn, MDB_val, Database, Transaction, mdb_get,
     mdb_strerror,
 )
+from kamicore._misses cimport MISSES_MALFORMED, _miss, _read_misses, _write_misses
 from kamicore._native cimport (
     DIGEST_BYTES, EVENT_BYTES, HEADER_BYTES, SHA256_CTX, Move, _append_audit, _big_u64,
     _count_moves, _hmac, _hmac_states, _i64, _normalize, _put, _put_big, _same_digest, _tally,
@@ -30,13 +32,15 @@ from kamicore._statuses cimport (
     REDEEM_STATUS_ALREADY_REDEEMED, REDEEM_STATUS_EXPIRED, REDEEM_STATUS_FROZEN,
     REDEEM_STATUS_INVALID, REDEEM_STATUS_MALFORMED, REDEEM_STATUS_NOT_FOUND,
     REDEEM_STATUS_NOT_SOLD, REDEEM_STATUS_NOT_YET_VALID, REDEEM_STATUS_REDEEMED,
-    REDEEM_STATUS_REQUEST_ID_CONFLICT, REDEEM_STATUS_VOID,
+    REDEEM_STATUS_REQUEST_ID_CONFLICT, REDEEM_STATUS_TERMINAL_LOCKED, REDEEM_STATUS_VOID,
 )
 
 from kamicore import _lmdb, limits
 
 
 cdef size_t _code_bytes_max = limits.code_bytes_max
+cdef uint32_t _misses_lock = limits.terminal_misses_lock
+cdef int64_t _lock_ms = limits.terminal_lock_seconds * 1000
 cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15  # Fibonacci hashing of code ids
 cdef uint64_t FNV_OFFSET = 1469598103934665603  # FNV-1a over request keys
 cdef uint64_t FNV_PRIME = 1099511628211
@@ -168,6 +172,9 @@ cdef int _decide(_Batch batch, MDB_txn* txn, MDB_dbi lookup, MDB_dbi codes,
     for i in range(batch.count):
         item = &batch.items[i]
         item.slot = -1
+        if batch.misses.locked_until_ms:  # locked before the call, or by an earlier item's miss
+            item.status = REDEEM_STATUS_TERMINAL_LOCKED
+            continue
         length = _normalize(item.raw, item.raw_length, _code_bytes_max, normalized)
         if length == 0:
             if replay_only:
@@ -239,25 +246,12 @@ cdef int _decide(_Batch batch, MDB_txn* txn, MDB_dbi lookup, MDB_dbi codes,
         memcpy(item.first + 9, &now_ms, 8)
         memcpy(item.first + 17, item.digest, DIGEST_BYTES)
         item.new_first = True
+        if item.status == REDEEM_STATUS_NOT_FOUND or item.status == REDEEM_STATUS_NOT_SOLD:
+            _miss(&batch.misses, now_ms, _misses_lock, _lock_ms)
+        elif item.status == REDEEM_STATUS_REDEEMED:
+            batch.misses.misses = 0
         if item.status != REDEEM_STATUS_ALREADY_REDEEMED and item.status != REDEEM_STATUS_REDEEMED:
             item.at_ms = 0
-    return 0
-
-
-cdef int _all_stored(_Batch batch, MDB_txn* txn, MDB_dbi redemptions) noexcept nogil:
-    """0 when every item's request key has a committed first answer, else NOT_A_REPLAY (at
-    the first that has none: a new batch costs one lookup) or an LMDB error."""
-    cdef size_t i
-    cdef MDB_val key, value
-    cdef int rc
-    for i in range(batch.count):
-        key.mv_size = batch.items[i].request_key_length
-        key.mv_data = batch.items[i].request_key
-        rc = mdb_get(txn, redemptions, &key, &value)
-        if rc == MDB_NOTFOUND:
-            return NOT_A_REPLAY
-        if rc != 0:
-            return rc
     return 0
 
 
@@ -373,14 +367,20 @@ def redeem(tx, list items, bytes terminal, bint replay_only=False):
                request_length)
         item.request_key_length = terminal_length + 1 + request_length
     with nogil:
-        if replay_only:
-            rc = _all_stored(batch, txn, redemptions)
+        rc = _read_misses(&batch.misses, txn, redemptions, terminal_bytes, terminal_length,
+                          now_ms)
+        if rc == 0 and replay_only and batch.misses.locked_until_ms:
+            rc = NOT_A_REPLAY  # the writer answers a locked terminal, retries too
+        if rc == 0 and replay_only:
+            rc = _all_stored(batch.items, batch.count, txn, redemptions)
         if rc == 0:
             rc = _decide(batch, txn, lookup, codes, redemptions, &inner, &outer, now_ms,
                          replay_only)
         if rc == 0 and not replay_only:
             rc = _write(batch, txn, codes, redemptions, counters, batch_counters,
                         terminal_bytes, terminal_length)
+        if rc == 0 and not replay_only:
+            rc = _write_misses(&batch.misses, txn, redemptions)
         if rc == 0 and not replay_only:
             rc = _audit(batch, txn, meta, audit, now_ms, actor_bytes, actor_length)
     if rc == NOT_A_REPLAY:
@@ -409,5 +409,7 @@ cdef void _raise(int rc) except *:
         raise MemoryError()
     if rc == -3:
         raise RuntimeError("a remembered redemption names a code that is not stored")
+    if rc == MISSES_MALFORMED:
+        raise RuntimeError("a terminal's miss record has the wrong size")
     cls = _lmdb.MapFullError if rc == MDB_MAP_FULL else _lmdb.Error
     raise cls(f"redeem: {mdb_strerror(rc).decode(errors='replace')}")

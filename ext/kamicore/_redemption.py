@@ -1,9 +1,22 @@
 """Redemption: a point of sale redeems sold codes, at most once each and idempotently per
 (terminal, request id); and verify, the read-only look at codes. Cython pure-Python mode, like
 _engine.py (see there).
+
+Guessing: each terminal's consecutive misses (a new answer NOT_FOUND or NOT_SOLD) are kept in
+the redemptions db under the key terminal + NUL (a request key with an empty request id, which
+no request has), as misses u32 LE + locked_until_ms i64 LE, and change in the commit of the
+redemption that misses. The miss numbered limits.terminal_misses_lock locks the terminal until
+limits.terminal_lock_seconds have passed (then it starts afresh) or it is unlocked: while it is
+locked every item answers TERMINAL_LOCKED and nothing is looked up or remembered. A REDEEMED
+answer starts the count afresh; a malformed code, a request id conflict and a retry neither
+count nor reset. _redeem.pyx keeps the same rules in C.
 """
 
+import struct
+
 import cython
+
+from kamicore import limits
 
 # Tx, Dbs, the audit operation numbers, CodeRecord's fields and the codec functions are C-level
 # when compiled (declared in _engine.pxd, _record.pxd and _codec.pxd), so per-item code reaches
@@ -20,7 +33,8 @@ if cython.compiled:
         CODE_STATE_VOID, IMPORT_CODE_STATUS_IMPORTED, REDEEM_STATUS_ALREADY_REDEEMED,
         REDEEM_STATUS_EXPIRED, REDEEM_STATUS_FROZEN, REDEEM_STATUS_INVALID, REDEEM_STATUS_MALFORMED,
         REDEEM_STATUS_NOT_FOUND, REDEEM_STATUS_NOT_SOLD, REDEEM_STATUS_NOT_YET_VALID,
-        REDEEM_STATUS_REDEEMED, REDEEM_STATUS_REQUEST_ID_CONFLICT, REDEEM_STATUS_VOID,
+        REDEEM_STATUS_REDEEMED, REDEEM_STATUS_REQUEST_ID_CONFLICT, REDEEM_STATUS_TERMINAL_LOCKED,
+        REDEEM_STATUS_VOID,
         VERIFY_STATUS_FOUND, VERIFY_STATUS_MALFORMED, VERIFY_STATUS_NOT_FOUND,
     )
 else:
@@ -35,9 +49,66 @@ else:
         CODE_STATE_VOID, IMPORT_CODE_STATUS_IMPORTED, REDEEM_STATUS_ALREADY_REDEEMED,
         REDEEM_STATUS_EXPIRED, REDEEM_STATUS_FROZEN, REDEEM_STATUS_INVALID, REDEEM_STATUS_MALFORMED,
         REDEEM_STATUS_NOT_FOUND, REDEEM_STATUS_NOT_SOLD, REDEEM_STATUS_NOT_YET_VALID,
-        REDEEM_STATUS_REDEEMED, REDEEM_STATUS_REQUEST_ID_CONFLICT, REDEEM_STATUS_VOID,
+        REDEEM_STATUS_REDEEMED, REDEEM_STATUS_REQUEST_ID_CONFLICT, REDEEM_STATUS_TERMINAL_LOCKED,
+        REDEEM_STATUS_VOID,
         VERIFY_STATUS_FOUND, VERIFY_STATUS_MALFORMED, VERIFY_STATUS_NOT_FOUND,
     )
+
+
+_MISSES = struct.Struct("<Iq")  # misses, locked_until_ms
+_misses_lock = cython.declare(cython.uint, limits.terminal_misses_lock)
+_lock_ms = cython.declare(cython.longlong, limits.terminal_lock_seconds * 1000)
+
+
+def _miss_key(terminal: bytes) -> bytes:
+    """A terminal's miss record in the redemptions db."""
+    return terminal + b"\0"
+
+
+def _stored_misses(txn, dbs: Dbs, terminal: bytes, now_ms: cython.longlong) -> tuple:
+    """-> (misses, locked_until_ms) as they stand at now_ms (a cool-down that passed has
+    cleared both), and whether the stored record says otherwise (it is then rewritten)."""
+    value = txn.get(_miss_key(terminal), db=dbs.redemptions)
+    if value is None:
+        return 0, 0, False
+    misses, locked_until_ms = _MISSES.unpack(value)
+    if locked_until_ms and locked_until_ms <= now_ms:
+        return 0, 0, True
+    return misses, locked_until_ms, False
+
+
+def _store_misses(txn, dbs: Dbs, terminal: bytes, misses, locked_until_ms) -> None:
+    if misses or locked_until_ms:
+        txn.put(_miss_key(terminal), _MISSES.pack(misses, locked_until_ms), db=dbs.redemptions)
+    else:
+        txn.delete(_miss_key(terminal), db=dbs.redemptions)
+
+
+def terminal_state(txn, dbs: Dbs, terminal: bytes, now_ms: cython.longlong) -> tuple:
+    """-> (misses, locked_until_ms) of a terminal at now_ms; any transaction will do."""
+    misses, locked_until_ms, _ = _stored_misses(txn, dbs, terminal, now_ms)
+    return misses, locked_until_ms
+
+
+def count_misses(tx: Tx, terminal: bytes, count: cython.uint) -> tuple:
+    """Misses found outside redeem (a terminal's VerifyCode) -> (was_locked, misses,
+    locked_until_ms); a locked terminal's misses are not counted (it was answered LOCKED)."""
+    misses, locked_until_ms, stale = _stored_misses(tx.txn, tx.dbs, terminal, tx.now_ms)
+    if locked_until_ms:
+        return True, misses, locked_until_ms
+    misses += count
+    if misses >= _misses_lock:
+        locked_until_ms = tx.now_ms + _lock_ms
+    _store_misses(tx.txn, tx.dbs, terminal, misses, locked_until_ms)
+    return False, misses, locked_until_ms
+
+
+def unlock_terminal(tx: Tx, terminal: bytes) -> tuple:
+    """Clear a terminal's misses and lock -> (misses, locked_until_ms) it had."""
+    misses, locked_until_ms, stale = _stored_misses(tx.txn, tx.dbs, terminal, tx.now_ms)
+    if misses or locked_until_ms or stale:
+        _store_misses(tx.txn, tx.dbs, terminal, 0, 0)
+    return misses, locked_until_ms
 
 
 @cython.cfunc
@@ -76,6 +147,14 @@ def redeem(tx: Tx, items: list, terminal: bytes, replay_only: cython.bint = Fals
     lookup_hash = tx.keys.lookup_hash
     now_ms: cython.longlong = tx.now_ms
     count: cython.Py_ssize_t = len(items)
+    misses: cython.uint
+    locked_until_ms: cython.longlong
+    misses, locked_until_ms, stale = _stored_misses(txn, dbs, terminal, now_ms)
+    if replay_only and locked_until_ms:
+        return None  # the writer answers a locked terminal, retries too
+    if locked_until_ms:  # nothing to look up: every item is refused
+        return [(REDEEM_STATUS_TERMINAL_LOCKED, 0, 0, b"")] * count
+    misses_before: cython.uint = misses
     digests = [None] * count
     request_keys = [None] * count
     i: cython.Py_ssize_t
@@ -99,6 +178,9 @@ def redeem(tx: Tx, items: list, terminal: bytes, replay_only: cython.bint = Fals
     code_id: cython.ulonglong
     record: CodeRecord
     for i in range(count):
+        if locked_until_ms:  # an earlier item of this batch was the miss that locked it
+            results.append((REDEEM_STATUS_TERMINAL_LOCKED, 0, 0, b""))
+            continue
         digest = digests[i]
         if digest is None:
             results.append((REDEEM_STATUS_MALFORMED, 0, 0, b""))
@@ -119,6 +201,12 @@ def redeem(tx: Tx, items: list, terminal: bytes, replay_only: cython.bint = Fals
         first = pack_redemption(status, code_id, now_ms, digest)
         firsts[request_keys[i]] = first
         new_firsts.append((request_keys[i], first))
+        if status == REDEEM_STATUS_NOT_FOUND or status == REDEEM_STATUS_NOT_SOLD:
+            misses += 1
+            if misses >= _misses_lock:
+                locked_until_ms = now_ms + _lock_ms
+        elif status == REDEEM_STATUS_REDEEMED:
+            misses = 0
         if status == REDEEM_STATUS_REDEEMED:
             tx.move(code_id, record, CODE_STATE_REDEEMED)
             record.redeemed_at_ms = now_ms
@@ -131,6 +219,8 @@ def redeem(tx: Tx, items: list, terminal: bytes, replay_only: cython.bint = Fals
             results.append((status, code_id, 0, b""))
     if replay_only:
         return results
+    if misses != misses_before or locked_until_ms or stale:
+        _store_misses(txn, dbs, terminal, misses, locked_until_ms)
     if new_firsts:
         new_firsts.sort()
         txn.cursor(db=dbs.redemptions).putmulti(new_firsts)
