@@ -54,6 +54,7 @@ METHOD_ROLES = {
     "/kamicore.v1.Redemption/RedeemBatch": ("pos",),
     "/kamicore.v1.Redemption/RedeemStream": ("pos",),
     "/kamicore.v1.Redemption/VerifyCode": ("admin", "pos"),
+    "/kamicore.v1.Redemption/UnlockTerminal": ("admin",),
 }
 # Served without a key: health checks and reflection.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

@@ -190,6 +190,7 @@ reply_bytes_worst = {  # method -> its largest reply
     "Redemption/VerifyCode": (
         2 * _enum + _name + 3 * _number + _text(terminal_bytes_max) + _text(code_bytes_max)
         + _number),
+    "Redemption/UnlockTerminal": _enum + 2 * _number,
 }
 assert all(size <= reply_bytes_max - reply_margin_bytes for size in reply_bytes_worst.values()), \
     "every reply fits what a client accepts, with a margin"

@@ -63,7 +63,7 @@ def test_redeem_each_status_over_the_wire(c):
         (c.pos, sold[3], "rq-7", R.REDEEM_STATUS_INVALID),
         (c.pos, sold[4], "rq-8", R.REDEEM_STATUS_FROZEN),
         (c.pos2, sold[0], "rq-9", R.REDEEM_STATUS_ALREADY_REDEEMED),
-        (c.pos, in_stock[0], "rq-10", R.REDEEM_STATUS_NOT_SOLD),
+        (c.pos, in_stock[0], "rq-10", R.REDEEM_STATUS_NOT_FOUND),  # never sold: as unknown
     ]
     for client, code, request_id, expected in table:
         request_id = f"{rq}-{request_id.removeprefix('rq-')}"

@@ -58,6 +58,7 @@ MODEL = {  # method -> the reply of kamicore.limits.reply_bytes_worst that bound
     "GetDelivery": "Orders/ConfirmPayment", "ReportInvalidCode": "Orders/ReportInvalidCode",
     "Redeem": "Redemption/Redeem", "RedeemStream": "Redemption/Redeem",
     "RedeemBatch": "Redemption/RedeemBatch", "VerifyCode": "Redemption/VerifyCode",
+    "UnlockTerminal": "Redemption/UnlockTerminal",
 }
 LONGEST_VARINT = {  # the value of each scalar type whose encoding is longest
     FieldDescriptor.TYPE_INT64: -1, FieldDescriptor.TYPE_UINT64: 2**64 - 1,

@@ -79,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser("verify", help="recompute the audit hash chain")
     verify.set_defaults(run=data.command_audit_verify)
 
+    terminal = commands.add_parser("terminal", help="POS terminals locked for guessing")
+    terminal_commands = terminal.add_subparsers(dest="terminal_command", required=True)
+    terminal_show = terminal_commands.add_parser("show", help="a terminal's consecutive misses "
+                                                 "and lock")
+    terminal_show.add_argument("terminal")
+    terminal_show.set_defaults(run=data.command_terminal_show)
+    unlock = terminal_commands.add_parser("unlock", help="unlock a terminal and clear its "
+                                          "misses (works while the server runs)")
+    unlock.add_argument("terminal")
+    unlock.set_defaults(run=data.command_terminal_unlock)
+
     check = commands.add_parser("check", help="verify every stored invariant (counters, "
                                 "indexes, orders, decryption, audit chain)")
     check.set_defaults(run=data.command_check)

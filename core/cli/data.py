@@ -17,7 +17,7 @@ from ..domain import imports
 from ..domain.catalog import Catalog
 from ..engine import AsyncEngine, Engine, InvalidArgument
 from ..grpc.wire import field_names
-from ..statuses import ImportStatus, wire_name
+from ..statuses import ImportStatus, UnlockTerminalStatus, wire_name
 
 # the engine's names of the batch terms -> the options that set them
 IMPORT_OPTIONS = {"sku": "--sku", "sku_id": "--sku", "batch": "--batch",
@@ -193,6 +193,28 @@ def command_stock(engine: Engine, args) -> int:
                        "sellable": stock.sellable, "expired_available": stock.expired_available,
                        "soonest_valid_until_ms": stock.soonest_valid_until_ms}
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def _terminal_json(terminal: str, state) -> dict:
+    return {"terminal": terminal, "misses": state.misses, "locked": state.locked,
+            "locked_until_ms": state.locked_until_ms}
+
+
+def command_terminal_show(engine: Engine, args) -> int:
+    print(json.dumps(_terminal_json(args.terminal, engine.terminal_state(args.terminal))))
+    return 0
+
+
+def command_terminal_unlock(engine: Engine, args) -> int:
+    """The same write as the UnlockTerminal RPC, on the data dir (the server may be running:
+    its workers read the terminal's record from the same file)."""
+    result = engine.unlock_terminal(args.terminal, actor="cli")
+    if result.status == UnlockTerminalStatus.STORAGE_FULL:
+        print("error: the data file is full; nothing changed", file=sys.stderr)
+        return 1
+    report = _terminal_json(args.terminal, result.before)
+    print(json.dumps({"status": wire_name(result.status), "before": report}))
     return 0
 
 
