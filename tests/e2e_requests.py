@@ -60,6 +60,8 @@ def _minimal_requests() -> dict[str, tuple[str, object, object]]:
             code="AUTH-MATRIX-NONE", request_id="auth")], R.RedeemResponse),
         "/kamicore.v1.Redemption/VerifyCode": ("unary", R.VerifyCodeRequest(
             code="AUTH-MATRIX-NONE"), R.VerifyCodeResponse),
+        "/kamicore.v1.Redemption/UnlockTerminal": ("unary", R.UnlockTerminalRequest(
+            terminal="AUTH-MATRIX-NONE"), R.UnlockTerminalResponse),
     }
 
 

@@ -136,7 +136,7 @@ def test_freeze_unfreeze_and_void_each_status(c):
     sold_a, sold_b = paid.order.codes
     held = c.web.orders.CreateOrder(order_request(uid("ops-hold"), sku_id, 1)).order.codes[0]
     available = [code for code in codes if code not in plaintexts(paid.order)]
-    lookup = {code: c.pos.redemption.VerifyCode(R.VerifyCodeRequest(code=code))
+    lookup = {code: c.admin.redemption.VerifyCode(R.VerifyCodeRequest(code=code))
               for code in available}
     available = [code for code in available
                  if lookup[code].state == common_pb2.CODE_STATE_AVAILABLE]
