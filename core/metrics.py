@@ -45,6 +45,9 @@ class WorkerMetrics:
             buckets=LATENCY_BUCKETS_SECONDS)
         self.redemptions = Counter("kamicore_redemptions_total", "Redemption outcomes",
                                    ["status"])
+        self.leaks = Counter("kamicore_leaked_code_presentations_total",
+                             "Codes presented at a till before their sale (each frozen at once: "
+                             "see the audit log's leak events for the terminal)")
         self.limited = Counter("kamicore_rpcs_limited_total",
                                "Calls refused or ended by a fair-use limit, by method and limit "
                                "(the setting's name)", ["method", "limit"])
@@ -80,6 +83,9 @@ class WorkerMetrics:
 
     def redemption(self, status: str, count: int = 1) -> None:
         self._child(self.redemptions, status).inc(count)
+
+    def leak(self, count: int = 1) -> None:
+        self.leaks.inc(count)
 
     def on_commit(self, operations: int, seconds: float) -> None:
         self.commit_operations.observe(operations)

@@ -293,7 +293,11 @@ class RedeemStatus(enum.IntEnum):
     ALREADY_REDEEMED = 8
     # In stock or held, never sold: it cannot be redeemed. The engine's answer, seen by
     # operators (metrics); a terminal is answered NOT_FOUND instead (a guesser must not learn
-    # which codes are real).
+    # which codes are real). A code presented before its sale has leaked: it is frozen at once
+    # (an unpaid order holding it gets another code of the SKU, or is released when there is
+    # none, so ConfirmPayment refills it from stock or answers ORDER_RELEASED_NO_STOCK), an
+    # audit event names the terminal and kamicore_leaked_code_presentations_total counts it; a
+    # code frozen so answers NOT_SOLD again, never FROZEN.
     NOT_SOLD = 9
     # Not valid yet.
     NOT_YET_VALID = 10

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kamicore import limits
 from kamicore.engine import (
-    CodeOpResult, ConfirmResult, ImportResult, MissResult, RedeemResult, ReportInvalidResult,
-    ReserveResult, TerminalState, UnlockResult,
+    CodeOpResult, ConfirmResult, ImportResult, RedeemResult, ReportInvalidResult, ReserveResult,
+    TerminalState,
 )
 from kamicore.statuses import (
     CodeOpStatus, CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState,
-    RedeemStatus, ReleaseStatus, ReportInvalidStatus, ReserveStatus, UnlockTerminalStatus,
+    RedeemStatus, ReleaseStatus, ReportInvalidStatus, ReserveStatus,
 )
+
+from .reference_till import TillModel
 
 CODE_BYTES_MAX = 128
 NEVER_MS = 2**62
@@ -68,7 +69,7 @@ class Order:
     code_ids: list[int] = field(default_factory=list)
 
 
-class ReferenceModel:
+class ReferenceModel(TillModel):
     def __init__(self, clock):
         self.clock = clock
         self.codes: dict[int, Code] = {}
@@ -244,8 +245,9 @@ class ReferenceModel:
             return RedeemStatus.VOID
         if code.state == CodeState.INVALID:
             return RedeemStatus.INVALID
-        if code.state == CodeState.FROZEN:
-            return RedeemStatus.FROZEN
+        if code.state == CodeState.FROZEN:  # frozen before its sale: never sold all the same
+            return (RedeemStatus.FROZEN if code.prior_state == CodeState.SOLD
+                    else RedeemStatus.NOT_SOLD)
         if code.state == CodeState.REDEEMED:
             return RedeemStatus.ALREADY_REDEEMED
         if code.state != CodeState.SOLD:
@@ -261,36 +263,6 @@ class ReferenceModel:
             code = self.codes[code_id]
             return RedeemResult((status, code_id, code.redeemed_at_ms, code.terminal))
         return RedeemResult((status, code_id, 0, b""))
-
-    # -- guessing at the till: consecutive misses lock a terminal -------------------------
-
-    def terminal_state(self, terminal: bytes) -> TerminalState:
-        """As of now: a lock whose cool-down has passed is gone, and its misses with it."""
-        misses, locked_until_ms = self.misses.get(terminal, (0, 0))
-        if locked_until_ms and locked_until_ms <= self.clock():
-            return TerminalState(0, 0)
-        return TerminalState(misses, locked_until_ms)
-
-    def _miss(self, state: TerminalState) -> TerminalState:
-        misses = state.misses + 1
-        if misses >= limits.terminal_misses_lock:
-            return TerminalState(misses, self.clock() + limits.terminal_lock_seconds * 1000)
-        return TerminalState(misses, 0)
-
-    def count_misses(self, terminal: bytes, count: int = 1) -> MissResult:
-        state = self.terminal_state(terminal)
-        if state.locked:
-            return MissResult(True, state)
-        for _ in range(count):
-            state = self._miss(state)
-        self.misses[terminal] = (state.misses, state.locked_until_ms)
-        return MissResult(False, state)
-
-    def unlock_terminal(self, terminal: bytes) -> UnlockResult:
-        before = self.terminal_state(terminal)
-        self.misses.pop(terminal, None)
-        return UnlockResult(UnlockTerminalStatus.UNLOCKED if before.misses or before.locked
-                            else UnlockTerminalStatus.NOT_LOCKED, before)
 
     def redeem(self, items, terminal: bytes):
         now = self.clock()
@@ -328,6 +300,8 @@ class ReferenceModel:
             else:
                 results.append(self._answer(status, code_id))
         self.misses[terminal] = (state.misses, state.locked_until_ms)
+        self._freeze_leaked([result.code_id for result in results
+                             if result.status == RedeemStatus.NOT_SOLD])
         return results
 
     def _resolve(self, ref):

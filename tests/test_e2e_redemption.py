@@ -79,7 +79,8 @@ def test_redeem_each_status_over_the_wire(c):
     own = c.pos2.redemption.Redeem(R.RedeemRequest(code=sold[1], request_id=f"{rq}-1"))
     assert own.status == R.REDEEM_STATUS_REDEEMED and own.redeemed_by_terminal == "T-02"
     stock = counts(c.admin.stock(sku_id))
-    assert (stock["REDEEMED"], stock["VOID"], stock["FROZEN"], stock["INVALID"]) == (2, 1, 1, 1)
+    # FROZEN: the one frozen above, and the one in stock presented at the till (a leak)
+    assert (stock["REDEEMED"], stock["VOID"], stock["FROZEN"], stock["INVALID"]) == (2, 1, 2, 1)
 
 
 def test_redeem_retry_with_the_same_request_id_gets_the_first_answer(server, c, keys):

@@ -101,6 +101,17 @@ class BackendAgainstModel(RuleBasedStateMachine):
                  for index in range(guesses)]
         assert self.engine.redeem(items, terminal) == self.model.redeem(items, terminal)
 
+    @rule(data=st.data(), terminal=st.sampled_from(TERMINALS))
+    def present_unsold(self, data, terminal):
+        """A leaked code at a till: one held by an unpaid order (there is one) or in stock."""
+        held, in_stock = (sorted(code.plaintext for code in self.model.codes.values()
+                                 if code.state == state)
+                          for state in (CodeState.RESERVED, CodeState.AVAILABLE))
+        unsold = held or in_stock
+        if unsold:
+            items = [(data.draw(st.sampled_from(unsold)), b"leak-%d" % len(self.model.codes))]
+            assert self.engine.redeem(items, terminal) == self.model.redeem(items, terminal)
+
     @rule(count=st.integers(1, 10), terminal=st.sampled_from(TERMINALS))
     def verify_misses(self, count, terminal):
         """Misses a terminal made with VerifyCode."""

@@ -21,7 +21,8 @@ OPS = {
                    "META_CODE_ID_NEXT"),
     "_orders": ("reserve", "confirm", "release", "expire_holds", "report_invalid",
                 "META_ORDER_NO_NEXT"),
-    "_redemption": ("redeem", "verify", "terminal_state", "count_misses", "unlock_terminal"),
+    "_redemption": ("redeem", "verify", "terminal_state", "count_misses", "unlock_terminal",
+                    "freeze_leaked"),
 }
 CODEC = {
     "_record": ("CodeRecord", "new_record", "unpack_record", "RECORD_HEADER_BYTES"),

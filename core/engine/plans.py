@@ -52,8 +52,32 @@ def _each(count: int, value) -> list:
     return [value] * count
 
 
+_NOT_SOLD = int(RedeemStatus.NOT_SOLD)
+
+
+def _redeem_freezing_leaks(ops):
+    """The redeem operation, then (in the same transaction) the freeze of every code it found
+    never sold: a terminal presented it before its sale, so it has leaked (_redemption.py's
+    freeze_leaked). A retry is such a presentation too: it goes to the writer, and finds the
+    code frozen already unless an operator unfroze it since."""
+    redeem, freeze_leaked = ops.redeem, ops.freeze_leaked
+
+    def run(tx, checked, terminal, replay_only=False):
+        raw = redeem(tx, checked, terminal, replay_only)
+        if raw is not None:
+            leaked = [item[1] for item in raw if item[0] == _NOT_SOLD]
+            if leaked:
+                if replay_only:  # a retry freezes too (an operator may have unfrozen it since)
+                    return None
+                freeze_leaked(tx, leaked)
+        return raw
+    return run
+
+
 class Plans:
     """Mixed into Engine: `ops` are the compiled operations, `keys` their KeyService."""
+
+    _redeem_operation = None  # redeem + the freeze of leaked codes, made once per engine
 
     def check_import_terms(self, sku, batch, supplier="", unit_cost_micros=0, valid_from_ms=0,
                            valid_until_ms=None) -> tuple:
@@ -163,7 +187,10 @@ class Plans:
         def convert(raw) -> list[RedeemResult]:
             return [RedeemResult((table[item[0]], item[1], item[2], item[3])) for item in raw]
 
-        return Plan(self.ops.redeem, (checked, terminal), actor or b"pos:" + terminal, convert,
+        if self._redeem_operation is None:
+            self._redeem_operation = _redeem_freezing_leaks(self.ops)
+        return Plan(self._redeem_operation, (checked, terminal), actor or b"pos:" + terminal,
+                    convert,
                     lambda: _each(len(checked), RedeemResult(
                         (RedeemStatus.STORAGE_FULL, 0, 0, b""))), replayable=True)
 

@@ -3,8 +3,8 @@
 Guessing: the engine counts a terminal's consecutive misses and locks it (see
 ext/kamicore/_redemption.py); here a terminal past limits.terminal_misses_slow_min misses is
 answered only after a delay that grows with them, a code never sold is answered as one that
-does not exist (NOT_FOUND, code id 0: the metrics keep NOT_SOLD for operators), and VerifyCode
-by a terminal counts its misses too.
+does not exist (NOT_FOUND, code id 0: the metrics keep NOT_SOLD for operators, and count it
+as a leak: the engine froze the code), and VerifyCode by a terminal counts its misses too.
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ def miss_delay_seconds(misses: int) -> float:
                * (misses - limits.terminal_misses_slow_min + 1))
 
 
+def _never_sold(code) -> bool:
+    """In stock, held, or frozen before its sale (a leak): what a terminal sees as unknown."""
+    return code is not None and (code.state in _UNSOLD or (
+        code.state == CodeState.FROZEN and code.sold_at_ms == 0))
+
+
 class RedemptionService(redemption_pb2_grpc.RedemptionServicer):
     def __init__(self, services: Services):
         self.s = services
@@ -43,6 +49,8 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServicer):
         """One metric update per status in the call, not one per code."""
         for status, count in collections.Counter(result.status for result in results).items():
             self.s.metrics.redemption(self._status_names[status], count)
+            if status == RedeemStatus.NOT_SOLD:  # leaked: the engine froze them
+                self.s.metrics.leak(count)
 
     @staticmethod
     def _response(result, request_id: str) -> redemption_pb2.RedeemResponse:
@@ -117,8 +125,8 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServicer):
         if terminal is not None and self.s.engine.terminal_state(terminal).locked:
             return redemption_pb2.VerifyCodeResponse(status=VerifyStatus.TERMINAL_LOCKED)
         [result] = self.s.engine.verify([request.code])
-        if terminal is not None and (result.status == VerifyStatus.NOT_FOUND or (
-                result.code is not None and result.code.state in _UNSOLD)):
+        if terminal is not None and (result.status == VerifyStatus.NOT_FOUND
+                                     or _never_sold(result.code)):
             # a miss, counted through the writer; a code never sold is not found, to a terminal
             miss = await self.s.api.count_misses(terminal)
             if miss is not None and miss.was_locked:

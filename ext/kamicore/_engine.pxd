@@ -8,7 +8,7 @@ from kamicore._record cimport CodeRecord
 
 # audit operation numbers (stored in audit blocks; OP_NAMES in _engine.py names them)
 cdef int OP_IMPORT, OP_RESERVE, OP_CONFIRM, OP_RELEASE, OP_EXPIRE, OP_REDEEM, OP_FREEZE
-cdef int OP_UNFREEZE, OP_VOID, OP_REPORT_INVALID, OP_REVEAL
+cdef int OP_UNFREEZE, OP_VOID, OP_REPORT_INVALID, OP_REVEAL, OP_LEAK
 
 
 cdef class Dbs:

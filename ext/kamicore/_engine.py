@@ -57,10 +57,11 @@ OP_UNFREEZE = cython.declare(cython.int, 8)
 OP_VOID = cython.declare(cython.int, 9)
 OP_REPORT_INVALID = cython.declare(cython.int, 10)
 OP_REVEAL = cython.declare(cython.int, 11)  # a buyer was shown codes again (no transition)
+OP_LEAK = cython.declare(cython.int, 12)  # a terminal presented codes never sold: frozen
 OP_NAMES = {OP_IMPORT: "import", OP_RESERVE: "reserve", OP_CONFIRM: "confirm",
             OP_RELEASE: "release", OP_EXPIRE: "expire", OP_REDEEM: "redeem",
             OP_FREEZE: "freeze", OP_UNFREEZE: "unfreeze", OP_VOID: "void",
-            OP_REPORT_INVALID: "report_invalid", OP_REVEAL: "reveal"}
+            OP_REPORT_INVALID: "report_invalid", OP_REVEAL: "reveal", OP_LEAK: "leak"}
 
 # meta db keys (the operation modules keep the counters they alone allocate)
 META_SKU_NO_NEXT = b"sku_no_next"

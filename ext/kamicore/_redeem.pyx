@@ -54,8 +54,8 @@ cdef int _ladder(const uint8_t* record, int64_t now_ms) noexcept nogil:
         return REDEEM_STATUS_VOID
     if state == CODE_STATE_INVALID:
         return REDEEM_STATUS_INVALID
-    if state == CODE_STATE_FROZEN:
-        return REDEEM_STATUS_FROZEN
+    if state == CODE_STATE_FROZEN:  # frozen before its sale (a leak): still never sold
+        return REDEEM_STATUS_FROZEN if record[2] == CODE_STATE_SOLD else REDEEM_STATUS_NOT_SOLD
     if state == CODE_STATE_REDEEMED:
         return REDEEM_STATUS_ALREADY_REDEEMED
     if state != CODE_STATE_SOLD:

@@ -23,14 +23,15 @@ from kamicore import limits
 # them without Python attribute lookups; status numbers are the generated _statuses' constants.
 if cython.compiled:
     from cython.cimports.kamicore._codec import (
-        check_code, code_id_of, code_key, normalize_code, pack_redemption, request_key,
-        unpack_redemption,
+        check_code, code_id_of, code_key, normalize_code, pack_order, pack_redemption,
+        request_key, unpack_order, unpack_redemption,
     )
-    from cython.cimports.kamicore._engine import OP_REDEEM, Dbs, Tx
+    from cython.cimports.kamicore._engine import OP_LEAK, OP_REDEEM, Dbs, Tx
     from cython.cimports.kamicore._record import CodeRecord, unpack_record
     from cython.cimports.kamicore._statuses import (
-        CODE_STATE_FROZEN, CODE_STATE_INVALID, CODE_STATE_REDEEMED, CODE_STATE_SOLD,
-        CODE_STATE_VOID, IMPORT_CODE_STATUS_IMPORTED, REDEEM_STATUS_ALREADY_REDEEMED,
+        CODE_STATE_AVAILABLE, CODE_STATE_FROZEN, CODE_STATE_INVALID, CODE_STATE_REDEEMED,
+        CODE_STATE_RESERVED, CODE_STATE_SOLD, CODE_STATE_VOID, IMPORT_CODE_STATUS_IMPORTED,
+        ORDER_STATE_CANCELLED, REDEEM_STATUS_ALREADY_REDEEMED,
         REDEEM_STATUS_EXPIRED, REDEEM_STATUS_FROZEN, REDEEM_STATUS_INVALID, REDEEM_STATUS_MALFORMED,
         REDEEM_STATUS_NOT_FOUND, REDEEM_STATUS_NOT_SOLD, REDEEM_STATUS_NOT_YET_VALID,
         REDEEM_STATUS_REDEEMED, REDEEM_STATUS_REQUEST_ID_CONFLICT, REDEEM_STATUS_TERMINAL_LOCKED,
@@ -39,14 +40,15 @@ if cython.compiled:
     )
 else:
     from ._codec import (
-        check_code, code_id_of, code_key, normalize_code, pack_redemption, request_key,
-        unpack_redemption,
+        check_code, code_id_of, code_key, normalize_code, pack_order, pack_redemption,
+        request_key, unpack_order, unpack_redemption,
     )
-    from ._engine import OP_REDEEM, Dbs, Tx
+    from ._engine import OP_LEAK, OP_REDEEM, Dbs, Tx
     from ._record import CodeRecord, unpack_record
     from ._statuses import (
-        CODE_STATE_FROZEN, CODE_STATE_INVALID, CODE_STATE_REDEEMED, CODE_STATE_SOLD,
-        CODE_STATE_VOID, IMPORT_CODE_STATUS_IMPORTED, REDEEM_STATUS_ALREADY_REDEEMED,
+        CODE_STATE_AVAILABLE, CODE_STATE_FROZEN, CODE_STATE_INVALID, CODE_STATE_REDEEMED,
+        CODE_STATE_RESERVED, CODE_STATE_SOLD, CODE_STATE_VOID, IMPORT_CODE_STATUS_IMPORTED,
+        ORDER_STATE_CANCELLED, REDEEM_STATUS_ALREADY_REDEEMED,
         REDEEM_STATUS_EXPIRED, REDEEM_STATUS_FROZEN, REDEEM_STATUS_INVALID, REDEEM_STATUS_MALFORMED,
         REDEEM_STATUS_NOT_FOUND, REDEEM_STATUS_NOT_SOLD, REDEEM_STATUS_NOT_YET_VALID,
         REDEEM_STATUS_REDEEMED, REDEEM_STATUS_REQUEST_ID_CONFLICT, REDEEM_STATUS_TERMINAL_LOCKED,
@@ -54,6 +56,8 @@ else:
         VERIFY_STATUS_FOUND, VERIFY_STATUS_MALFORMED, VERIFY_STATUS_NOT_FOUND,
     )
 
+
+from ._orders import _release_order  # noqa: E402 - after the C-level names above
 
 _MISSES = struct.Struct("<Iq")  # misses, locked_until_ms
 _misses_lock = cython.declare(cython.uint, limits.terminal_misses_lock)
@@ -118,8 +122,9 @@ def _redeem_ladder(record: CodeRecord, now_ms: cython.longlong) -> cython.int:
         return REDEEM_STATUS_VOID
     if state == CODE_STATE_INVALID:
         return REDEEM_STATUS_INVALID
-    if state == CODE_STATE_FROZEN:
-        return REDEEM_STATUS_FROZEN
+    if state == CODE_STATE_FROZEN:  # frozen before its sale (a leak): still never sold
+        return REDEEM_STATUS_FROZEN if record.prior_state == CODE_STATE_SOLD else (
+            REDEEM_STATUS_NOT_SOLD)
     if state == CODE_STATE_REDEEMED:
         return REDEEM_STATUS_ALREADY_REDEEMED
     if state != CODE_STATE_SOLD:
@@ -242,6 +247,63 @@ def _replay_redemption(tx: Tx, first: bytes, digest: bytes, terminal: bytes,
         record: CodeRecord = records.get(code_key(code_id)) or tx.record(code_id)
         return (status, code_id, record.redeemed_at_ms, record.get_terminal())
     return (status, code_id, 0, b"")
+
+
+# -- leaks -------------------------------------------------------------------------------
+
+def freeze_leaked(tx: Tx, code_ids: list) -> int:
+    """Codes a terminal presented before their sale (redeem answered NOT_SOLD) -> FROZEN, in
+    the redemption's commit: a code circulating before its sale has leaked and must never
+    reach a buyer. An AVAILABLE code leaves the stock; a RESERVED one leaves its order, which
+    gets another sellable code of the SKU in its place (FEFO), or, when there is none, is
+    released (CANCELLED, its other codes back in stock): ConfirmPayment then fills it again
+    from stock or answers ORDER_RELEASED_NO_STOCK, never with the leaked code. Frozen codes
+    keep AVAILABLE as the state to unfreeze to. One audit block (leak) names the terminal
+    (the actor). Codes no longer AVAILABLE or RESERVED are left as they are. -> how many."""
+    frozen: cython.int = 0
+    record: CodeRecord
+    for code_id in code_ids:
+        record = tx.record(code_id)
+        state: cython.int = record.state
+        if state != CODE_STATE_AVAILABLE and state != CODE_STATE_RESERVED:
+            continue
+        order_id = record.get_order_id()
+        if state == CODE_STATE_AVAILABLE:
+            tx.take_available(code_id, record)
+        record.set_order_id(b"")
+        record.hold_until_ms = 0
+        record.prior_state = CODE_STATE_AVAILABLE
+        tx.move(code_id, record, CODE_STATE_FROZEN)
+        tx.put_record(code_id, record)
+        if state == CODE_STATE_RESERVED:
+            _swap_out(tx, order_id, code_id, record.sku_no)
+        frozen += 1
+    tx.finish(OP_LEAK)
+    return frozen
+
+
+def _swap_out(tx: Tx, order_id: bytes, code_id: cython.ulonglong, sku_no: cython.uint):
+    """Take a leaked code out of its unpaid order: another in its place, or release it."""
+    dbs: Dbs = tx.dbs
+    state, hold_until_ms, created_ms, order_no, lines, code_ids = unpack_order(
+        tx.txn.get(order_id, db=dbs.orders))
+    picked = tx.pick(sku_no, 1)
+    if not picked:
+        remaining = [other for other in code_ids if other != code_id]
+        _release_order(tx, order_id, (state, hold_until_ms, created_ms, order_no, lines,
+                                      remaining), ORDER_STATE_CANCELLED)
+        return
+    replacement: cython.ulonglong
+    record: CodeRecord
+    replacement, record = picked[0]
+    tx.take_available(replacement, record)
+    tx.move(replacement, record, CODE_STATE_RESERVED)
+    record.set_order_id(order_id)
+    record.hold_until_ms = hold_until_ms
+    tx.put_record(replacement, record)
+    code_ids = [replacement if other == code_id else other for other in code_ids]
+    tx.txn.put(order_id, pack_order(state, hold_until_ms, created_ms, order_no, lines,
+                                    code_ids), db=dbs.orders)
 
 
 # -- reads (any transaction, never the writer's) -------------------------------------------
