@@ -3,7 +3,8 @@ measured in one run.
 
 "Without" is the server of a checkout from before lockout tracking (`--baseline-python`: the
 python of that checkout's .venv, e.g. a clone at the commit before it, `make install`ed);
-"with" is this checkout's. Both serve side by side (2 workers each, on free 127.0.0.1 ports,
+"with" is this checkout's (the miss record read in every redeem's commit, and the look for
+leaked codes in its answers). Both serve side by side (2 workers each, on free 127.0.0.1 ports,
 fresh data dirs under bench/results/tmp), each seeded alike: the catalog and keys with its own
 CLI, codes imported and sold over the API (bench/server_seed.py). Then, in R rounds after a
 warm-up, each server in turn takes N unary Redeem calls of distinct SOLD codes (every call a
