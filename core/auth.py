@@ -55,6 +55,8 @@ METHOD_ROLES = {
     "/kamicore.v1.Redemption/RedeemStream": ("pos",),
     "/kamicore.v1.Redemption/VerifyCode": ("admin", "pos"),
     "/kamicore.v1.Redemption/UnlockTerminal": ("admin",),
+    "/kamicore.v1.Risk/GetRiskRules": ("admin",),
+    "/kamicore.v1.Risk/SetRiskRules": ("admin",),
 }
 # Served without a key: health checks and reflection.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

@@ -35,6 +35,9 @@ class Config:
     # the master key file; default <data_dir>/master.key, where a copy of the whole folder
     # decrypts every code: point it off the data volume (KAMICORE_MASTER_KEY overrides it)
     master_key_file: str = ""
+    # the [risk] table of the TOML file: a rule set (kamicore.domain.risk_rules) stored as the
+    # next version at start unless it is the one in force; None: keep the stored rules
+    risk_rules: dict | None = None
 
     def worker_count(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
@@ -86,12 +89,18 @@ def load(path: str | None = None, overrides: dict | None = None) -> Config:
     if path:
         with open(path, "rb") as handle:
             table = tomllib.load(handle)
-        for name, value in table.get("kamicore", table).items():
-            if name not in fields:
+        settings = dict(table.get("kamicore", table))
+        risk = settings.pop("risk", table.get("risk"))
+        if risk is not None:
+            if not isinstance(risk, dict):
+                raise ValueError(f"{path}: risk must be a table of risk rules")
+            config.risk_rules = risk
+        for name, value in settings.items():
+            if name not in fields or name == "risk_rules":
                 raise ValueError(f"{path}: unknown setting {name!r}")
             setattr(config, name, _coerce(fields[name], value, path))
     for name, field in fields.items():
-        value = os.environ.get(ENV_PREFIX + name.upper())
+        value = os.environ.get(ENV_PREFIX + name.upper()) if name != "risk_rules" else None
         if value is not None:
             setattr(config, name, _coerce(field, value, ENV_PREFIX + name.upper()))
     for name, value in (overrides or {}).items():

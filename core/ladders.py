@@ -33,6 +33,7 @@ from .statuses import (
     ReportInvalidStatus,
     ReserveStatus,
     RotateKeysStatus,
+    SetRiskRulesStatus,
     SkuLookupStatus,
     StockStatus,
     UnlockTerminalStatus,
@@ -116,8 +117,14 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
         CreateOrderStatus.SKU_NOT_FOUND,
         CreateOrderStatus.DELIVERY_NOT_SUPPORTED,
         CreateOrderStatus.NOT_SOLD_ON_CHANNEL,
+        CreateOrderStatus.RISK_REJECTED,  # scored before anything is reserved
+        CreateOrderStatus.CHALLENGE_REQUIRED,
+        CreateOrderStatus.SCORED,  # a dry run stops here
         CreateOrderStatus.LIMIT_EXCEEDED,
         CreateOrderStatus.INSUFFICIENT_STOCK,
+    ),
+    SetRiskRulesStatus: (
+        SetRiskRulesStatus.VERSION_CONFLICT,
     ),
     ConfirmPaymentStatus: (
         ConfirmPaymentStatus.ORDER_NOT_FOUND,

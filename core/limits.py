@@ -24,6 +24,15 @@ region_bytes_max = 8  # ISO 3166 codes and subdivisions
 binding_bytes_max = 64  # what an API key is bound to (channel, terminal, supplier) and its name
 actor_bytes_max = 96  # who made a change ("<role>:<binding>"), as the audit log records it
 
+# -- risk (kamicore.domain.risk_rules) ------------------------------------------------------------
+risk_rules_max = 100  # rules in one rule set
+risk_list_items_max = 100  # SKUs, or block-list entries, of one rule; off channels of a set
+risk_weight_max = 1000  # one rule's weight
+risk_score_max = risk_rules_max * risk_weight_max  # a score threshold
+risk_count_max = 1_000_000  # a velocity or quantity rule's max
+risk_account_age_hours_max = 24 * 365  # a new_account rule's age
+verifications_per_order_max = 8  # verifications a CreateOrder may assert
+
 # -- time ------------------------------------------------------------------------------------------
 time_ms_max = 2**62  # "never expires"
 hold_seconds_max = 24 * 3600  # how long an unpaid order may hold its codes
@@ -165,13 +174,22 @@ sku_bytes_max = (
 delivered_code_bytes_max = (_number + _name + 2 * _text(code_bytes_max) + _enum + _number)
 order_bytes_max = (
     _text(order_id_bytes_max) + _enum
-    + _text(_text(account_bytes_max) + 2 * _text(buyer_field_bytes_max))
+    + _text(_text(account_bytes_max) + 2 * _text(buyer_field_bytes_max) + _flag + _number)
     + lines_per_order_max * _text(_name + _small_number) + _text(_money) + 2 * _number
     + codes_per_reply_max * _text(delivered_code_bytes_max)
     + _text(payment_reference_bytes_max) + _text(binding_bytes_max) + _small_number)
 _state_count = _text(_enum + _number)
 _redeemed = (_enum + 2 * _number + _text(terminal_bytes_max) + _text(request_id_bytes_max))
 _code_op = _text(_enum + _number + _enum)
+_risk_assessment = (_enum + _small_number + _number + risk_rules_max * _text(
+    _text(name_bytes_max) + _small_number + _enum) + risk_rules_max * _text(name_bytes_max))
+_risk_value_bytes_max = max(buyer_field_bytes_max, 5 + 2 * 16)  # an entry or "hash:<hex>"
+risk_kind_bytes_max = 16  # the longest name of a rule kind
+_risk_rule = (4 * _text(name_bytes_max) + _text(risk_kind_bytes_max) + 3 * _small_number
+              + _enum + _number + risk_list_items_max * _text(name_bytes_max)
+              + risk_list_items_max * _text(_risk_value_bytes_max))
+risk_rule_set_bytes_max = (2 * _small_number + risk_list_items_max * _text(name_bytes_max)
+                           + risk_rules_max * _text(_risk_rule))
 reply_bytes_worst = {  # method -> its largest reply
     "Catalog/CreateSku": _enum + _text(sku_bytes_max),  # also GetSku and UpdateSku
     "Catalog/ListSkus": skus_page_bytes_max + _name,
@@ -185,6 +203,9 @@ reply_bytes_worst = {  # method -> its largest reply
     "Inventory/RotateKeys": _small_number + _enum,
     "Orders/ConfirmPayment": _enum + _text(order_bytes_max) + _flag,  # and every Order reply
     "Orders/ReportInvalidCode": _enum + _text(delivered_code_bytes_max),
+    "Orders/CreateOrder": _enum + _text(order_bytes_max) + _text(_risk_assessment),
+    "Risk/GetRiskRules": _text(risk_rule_set_bytes_max) + 2 * _number + _text(actor_bytes_max),
+    "Risk/SetRiskRules": _enum + _number,
     "Redemption/Redeem": _redeemed,  # also each RedeemStream reply
     "Redemption/RedeemBatch": codes_per_batch_max * _text(_redeemed),
     "Redemption/VerifyCode": (

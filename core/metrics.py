@@ -55,6 +55,12 @@ class WorkerMetrics:
             "kamicore_bad_requests_total",
             "Refused requests by method and reason (kamicore.grpc.refusals.REASONS)",
             ["method", "reason"])
+        self.risk_decisions = Counter(
+            "kamicore_risk_decisions_total", "Orders scored by risk, by decision and whether "
+            "it was a dry run", ["decision", "dry_run"])
+        self.risk_rules_fired = Counter("kamicore_risk_rules_fired_total",
+                                        "Risk rules that fired on an order, by rule and the "
+                                        "order's decision", ["rule", "decision"])
 
         self._children: dict = {}
 
@@ -80,6 +86,13 @@ class WorkerMetrics:
 
     def outcome(self, method: str, status: str) -> None:
         self._child(self.outcomes, method, status).inc()
+
+    def risk(self, assessment: dict, dry_run: bool) -> None:
+        """An order scored: its decision, and each rule that fired."""
+        decision = assessment["decision"]
+        self._child(self.risk_decisions, decision, "true" if dry_run else "false").inc()
+        for fired in assessment["fired"]:
+            self._child(self.risk_rules_fired, fired["name"], decision).inc()
 
     def redemption(self, status: str, count: int = 1) -> None:
         self._child(self.redemptions, status).inc(count)

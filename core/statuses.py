@@ -5,6 +5,7 @@
 #   proto/kamicore/v1/inventory.proto
 #   proto/kamicore/v1/orders.proto
 #   proto/kamicore/v1/redemption.proto
+#   proto/kamicore/v1/risk.proto
 # Change the .proto files and rebuild (or run `python proto/generate.py`).
 
 """Every status and state enum of kamicore, generated from the proto enums.
@@ -196,6 +197,24 @@ class CreateOrderStatus(enum.IntEnum):
     INSUFFICIENT_STOCK = 7
     # The data file is full; nothing changed.
     STORAGE_FULL = 8
+    # Risk rules refused the order (see risk); nothing is reserved.
+    RISK_REJECTED = 9
+    # Risk rules ask for proof the buyer passed the verifications named in
+    # risk.verifications_required: retry with them in verifications_passed. Nothing is reserved.
+    CHALLENGE_REQUIRED = 10
+    # dry_run: the order was scored and scoring would let it through; nothing changed.
+    SCORED = 11
+
+
+class RiskDecision(enum.IntEnum):
+    """What the risk rules decided."""
+
+    # No objection.
+    ALLOW = 1
+    # Refused until the buyer passes the named verifications.
+    CHALLENGE = 2
+    # Refused.
+    REJECT = 3
 
 
 class OrderState(enum.IntEnum):
@@ -334,6 +353,17 @@ class UnlockTerminalStatus(enum.IntEnum):
     STORAGE_FULL = 3
 
 
+class SetRiskRulesStatus(enum.IntEnum):
+    """Outcome of SetRiskRules, in precedence order."""
+
+    # Set: the next order in every worker is scored by them.
+    SET = 1
+    # The rules changed since expected_version; nothing changed (read them again).
+    VERSION_CONFLICT = 2
+    # The data file is full; nothing changed.
+    STORAGE_FULL = 3
+
+
 def wire_name(member: enum.IntEnum) -> str:
     """The proto value name of a member: RedeemStatus.NOT_FOUND -> "REDEEM_STATUS_NOT_FOUND"."""
     return _PREFIXES[type(member)] + member.name
@@ -353,6 +383,7 @@ _PREFIXES = {
     CodeOpStatus: "CODE_OP_STATUS_",
     RotateKeysStatus: "ROTATE_KEYS_STATUS_",
     CreateOrderStatus: "CREATE_ORDER_STATUS_",
+    RiskDecision: "RISK_DECISION_",
     OrderState: "ORDER_STATE_",
     ConfirmPaymentStatus: "CONFIRM_PAYMENT_STATUS_",
     CancelOrderStatus: "CANCEL_ORDER_STATUS_",
@@ -361,11 +392,12 @@ _PREFIXES = {
     RedeemStatus: "REDEEM_STATUS_",
     VerifyStatus: "VERIFY_STATUS_",
     UnlockTerminalStatus: "UNLOCK_TERMINAL_STATUS_",
+    SetRiskRulesStatus: "SET_RISK_RULES_STATUS_",
 }
 __all__ = [
     "ReserveStatus", "ConfirmStatus", "ReleaseStatus", "CodeState", "DeliveryKind",
     "CreateSkuStatus", "SkuLookupStatus", "ImportStatus", "ImportCodeStatus", "StockStatus",
-    "CodeOpStatus", "RotateKeysStatus", "CreateOrderStatus", "OrderState", "ConfirmPaymentStatus",
-    "CancelOrderStatus", "OrderLookupStatus", "ReportInvalidStatus", "RedeemStatus", "VerifyStatus",
-    "UnlockTerminalStatus", "wire_name",
+    "CodeOpStatus", "RotateKeysStatus", "CreateOrderStatus", "RiskDecision", "OrderState",
+    "ConfirmPaymentStatus", "CancelOrderStatus", "OrderLookupStatus", "ReportInvalidStatus",
+    "RedeemStatus", "VerifyStatus", "UnlockTerminalStatus", "SetRiskRulesStatus", "wire_name",
 ]

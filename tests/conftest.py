@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from kamicore.domain.risk_rules import DEFAULT_RULES
 from kamicore.engine import Engine
 from kamicore.v1 import catalog_pb2
 
 from .e2e_support import uid
 from .server_harness import (
-    Server, buy, import_codes, new_codes, order_request, sku_message, stocked_sku,
+    Server, buy, import_codes, new_codes, order_request, risk_settings_file, sku_message,
+    stocked_sku,
 )
 from .support import FakeClock
 
@@ -49,7 +51,12 @@ def server(tmp_path_factory):
     """One `kamicore serve` (supervisor + 2 workers) for every end-to-end test: each test
     uses its own SKUs, idempotency keys and request ids, so tests stay independent."""
     base = tmp_path_factory.mktemp("e2e")
-    running = Server(base / "data", base, "main").start()
+    # the default risk rules without velocity and quantity: these tests buy many times from one
+    # account, IP and device in a minute (tests/test_e2e_risk.py tests those rules)
+    rules = {**DEFAULT_RULES, "rules": [rule for rule in DEFAULT_RULES["rules"]
+                                        if rule["kind"] not in ("velocity", "quantity")]}
+    settings = {"config": str(risk_settings_file(base / "kamicore.toml", rules))}
+    running = Server(base / "data", base, "main", settings=settings).start()
     try:
         yield running
     finally:

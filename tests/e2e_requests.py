@@ -5,7 +5,7 @@ must refuse, naming the field, without changing anything."""
 from __future__ import annotations
 
 import grpc
-from kamicore.v1 import catalog_pb2, common_pb2, inventory_pb2, orders_pb2
+from kamicore.v1 import catalog_pb2, common_pb2, inventory_pb2, orders_pb2, risk_pb2
 
 from .e2e_support import NOT_FOUND, R, uid
 from .server_harness import CURRENCY, import_codes, order_request, pay_request, sku_message
@@ -62,6 +62,11 @@ def _minimal_requests() -> dict[str, tuple[str, object, object]]:
             code="AUTH-MATRIX-NONE"), R.VerifyCodeResponse),
         "/kamicore.v1.Redemption/UnlockTerminal": ("unary", R.UnlockTerminalRequest(
             terminal="AUTH-MATRIX-NONE"), R.UnlockTerminalResponse),
+        "/kamicore.v1.Risk/GetRiskRules": ("unary", risk_pb2.GetRiskRulesRequest(),
+                                           risk_pb2.GetRiskRulesResponse),
+        # a version that never is: answered VERSION_CONFLICT, the shared server's rules stay
+        "/kamicore.v1.Risk/SetRiskRules": ("unary", risk_pb2.SetRiskRulesRequest(
+            expected_version=2**62), risk_pb2.SetRiskRulesResponse),
     }
 
 

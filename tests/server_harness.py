@@ -64,6 +64,27 @@ def cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedP
     return result
 
 
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string for these plain values
+    return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+
+
+def risk_settings_file(path: Path, rule_set: dict) -> Path:
+    """A settings file whose [risk] table is `rule_set` (kamicore.domain.risk_rules)."""
+    lines = ["[risk]"] + [f"{name} = {_toml_value(value)}" for name, value in rule_set.items()
+                          if name != "rules"]
+    for rule in rule_set.get("rules", []):
+        lines += ["", "[[risk.rules]]"] + [f"{name} = {_toml_value(value)}"
+                                           for name, value in rule.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def bearer(key: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {key}")]
 

@@ -14,7 +14,9 @@ from kamicore import config, limits
 from kamicore.engine import load_implementation
 from kamicore.grpc.worker import SERVICE_NAMES, _message_classes
 from kamicore.statuses import CodeState
-from kamicore.v1 import catalog_pb2, common_pb2, inventory_pb2, orders_pb2, redemption_pb2
+from kamicore.v1 import (
+    catalog_pb2, common_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2,
+)
 
 L = limits
 TEXT_BYTES = {  # every string field of a reply -> its most bytes
@@ -35,6 +37,12 @@ TEXT_BYTES = {  # every string field of a reply -> its most bytes
     "VerifyCodeResponse.sku_id": L.name_bytes_max,
     "VerifyCodeResponse.redeemed_by_terminal": L.terminal_bytes_max,
     "VerifyCodeResponse.masked_code": L.code_bytes_max,
+    "FiredRule.name": L.name_bytes_max, "RiskAssessment.verifications_required":
+        L.name_bytes_max, "GetRiskRulesResponse.set_by": L.actor_bytes_max,
+    "RiskRules.off_channels": L.name_bytes_max, "RiskRule.name": L.name_bytes_max,
+    "RiskRule.kind": L.risk_kind_bytes_max, "RiskRule.verification": L.name_bytes_max,
+    "RiskRule.subject": L.name_bytes_max, "RiskRule.window": L.name_bytes_max,
+    "RiskRule.skus": L.name_bytes_max, "RiskRule.values": L.buyer_field_bytes_max,
 }
 ITEMS = {  # every repeated field of a reply -> its most items
     "Sku.prices": L.prices_per_sku_max, "Sku.regions": L.regions_per_sku_max,
@@ -45,6 +53,10 @@ ITEMS = {  # every repeated field of a reply -> its most items
     "CodeOpResponse.results": L.codes_per_batch_max,
     "Order.lines": L.lines_per_order_max, "Order.codes": L.codes_per_reply_max,
     "RedeemBatchResponse.results": L.codes_per_batch_max,
+    "RiskAssessment.fired": L.risk_rules_max,
+    "RiskAssessment.verifications_required": L.risk_rules_max,
+    "RiskRules.off_channels": L.risk_list_items_max, "RiskRules.rules": L.risk_rules_max,
+    "RiskRule.skus": L.risk_list_items_max, "RiskRule.values": L.risk_list_items_max,
     "ListSkusResponse.skus": None,  # as many of the largest SKU as a page's bytes allow
 }
 MODEL = {  # method -> the reply of kamicore.limits.reply_bytes_worst that bounds it
@@ -53,12 +65,13 @@ MODEL = {  # method -> the reply of kamicore.limits.reply_bytes_worst that bound
     "ImportCodes": "Inventory/ImportCodes", "GetStock": "Inventory/GetStock",
     "FreezeCodes": "Inventory/FreezeCodes", "UnfreezeCodes": "Inventory/FreezeCodes",
     "VoidCodes": "Inventory/FreezeCodes", "RotateKeys": "Inventory/RotateKeys",
-    "CreateOrder": "Orders/ConfirmPayment", "ConfirmPayment": "Orders/ConfirmPayment",
+    "CreateOrder": "Orders/CreateOrder", "ConfirmPayment": "Orders/ConfirmPayment",
     "CancelOrder": "Orders/ConfirmPayment", "GetOrder": "Orders/ConfirmPayment",
     "GetDelivery": "Orders/ConfirmPayment", "ReportInvalidCode": "Orders/ReportInvalidCode",
     "Redeem": "Redemption/Redeem", "RedeemStream": "Redemption/Redeem",
     "RedeemBatch": "Redemption/RedeemBatch", "VerifyCode": "Redemption/VerifyCode",
     "UnlockTerminal": "Redemption/UnlockTerminal",
+    "GetRiskRules": "Risk/GetRiskRules", "SetRiskRules": "Risk/SetRiskRules",
 }
 LONGEST_VARINT = {  # the value of each scalar type whose encoding is longest
     FieldDescriptor.TYPE_INT64: -1, FieldDescriptor.TYPE_UINT64: 2**64 - 1,
@@ -101,7 +114,7 @@ def _largest(message_class):
     return message
 
 
-MODULES = (catalog_pb2, inventory_pb2, orders_pb2, redemption_pb2)
+MODULES = (catalog_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2)
 METHODS = [(service.name, method) for module in MODULES
            for service in module.DESCRIPTOR.services_by_name.values()
            for method in service.methods]

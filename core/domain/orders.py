@@ -20,7 +20,7 @@ from ..statuses import (
     CancelOrderStatus, ConfirmPaymentStatus, ConfirmStatus, CreateOrderStatus, DeliveryKind,
     OrderState, ReserveStatus,
 )
-from . import catalog
+from . import catalog, risk
 
 ORDER_ID_SEPARATOR = "/"
 META_TABLE = "order_meta"
@@ -37,6 +37,9 @@ class OrderRequest:
     device: str
     lines: list[tuple[str, int]]  # (sku id, quantity)
     hold_seconds: int  # 0: the server's default
+    phone_bound: bool = False
+    account_created_ms: int = 0  # when the storefront first saw the account; 0: unknown
+    verifications: tuple[str, ...] = ()  # verifications the buyer passed (risk challenges)
 
 
 def order_id_for(owner: str, idempotency_key: str) -> str:
@@ -70,8 +73,17 @@ def validate_create(request: OrderRequest, hold_seconds_default: int) -> dict:
         raise InvalidArgument("lines", f"more than {limits.codes_per_order_max} codes in all")
     hold_seconds = request.hold_seconds or hold_seconds_default
     integer(hold_seconds, "hold_seconds", 1, limits.hold_seconds_max)
+    integer(request.account_created_ms, "buyer.account_created_ms", 0, 2**62)
+    if len(request.verifications) > limits.verifications_per_order_max:
+        raise InvalidArgument("verifications_passed",
+                              f"has more than {limits.verifications_per_order_max} items")
+    for index, name in enumerate(request.verifications):
+        text(name, f"verifications_passed[{index}]", limits.name_bytes_max)
     return {"account": request.account, "ip": request.ip, "device": request.device,
-            "lines": lines, "hold_ms": hold_seconds * 1000}
+            "lines": lines, "hold_ms": hold_seconds * 1000,
+            "phone_bound": bool(request.phone_bound),
+            "account_created_ms": request.account_created_ms,
+            "verifications": sorted(set(request.verifications))}
 
 
 def validate_reference(reference: str) -> None:
@@ -113,48 +125,93 @@ def _meta(transaction, order_id: bytes) -> dict | None:
     return json.loads(value) if value is not None else None
 
 
-def create_order(transaction, order_id: bytes, owner: str, channel: str, request: dict):
-    """-> (status, meta or None). Ladder in CreateOrderStatus order."""
+def _buyer(owner: str, channel: str, request: dict) -> risk.Buyer:
+    return risk.Buyer(owner, channel, request["account"], request["ip"], request["device"],
+                      request["phone_bound"], request["account_created_ms"],
+                      frozenset(request["verifications"]))
+
+
+def _priced(transaction, channel: str, lines):
+    """-> (status or None, skus, prices, currency) of an order's lines on a channel."""
+    skus = {}
+    for sku_id, _ in lines:
+        sku = catalog.read(transaction, sku_id)
+        if sku is None:
+            return CreateOrderStatus.SKU_NOT_FOUND, None, None, None
+        skus[sku_id] = sku
+    if any(sku.delivery_kind != DeliveryKind.CODE for sku in skus.values()):
+        return CreateOrderStatus.DELIVERY_NOT_SUPPORTED, None, None, None
+    prices = {sku_id: sku.price_micros(channel) for sku_id, sku in skus.items()}
+    if any(price is None for price in prices.values()):
+        return CreateOrderStatus.NOT_SOLD_ON_CHANNEL, None, None, None
+    currencies = {sku.currency for sku in skus.values()}
+    if len(currencies) > 1:
+        raise InvalidArgument("lines", "SKUs priced in different currencies cannot share an "
+                              "order")
+    return None, skus, prices, currencies.pop()
+
+
+def _risk_refusal(assessment: dict | None):
+    """The CreateOrder status a risk assessment refuses the order with, or None."""
+    if assessment is None or assessment["passed"]:
+        return None
+    return (CreateOrderStatus.RISK_REJECTED if assessment["decision"] == "REJECT"
+            else CreateOrderStatus.CHALLENGE_REQUIRED)
+
+
+def dry_run(snapshot, scorer: risk.Risk, owner: str, channel: str, request: dict):
+    """-> (status, assessment): the order scored on a read snapshot; nothing is written.
+    SCORED when scoring would let it through (stock and purchase limits are not checked)."""
+    status, _, prices, _ = _priced(snapshot, channel, request["lines"])
+    if status is not None:
+        return status, None
+    assessment = scorer.assess(snapshot, _buyer(owner, channel, request),
+                               _per_sku(request["lines"]),
+                               sum(prices[sku] * quantity for sku, quantity in request["lines"]))
+    return _risk_refusal(assessment) or CreateOrderStatus.SCORED, assessment
+
+
+def create_order(transaction, order_id: bytes, owner: str, channel: str, request: dict,
+                 scorer: risk.Risk):
+    """-> (status, meta or None, risk assessment or None). Ladder in CreateOrderStatus
+    order; the order is scored before anything is reserved."""
     fingerprint = [request["account"], request["ip"], request["device"], request["lines"],
                    request["hold_ms"]]
     existing = _meta(transaction, order_id)
     if existing is not None:
         same = existing["fingerprint"] == json.loads(json.dumps(fingerprint))
-        return ((CreateOrderStatus.CREATED, existing) if same
-                else (CreateOrderStatus.IDEMPOTENCY_CONFLICT, None))
-    skus = {}
-    for sku_id, _ in request["lines"]:
-        sku = catalog.read(transaction, sku_id)
-        if sku is None:
-            return CreateOrderStatus.SKU_NOT_FOUND, None
-        skus[sku_id] = sku
-    if any(sku.delivery_kind != DeliveryKind.CODE for sku in skus.values()):
-        return CreateOrderStatus.DELIVERY_NOT_SUPPORTED, None
-    prices = {sku_id: sku.price_micros(channel) for sku_id, sku in skus.items()}
-    if any(price is None for price in prices.values()):
-        return CreateOrderStatus.NOT_SOLD_ON_CHANNEL, None
-    currencies = {sku.currency for sku in skus.values()}
-    if len(currencies) > 1:
-        raise InvalidArgument("lines", "SKUs priced in different currencies cannot share an "
-                              "order")
+        return ((CreateOrderStatus.CREATED, existing, existing.get("risk")) if same
+                else (CreateOrderStatus.IDEMPOTENCY_CONFLICT, None, None))
+    status, skus, prices, currency = _priced(transaction, channel, request["lines"])
+    if status is not None:
+        return status, None, None
     meta = {"owner": owner, "channel": channel, "account": request["account"],
             "ip": request["ip"], "device": request["device"], "lines": request["lines"],
             "hold_ms": request["hold_ms"], "fingerprint": fingerprint,
-            "currency": currencies.pop(), "payment_reference": "",
+            "currency": currency, "payment_reference": "",
             "created_ms": transaction.now_ms,
             "total_micros": sum(prices[sku] * quantity for sku, quantity in request["lines"])}
-    for sku_id, quantity in _per_sku(request["lines"]).items():
+    units = _per_sku(request["lines"])
+    buyer = _buyer(owner, channel, request)
+    assessment = scorer.assess(transaction, buyer, units, meta["total_micros"])
+    refusal = _risk_refusal(assessment)
+    if refusal is not None:
+        return refusal, None, assessment
+    for sku_id, quantity in units.items():
         limit = skus[sku_id].purchase_limit_per_account
         if limit and _held_units(transaction, meta, sku_id) + quantity > limit:
-            return CreateOrderStatus.LIMIT_EXCEEDED, None
+            return CreateOrderStatus.LIMIT_EXCEEDED, None, assessment
     status = transaction.reserve(order_id, [(sku.encode(), quantity)
                                             for sku, quantity in request["lines"]],
                                  request["hold_ms"])
     if status != ReserveStatus.RESERVED:
-        return CreateOrderStatus.INSUFFICIENT_STOCK, None
+        return CreateOrderStatus.INSUFFICIENT_STOCK, None, assessment
+    if assessment is not None:
+        scorer.record(transaction, buyer, units)
+        meta["risk"] = assessment
     _adjust_purchases(transaction, meta, +1)
     _put_meta(transaction, order_id, meta)
-    return CreateOrderStatus.CREATED, meta
+    return CreateOrderStatus.CREATED, meta, assessment
 
 
 def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
@@ -212,11 +269,17 @@ class Orders:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self.risk = risk.Risk(engine.keys.lookup_key)
 
     async def create(self, order_id: str, owner: str, channel: str, request: dict, actor: str):
+        """-> (status, meta or None, risk assessment or None)."""
         return await self.engine.run_async(self.engine.plan(
-            create_order, (order_id.encode(), owner, channel, request), actor,
-            full=lambda: (CreateOrderStatus.STORAGE_FULL, None)))
+            create_order, (order_id.encode(), owner, channel, request, self.risk), actor,
+            full=lambda: (CreateOrderStatus.STORAGE_FULL, None, None)))
+
+    def dry_run(self, owner: str, channel: str, request: dict):
+        """-> (status, assessment) without ordering, read without waiting for the writer."""
+        return dry_run(risk.Snapshot(self.engine), self.risk, owner, channel, request)
 
     async def confirm_payment(self, order_id: str, reference: str, currency: str,
                               amount_micros: int, actor: str):

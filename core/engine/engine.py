@@ -101,6 +101,10 @@ class Engine(Plans, Reads, Integrity):
     def on_commit(self, callback) -> None:
         self._writer.on_commit = callback
 
+    def now_ms(self) -> int:
+        """The engine's clock (what the next commit's plans see as now)."""
+        return self._clock()
+
     @property
     def commits(self) -> int:
         return self._writer.commits

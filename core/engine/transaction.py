@@ -17,6 +17,9 @@ TABLES = {
     "order_meta": "order id -> the order's bookkeeping (kamicore.domain.orders)",
     "purchases": "owner, account, sku -> units held in open or paid orders",
     "api_keys": "key id -> role, binding and the secret's hash (kamicore.auth)",
+    "risk_rules": "the risk rule set in force and its version (kamicore.domain.risk)",
+    "risk_history": "risk rule set version -> that set, who set it and when",
+    "risk_counters": "keyed hashes of accounts, IPs, devices -> velocity, units, first seen",
 }
 
 

@@ -11,6 +11,7 @@ from ..statuses import (
 )
 from ..v1 import orders_pb2, orders_pb2_grpc
 from .gate import actor, principal
+from .risk import assessment_to_wire
 from .services import Services
 from .wire import order_to_wire
 
@@ -41,13 +42,20 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
         buyer = request.buyer
         checked = orders.validate_create(orders.OrderRequest(
             request.idempotency_key, buyer.account_id, buyer.ip, buyer.device_id,
-            [(line.sku_id, line.quantity) for line in request.lines], request.hold_seconds),
+            [(line.sku_id, line.quantity) for line in request.lines], request.hold_seconds,
+            buyer.phone_bound, buyer.account_created_ms, tuple(request.verifications_passed)),
             self.s.config.hold_seconds_default)
-        order_id = orders.order_id_for(caller.owner, request.idempotency_key)
-        status, _ = await self.s.orders.create(order_id, caller.owner, caller.channel, checked,
-                                               actor())
+        if request.dry_run:
+            status, assessment = self.s.orders.dry_run(caller.owner, caller.channel, checked)
+        else:
+            order_id = orders.order_id_for(caller.owner, request.idempotency_key)
+            status, _, assessment = await self.s.orders.create(
+                order_id, caller.owner, caller.channel, checked, actor())
         self.s.outcome("CreateOrder", status)
         response = orders_pb2.CreateOrderResponse(status=status)
+        if assessment is not None:
+            self.s.metrics.risk(assessment, dry_run=request.dry_run)
+            response.risk.CopyFrom(assessment_to_wire(assessment))
         if status == CreateOrderStatus.CREATED:
             response.order.CopyFrom(self._order(order_id, reveal=False))
         return response

@@ -8,6 +8,7 @@ from .. import metrics
 from ..config import Config
 from ..domain.catalog import Catalog
 from ..domain.orders import Orders
+from ..domain.risk import RiskStore
 from ..engine import AsyncEngine, Engine
 from ..statuses import wire_name
 
@@ -18,6 +19,7 @@ class Services:
         self.api = AsyncEngine(engine)
         self.catalog = Catalog(engine)
         self.orders = Orders(engine)
+        self.risk = RiskStore(engine, self.orders.risk)
         self.config = config
         self.metrics = worker_metrics
 

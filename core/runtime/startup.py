@@ -6,6 +6,7 @@ it is where the settings say."""
 from __future__ import annotations
 
 import errno
+import logging
 import fcntl
 import os
 import socket
@@ -142,3 +143,15 @@ def open_engine(config: Config, *, create: bool = False) -> tuple[Engine, str | 
     except ValueError as error:  # a malformed key file or KAMICORE_MASTER_KEY, a bad map size
         raise StartupError(str(error)) from None
     return engine, notice
+
+
+def apply_risk_rules(engine: Engine, rule_set: dict) -> None:
+    """The settings file's [risk] rules, in force before the first worker serves; a bad rule is
+    refused with one line naming it."""
+    from ..domain.risk import Risk, RiskStore
+    from ..engine import InvalidArgument
+    try:
+        if RiskStore(engine, Risk(engine.keys.lookup_key)).apply_config(rule_set):
+            logging.getLogger("kamicore").info("risk rules from the settings file are in force")
+    except InvalidArgument as error:
+        raise StartupError(f"settings [risk] {error}") from None

@@ -18,7 +18,8 @@ from .. import auth, limits, metrics
 from ..config import Config
 from ..grpc.worker import worker_main
 from .startup import (
-    DataDirLock, StartupError, check_address_free, check_tls_files, open_engine,
+    DataDirLock, StartupError, apply_risk_rules, check_address_free, check_tls_files,
+    open_engine,
 )
 from .sweeper import Sweeper
 
@@ -63,6 +64,8 @@ class Supervisor:
         admin_key_path = auth.ensure_admin_key(engine, self.data_dir)
         if admin_key_path:
             log.info("first start: an admin key was written to %s (mode 0600)", admin_key_path)
+        if self.config.risk_rules is not None:
+            apply_risk_rules(engine, self.config.risk_rules)
         supervisor_metrics = metrics.SupervisorMetrics()
         sweeper = Sweeper(engine)
         if self.config.metrics_listen:

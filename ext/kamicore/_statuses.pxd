@@ -5,6 +5,7 @@
 #   proto/kamicore/v1/inventory.proto
 #   proto/kamicore/v1/orders.proto
 #   proto/kamicore/v1/redemption.proto
+#   proto/kamicore/v1/risk.proto
 # Change the .proto files and rebuild (or run `python proto/generate.py`).
 
 # C constants of the compiled engine: the proto value names and numbers.
@@ -91,6 +92,14 @@ cdef enum CreateOrderStatus:
     CREATE_ORDER_STATUS_LIMIT_EXCEEDED = 6
     CREATE_ORDER_STATUS_INSUFFICIENT_STOCK = 7
     CREATE_ORDER_STATUS_STORAGE_FULL = 8
+    CREATE_ORDER_STATUS_RISK_REJECTED = 9
+    CREATE_ORDER_STATUS_CHALLENGE_REQUIRED = 10
+    CREATE_ORDER_STATUS_SCORED = 11
+
+cdef enum RiskDecision:
+    RISK_DECISION_ALLOW = 1
+    RISK_DECISION_CHALLENGE = 2
+    RISK_DECISION_REJECT = 3
 
 cdef enum OrderState:
     ORDER_STATE_RESERVED = 1
@@ -151,3 +160,8 @@ cdef enum UnlockTerminalStatus:
     UNLOCK_TERMINAL_STATUS_UNLOCKED = 1
     UNLOCK_TERMINAL_STATUS_NOT_LOCKED = 2
     UNLOCK_TERMINAL_STATUS_STORAGE_FULL = 3
+
+cdef enum SetRiskRulesStatus:
+    SET_RISK_RULES_STATUS_SET = 1
+    SET_RISK_RULES_STATUS_VERSION_CONFLICT = 2
+    SET_RISK_RULES_STATUS_STORAGE_FULL = 3
