@@ -17,7 +17,7 @@ from typing import Self
 import do_nothing
 from kamicore_access import CLI, in_flight_rpcs_default
 from processes import Children, descendants
-from rpcs import METHOD_HEALTH
+from rpcs import CHANNEL, METHOD_HEALTH
 
 HOST = "127.0.0.1"
 start_timeout_seconds = 60.0
@@ -25,6 +25,10 @@ start_timeout_seconds = 60.0
 # worker's calls per key (a quarter by default) would refuse part of that one client's load, so
 # the bench server lets a key use the whole worker, as an operator serving one big partner would.
 SINGLE_CLIENT_SETTINGS = {"KAMICORE_KEY_IN_FLIGHT_RPCS_MAX": str(in_flight_rpcs_default)}
+# One bench client buys thousands of times a minute from one account, IP and device, which the
+# default risk rules would challenge: the benches run with risk off on their channel (the
+# settings file's [risk] table); bench/risk_bench.py turns the rules on at runtime to price them.
+RISK_OFF_SETTINGS = f'[risk]\noff_channels = ["{CHANNEL}"]\n'
 
 
 def free_port() -> int:
@@ -79,10 +83,13 @@ class KamicoreServer:
         return f"{HOST}:{self.port}"
 
     def start(self) -> None:
+        settings_file = self.data_dir.parent / f"{self.data_dir.name}.risk.toml"
+        settings_file.parent.mkdir(parents=True, exist_ok=True)
+        settings_file.write_text(RISK_OFF_SETTINGS)
         self.process = self.children.start(self.name, [
             *CLI, "--data-dir", str(self.data_dir), "serve", "--workers", str(self.workers),
             "--listen", self.target, "--metrics-listen", f"{HOST}:{self.metrics_port}"],
-            settings=SINGLE_CLIENT_SETTINGS)
+            settings={**SINGLE_CLIENT_SETTINGS, "KAMICORE_CONFIG": str(settings_file)})
         wait_serving(self.process, self.target, self.name, self.children, health=True)
 
     def stop(self) -> None:
