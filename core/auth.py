@@ -57,6 +57,8 @@ METHOD_ROLES = {
     "/kamicore.v1.Redemption/UnlockTerminal": ("admin",),
     "/kamicore.v1.Risk/GetRiskRules": ("admin",),
     "/kamicore.v1.Risk/SetRiskRules": ("admin",),
+    "/kamicore.v1.Risk/ListReviews": ("admin",),
+    "/kamicore.v1.Risk/DecideReview": ("admin",),
 }
 # Served without a key: health checks and reflection.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

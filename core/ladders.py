@@ -25,6 +25,7 @@ from .statuses import (
     ConfirmStatus,
     CreateOrderStatus,
     CreateSkuStatus,
+    DecideReviewStatus,
     ImportCodeStatus,
     ImportStatus,
     OrderLookupStatus,
@@ -122,6 +123,12 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
         CreateOrderStatus.SCORED,  # a dry run stops here
         CreateOrderStatus.LIMIT_EXCEEDED,
         CreateOrderStatus.INSUFFICIENT_STOCK,
+        CreateOrderStatus.IN_REVIEW,  # reserved, but not payable until a person approves
+    ),
+    DecideReviewStatus: (
+        DecideReviewStatus.NOT_FOUND,
+        DecideReviewStatus.EXPIRED,
+        DecideReviewStatus.ALREADY_DECIDED,
     ),
     SetRiskRulesStatus: (
         SetRiskRulesStatus.VERSION_CONFLICT,
@@ -129,6 +136,8 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
     ConfirmPaymentStatus: (
         ConfirmPaymentStatus.ORDER_NOT_FOUND,
         ConfirmPaymentStatus.ALREADY_PAID,  # the same payment reference answers PAID again
+        ConfirmPaymentStatus.RISK_REJECTED,
+        ConfirmPaymentStatus.IN_REVIEW,
         ConfirmPaymentStatus.AMOUNT_MISMATCH,
         ConfirmPaymentStatus.REFUND_REQUIRED,
     ),

@@ -32,6 +32,7 @@ risk_score_max = risk_rules_max * risk_weight_max  # a score threshold
 risk_count_max = 1_000_000  # a velocity or quantity rule's max
 risk_account_age_hours_max = 24 * 365  # a new_account rule's age
 verifications_per_order_max = 8  # verifications a CreateOrder may assert
+reviews_page_max = 100  # reviews in one ListReviews reply
 
 # -- time ------------------------------------------------------------------------------------------
 time_ms_max = 2**62  # "never expires"
@@ -184,11 +185,13 @@ _code_op = _text(_enum + _number + _enum)
 _risk_assessment = (_enum + _small_number + _number + risk_rules_max * _text(
     _text(name_bytes_max) + _small_number + _enum) + risk_rules_max * _text(name_bytes_max))
 _risk_value_bytes_max = max(buyer_field_bytes_max, 5 + 2 * 16)  # an entry or "hash:<hex>"
+_review = (_text(order_id_bytes_max) + _enum + _text(_risk_assessment) + 3 * _number
+           + _text(actor_bytes_max))
 risk_kind_bytes_max = 16  # the longest name of a rule kind
 _risk_rule = (4 * _text(name_bytes_max) + _text(risk_kind_bytes_max) + 3 * _small_number
               + _enum + _number + risk_list_items_max * _text(name_bytes_max)
               + risk_list_items_max * _text(_risk_value_bytes_max))
-risk_rule_set_bytes_max = (2 * _small_number + risk_list_items_max * _text(name_bytes_max)
+risk_rule_set_bytes_max = (3 * _small_number + risk_list_items_max * _text(name_bytes_max)
                            + risk_rules_max * _text(_risk_rule))
 reply_bytes_worst = {  # method -> its largest reply
     "Catalog/CreateSku": _enum + _text(sku_bytes_max),  # also GetSku and UpdateSku
@@ -206,6 +209,9 @@ reply_bytes_worst = {  # method -> its largest reply
     "Orders/CreateOrder": _enum + _text(order_bytes_max) + _text(_risk_assessment),
     "Risk/GetRiskRules": _text(risk_rule_set_bytes_max) + 2 * _number + _text(actor_bytes_max),
     "Risk/SetRiskRules": _enum + _number,
+    "Risk/ListReviews": (reviews_page_max * _text(_review)
+                         + _text(2 * (8 + order_id_bytes_max))),  # the token: hex of a key
+    "Risk/DecideReview": _enum + _text(_review),
     "Redemption/Redeem": _redeemed,  # also each RedeemStream reply
     "Redemption/RedeemBatch": codes_per_batch_max * _text(_redeemed),
     "Redemption/VerifyCode": (

@@ -202,8 +202,13 @@ class CreateOrderStatus(enum.IntEnum):
     # Risk rules ask for proof the buyer passed the verifications named in
     # risk.verifications_required: retry with them in verifications_passed. Nothing is reserved.
     CHALLENGE_REQUIRED = 10
-    # dry_run: the order was scored and scoring would let it through; nothing changed.
+    # dry_run: the order was scored and scoring would not refuse it (risk.decision says whether
+    # it would go to review); nothing changed.
     SCORED = 11
+    # Every line is reserved, but risk rules sent the order to a person (Risk/ListReviews and
+    # DecideReview): it cannot be paid until approved, and when its hold lapses undecided it
+    # expires and its codes go back to stock.
+    IN_REVIEW = 12
 
 
 class RiskDecision(enum.IntEnum):
@@ -215,6 +220,8 @@ class RiskDecision(enum.IntEnum):
     CHALLENGE = 2
     # Refused.
     REJECT = 3
+    # Reserved while a person decides (CreateOrder answers IN_REVIEW).
+    REVIEW = 4
 
 
 class OrderState(enum.IntEnum):
@@ -245,6 +252,11 @@ class ConfirmPaymentStatus(enum.IntEnum):
     REFUND_REQUIRED = 5
     # The data file is full; nothing changed.
     STORAGE_FULL = 6
+    # The order awaits a risk review (Risk/DecideReview); nothing changed: retry once approved.
+    IN_REVIEW = 7
+    # A reviewer rejected the order, or its review expired undecided; its codes went back to
+    # stock: refund the buyer.
+    RISK_REJECTED = 8
 
 
 class CancelOrderStatus(enum.IntEnum):
@@ -364,6 +376,34 @@ class SetRiskRulesStatus(enum.IntEnum):
     STORAGE_FULL = 3
 
 
+class ReviewState(enum.IntEnum):
+    """Where a review is."""
+
+    # Waiting for a person; the order's codes stay reserved until its hold lapses.
+    PENDING = 1
+    # Approved: the buyer may pay.
+    APPROVED = 2
+    # Rejected: the codes went back to stock.
+    REJECTED = 3
+    # Undecided when the order's hold lapsed (or the order was cancelled): codes back in stock.
+    EXPIRED = 4
+
+
+class DecideReviewStatus(enum.IntEnum):
+    """Outcome of DecideReview, in precedence order."""
+
+    # Decided (or the same decision was already made).
+    DECIDED = 1
+    # No review of that order.
+    NOT_FOUND = 2
+    # The review expired undecided; its codes are back in stock.
+    EXPIRED = 3
+    # The review was decided the other way already; nothing changed.
+    ALREADY_DECIDED = 4
+    # The data file is full; nothing changed.
+    STORAGE_FULL = 5
+
+
 def wire_name(member: enum.IntEnum) -> str:
     """The proto value name of a member: RedeemStatus.NOT_FOUND -> "REDEEM_STATUS_NOT_FOUND"."""
     return _PREFIXES[type(member)] + member.name
@@ -393,11 +433,14 @@ _PREFIXES = {
     VerifyStatus: "VERIFY_STATUS_",
     UnlockTerminalStatus: "UNLOCK_TERMINAL_STATUS_",
     SetRiskRulesStatus: "SET_RISK_RULES_STATUS_",
+    ReviewState: "REVIEW_STATE_",
+    DecideReviewStatus: "DECIDE_REVIEW_STATUS_",
 }
 __all__ = [
     "ReserveStatus", "ConfirmStatus", "ReleaseStatus", "CodeState", "DeliveryKind",
     "CreateSkuStatus", "SkuLookupStatus", "ImportStatus", "ImportCodeStatus", "StockStatus",
     "CodeOpStatus", "RotateKeysStatus", "CreateOrderStatus", "RiskDecision", "OrderState",
     "ConfirmPaymentStatus", "CancelOrderStatus", "OrderLookupStatus", "ReportInvalidStatus",
-    "RedeemStatus", "VerifyStatus", "UnlockTerminalStatus", "SetRiskRulesStatus", "wire_name",
+    "RedeemStatus", "VerifyStatus", "UnlockTerminalStatus", "SetRiskRulesStatus", "ReviewState",
+    "DecideReviewStatus", "wire_name",
 ]

@@ -67,6 +67,10 @@ def _minimal_requests() -> dict[str, tuple[str, object, object]]:
         # a version that never is: answered VERSION_CONFLICT, the shared server's rules stay
         "/kamicore.v1.Risk/SetRiskRules": ("unary", risk_pb2.SetRiskRulesRequest(
             expected_version=2**62), risk_pb2.SetRiskRulesResponse),
+        "/kamicore.v1.Risk/ListReviews": ("unary", risk_pb2.ListReviewsRequest(page_size=1),
+                                          risk_pb2.ListReviewsResponse),
+        "/kamicore.v1.Risk/DecideReview": ("unary", risk_pb2.DecideReviewRequest(
+            order_id=unknown_order.order_id), risk_pb2.DecideReviewResponse),
     }
 
 

@@ -14,8 +14,10 @@ import pytest
 
 from kamicore.v1 import risk_pb2, risk_pb2_grpc
 
-from .e2e_support import O, metric_samples, metric_value, rpc_error, uid
-from .server_harness import Server, cli, order_request, risk_settings_file, stocked_sku
+from .e2e_support import O, metric_samples, metric_value, rpc_error, uid, wait_until
+from .server_harness import (
+    Server, cli, order_request, pay_request, risk_settings_file, stocked_sku,
+)
 
 
 FRESH_CLIENTS = 8  # fresh connections land on either worker (SO_REUSEPORT)
@@ -45,6 +47,7 @@ def get_rules(server) -> risk_pb2.GetRiskRulesResponse:
 
 
 def set_rules(server, *rules, **settings) -> risk_pb2.SetRiskRulesResponse:
+    """Replace the rule set (a rule set without review_score sends nothing to review)."""
     reply = server.risk.SetRiskRules(risk_pb2.SetRiskRulesRequest(
         rules=risk_pb2.RiskRules(rules=list(rules), **settings),
         expected_version=get_rules(server).version), timeout=30, metadata=server.admin.metadata)
@@ -182,3 +185,48 @@ def test_a_bad_rule_in_the_settings_file_stops_the_start_naming_it(tmp_path):
                  "127.0.0.1:0", "--metrics-listen", "", check=False)
     assert result.returncode != 0
     assert "[risk] rules[0].window: must be minute or hour" in result.stderr
+
+
+def list_reviews(server) -> list[str]:
+    reply = server.risk.ListReviews(risk_pb2.ListReviewsRequest(), timeout=30,
+                                    metadata=server.admin.metadata)
+    return [review.order_id for review in reply.reviews]
+
+
+def decide(server, order_id: str, approve: bool) -> risk_pb2.DecideReviewResponse:
+    return server.risk.DecideReview(risk_pb2.DecideReviewRequest(
+        order_id=order_id, approve=approve), timeout=30, metadata=server.admin.metadata)
+
+
+def test_reviews_approved_rejected_and_expired(risky):
+    set_rules(risky, risk_pb2.RiskRule(name="big", kind="order_value", min_micros=1,
+                                       weight=40), review_score=40)
+    sku = uid("review")
+    stocked_sku(risky.admin, sku, 6)
+    shop = risky.shops[2]
+    orders = []
+    for hold_seconds in (0, 0, 1):
+        reply = shop.orders.CreateOrder(order_request(uid("r"), sku, 2,
+                                                      hold_seconds=hold_seconds))
+        assert (reply.status, reply.risk.decision, reply.risk.score, fired(reply)) == (
+            O.CREATE_ORDER_STATUS_IN_REVIEW, O.RISK_DECISION_REVIEW, 40, ["big"])
+        orders.append(reply.order)
+    approved, rejected, expiring = orders
+    assert risky.admin.stock(sku).sellable == 0  # reserved while in review
+    assert set(list_reviews(risky)) >= {order.order_id for order in orders}
+    assert shop.orders.ConfirmPayment(pay_request(approved)).status == \
+        O.CONFIRM_PAYMENT_STATUS_IN_REVIEW
+    reply = decide(risky, approved.order_id, True)
+    assert (reply.status, reply.review.state, reply.review.risk.score) == (
+        risk_pb2.DECIDE_REVIEW_STATUS_DECIDED, risk_pb2.REVIEW_STATE_APPROVED, 40)
+    paid = shop.orders.ConfirmPayment(pay_request(approved))
+    assert paid.status == O.CONFIRM_PAYMENT_STATUS_PAID and len(paid.order.codes) == 2
+    assert decide(risky, rejected.order_id, False).status == \
+        risk_pb2.DECIDE_REVIEW_STATUS_DECIDED
+    assert shop.orders.ConfirmPayment(pay_request(rejected)).status == \
+        O.CONFIRM_PAYMENT_STATUS_RISK_REJECTED
+    wait_until(lambda: expiring.order_id not in list_reviews(risky), 15,
+               "the undecided review to expire with its 1 s hold")
+    assert decide(risky, expiring.order_id, True).status == risk_pb2.DECIDE_REVIEW_STATUS_EXPIRED
+    assert risky.admin.stock(sku).sellable == 4  # the rejected and expired orders' codes
+    assert {approved.order_id, rejected.order_id} & set(list_reviews(risky)) == set()

@@ -43,6 +43,8 @@ TEXT_BYTES = {  # every string field of a reply -> its most bytes
     "RiskRule.kind": L.risk_kind_bytes_max, "RiskRule.verification": L.name_bytes_max,
     "RiskRule.subject": L.name_bytes_max, "RiskRule.window": L.name_bytes_max,
     "RiskRule.skus": L.name_bytes_max, "RiskRule.values": L.buyer_field_bytes_max,
+    "Review.order_id": L.order_id_bytes_max, "Review.decided_by": L.actor_bytes_max,
+    "ListReviewsResponse.next_page_token": 2 * (8 + L.order_id_bytes_max),
 }
 ITEMS = {  # every repeated field of a reply -> its most items
     "Sku.prices": L.prices_per_sku_max, "Sku.regions": L.regions_per_sku_max,
@@ -57,6 +59,7 @@ ITEMS = {  # every repeated field of a reply -> its most items
     "RiskAssessment.verifications_required": L.risk_rules_max,
     "RiskRules.off_channels": L.risk_list_items_max, "RiskRules.rules": L.risk_rules_max,
     "RiskRule.skus": L.risk_list_items_max, "RiskRule.values": L.risk_list_items_max,
+    "ListReviewsResponse.reviews": L.reviews_page_max,
     "ListSkusResponse.skus": None,  # as many of the largest SKU as a page's bytes allow
 }
 MODEL = {  # method -> the reply of kamicore.limits.reply_bytes_worst that bounds it
@@ -72,6 +75,7 @@ MODEL = {  # method -> the reply of kamicore.limits.reply_bytes_worst that bound
     "RedeemBatch": "Redemption/RedeemBatch", "VerifyCode": "Redemption/VerifyCode",
     "UnlockTerminal": "Redemption/UnlockTerminal",
     "GetRiskRules": "Risk/GetRiskRules", "SetRiskRules": "Risk/SetRiskRules",
+    "ListReviews": "Risk/ListReviews", "DecideReview": "Risk/DecideReview",
 }
 LONGEST_VARINT = {  # the value of each scalar type whose encoding is longest
     FieldDescriptor.TYPE_INT64: -1, FieldDescriptor.TYPE_UINT64: 2**64 - 1,

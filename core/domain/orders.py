@@ -17,10 +17,10 @@ from .. import limits
 from ..engine import Engine, InvalidArgument
 from ..engine.validate import integer, text
 from ..statuses import (
-    CancelOrderStatus, ConfirmPaymentStatus, ConfirmStatus, CreateOrderStatus, DeliveryKind,
-    OrderState, ReserveStatus,
+    CancelOrderStatus, ConfirmPaymentStatus, ConfirmStatus, CreateOrderStatus, DecideReviewStatus,
+    DeliveryKind, OrderState, ReserveStatus,
 )
-from . import catalog, risk
+from . import catalog, risk, risk_reviews
 
 ORDER_ID_SEPARATOR = "/"
 META_TABLE = "order_meta"
@@ -152,11 +152,12 @@ def _priced(transaction, channel: str, lines):
 
 
 def _risk_refusal(assessment: dict | None):
-    """The CreateOrder status a risk assessment refuses the order with, or None."""
+    """The CreateOrder status a risk assessment refuses the order with, or None (REVIEW
+    reserves, see create_order)."""
     if assessment is None or assessment["passed"]:
         return None
-    return (CreateOrderStatus.RISK_REJECTED if assessment["decision"] == "REJECT"
-            else CreateOrderStatus.CHALLENGE_REQUIRED)
+    return {"REJECT": CreateOrderStatus.RISK_REJECTED,
+            "CHALLENGE": CreateOrderStatus.CHALLENGE_REQUIRED}.get(assessment["decision"])
 
 
 def dry_run(snapshot, scorer: risk.Risk, owner: str, channel: str, request: dict):
@@ -180,8 +181,10 @@ def create_order(transaction, order_id: bytes, owner: str, channel: str, request
     existing = _meta(transaction, order_id)
     if existing is not None:
         same = existing["fingerprint"] == json.loads(json.dumps(fingerprint))
-        return ((CreateOrderStatus.CREATED, existing, existing.get("risk")) if same
-                else (CreateOrderStatus.IDEMPOTENCY_CONFLICT, None, None))
+        if not same:
+            return CreateOrderStatus.IDEMPOTENCY_CONFLICT, None, None
+        return (CreateOrderStatus.IN_REVIEW if existing.get("review") else
+                CreateOrderStatus.CREATED), existing, existing.get("risk")
     status, skus, prices, currency = _priced(transaction, channel, request["lines"])
     if status is not None:
         return status, None, None
@@ -206,12 +209,18 @@ def create_order(transaction, order_id: bytes, owner: str, channel: str, request
                                  request["hold_ms"])
     if status != ReserveStatus.RESERVED:
         return CreateOrderStatus.INSUFFICIENT_STOCK, None, assessment
+    status = CreateOrderStatus.CREATED
     if assessment is not None:
         scorer.record(transaction, buyer, units)
         meta["risk"] = assessment
+        if assessment["decision"] == "REVIEW":
+            meta["review"] = True
+            risk_reviews.open_review(transaction, order_id, assessment,
+                                     transaction.now_ms + request["hold_ms"])
+            status = CreateOrderStatus.IN_REVIEW
     _adjust_purchases(transaction, meta, +1)
     _put_meta(transaction, order_id, meta)
-    return CreateOrderStatus.CREATED, meta, assessment
+    return status, meta, assessment
 
 
 def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
@@ -223,6 +232,12 @@ def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
     if meta["payment_reference"]:
         return ((ConfirmPaymentStatus.PAID if meta["payment_reference"] == reference
                  else ConfirmPaymentStatus.ALREADY_PAID), False)
+    if meta.get("review"):  # paid only once a person approved it
+        state = risk_reviews.get(transaction, order_id)["state"]
+        if state in (risk_reviews.REJECTED, risk_reviews.EXPIRED):
+            return ConfirmPaymentStatus.RISK_REJECTED, False
+        if state == risk_reviews.PENDING:
+            return ConfirmPaymentStatus.IN_REVIEW, False
     if currency != meta["currency"] or amount_micros != meta["total_micros"]:
         return ConfirmPaymentStatus.AMOUNT_MISMATCH, False
     status, late = transaction.confirm(order_id)
@@ -246,7 +261,30 @@ def cancel(transaction, order_id: bytes) -> CancelOrderStatus:
     if state == OrderState.RESERVED:
         transaction.release(order_id)
         _adjust_purchases(transaction, meta, -1)
+    if meta.get("review"):
+        risk_reviews.expire(transaction, order_id)
     return CancelOrderStatus.CANCELLED
+
+
+def decide_review(transaction, order_id: bytes, approve: bool, by: str):
+    """-> (status, review or None). Ladder in DecideReviewStatus order. A rejected order's
+    codes go back to stock and its units to its buyer's limits."""
+    review = risk_reviews.get(transaction, order_id)
+    if review is None:
+        return DecideReviewStatus.NOT_FOUND, None
+    if review["state"] == risk_reviews.PENDING and transaction.now_ms >= review["expires_ms"]:
+        review = risk_reviews.close(transaction, order_id, review, risk_reviews.EXPIRED)
+    wanted = risk_reviews.APPROVED if approve else risk_reviews.REJECTED
+    if review["state"] == risk_reviews.EXPIRED:
+        return DecideReviewStatus.EXPIRED, review
+    if review["state"] != risk_reviews.PENDING:
+        return ((DecideReviewStatus.DECIDED if review["state"] == wanted
+                 else DecideReviewStatus.ALREADY_DECIDED), review)
+    if not approve and transaction.order_state(order_id) == OrderState.RESERVED:
+        transaction.release(order_id)
+        _adjust_purchases(transaction, _meta(transaction, order_id), -1)
+    return DecideReviewStatus.DECIDED, risk_reviews.close(transaction, order_id, review, wanted,
+                                                          by)
 
 
 def sweep(transaction, limit: int) -> list[bytes]:
@@ -256,6 +294,8 @@ def sweep(transaction, limit: int) -> list[bytes]:
         meta = _meta(transaction, order_id)
         if meta is not None:
             _adjust_purchases(transaction, meta, -1)
+            if meta.get("review"):  # undecided reviews expire with their hold
+                risk_reviews.expire(transaction, order_id)
     return due
 
 
@@ -286,6 +326,12 @@ class Orders:
         return await self.engine.run_async(self.engine.plan(
             confirm_payment, (order_id.encode(), reference, currency, amount_micros), actor,
             full=lambda: (ConfirmPaymentStatus.STORAGE_FULL, False)))
+
+    async def decide_review(self, order_id: str, approve: bool, actor: str):
+        """-> (status, review or None)."""
+        return await self.engine.run_async(self.engine.plan(
+            decide_review, (order_id.encode(), approve, actor), actor,
+            full=lambda: (DecideReviewStatus.STORAGE_FULL, None)))
 
     async def cancel(self, order_id: str, actor: str) -> CancelOrderStatus:
         return await self.engine.run_async(self.engine.plan(

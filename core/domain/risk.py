@@ -123,8 +123,8 @@ class Risk:
         decision = max((rule["decision"] for rule in fired), key=SEVERITY.__getitem__,
                        default="ALLOW")
         for threshold, reached in (("challenge_score", "CHALLENGE"),
-                                   ("reject_score", "REJECT")):
-            if rule_set[threshold] and score >= rule_set[threshold] \
+                                   ("review_score", "REVIEW"), ("reject_score", "REJECT")):
+            if rule_set.get(threshold) and score >= rule_set[threshold] \
                     and SEVERITY[reached] > SEVERITY[decision]:
                 decision = reached
         needed = sorted({rule["verification"] for rule in fired if rule["verification"]})

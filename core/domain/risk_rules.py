@@ -9,7 +9,7 @@ A rule set is plain data (dicts and lists, as JSON, TOML and the Risk service ca
 
 An order's score is the sum of the weights of the rules that fire. Its decision is the most
 severe of: each fired rule's forced decision, CHALLENGE when the score reaches
-challenge_score, REJECT when it reaches reject_score (0 turns a threshold off).
+challenge_score, REVIEW at review_score, REJECT at reject_score (0 turns a threshold off).
 Kinds and what fires them:
 - velocity: this order would be more than `max` orders created by the same `subject`
   (account, ip or device) in the current clock `window` (minute or hour);
@@ -34,7 +34,7 @@ from .. import limits
 from ..engine import InvalidArgument
 from ..engine.validate import integer, text
 
-DECISIONS = ("ALLOW", "CHALLENGE", "REJECT")  # by severity
+DECISIONS = ("ALLOW", "CHALLENGE", "REVIEW", "REJECT")  # by severity
 SEVERITY = {name: rank for rank, name in enumerate(DECISIONS)}
 SUBJECTS = ("account", "ip", "device")
 WINDOWS_MS = {"minute": 60_000, "hour": 3_600_000}
@@ -163,8 +163,8 @@ def validate(rule_set, hash_identifier) -> dict:
     hash_identifier(subject, value) -> the keyed hash a block list stores."""
     if not isinstance(rule_set, dict):
         raise InvalidArgument("rules", "must be a table")
-    unknown = sorted(set(rule_set) - {"challenge_score", "reject_score", "off_channels",
-                                      "rules"})
+    unknown = sorted(set(rule_set) - {"challenge_score", "review_score", "reject_score",
+                                      "off_channels", "rules"})
     if unknown:
         raise InvalidArgument(unknown[0], "is not a setting of a rule set")
     rules = rule_set.get("rules", [])
@@ -180,6 +180,8 @@ def validate(rule_set, hash_identifier) -> dict:
             raise InvalidArgument(f"rules[{index}].name", f"{name!r} is used twice")
     return {"challenge_score": integer(rule_set.get("challenge_score", 0), "challenge_score",
                                        0, limits.risk_score_max),
+            "review_score": integer(rule_set.get("review_score", 0), "review_score", 0,
+                                    limits.risk_score_max),
             "reject_score": integer(rule_set.get("reject_score", 0), "reject_score", 0,
                                     limits.risk_score_max),
             "off_channels": sorted(set(_strings(rule_set.get("off_channels", []),

@@ -20,6 +20,8 @@ TABLES = {
     "risk_rules": "the risk rule set in force and its version (kamicore.domain.risk)",
     "risk_history": "risk rule set version -> that set, who set it and when",
     "risk_counters": "keyed hashes of accounts, IPs, devices -> velocity, units, first seen",
+    "risk_reviews": "order id -> its risk review (kamicore.domain.risk_reviews)",
+    "risk_review_queue": "created ms + order id of each pending review, oldest first",
 }
 
 

@@ -56,7 +56,7 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
         if assessment is not None:
             self.s.metrics.risk(assessment, dry_run=request.dry_run)
             response.risk.CopyFrom(assessment_to_wire(assessment))
-        if status == CreateOrderStatus.CREATED:
+        if status in (CreateOrderStatus.CREATED, CreateOrderStatus.IN_REVIEW):
             response.order.CopyFrom(self._order(order_id, reveal=False))
         return response
 

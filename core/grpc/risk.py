@@ -3,15 +3,19 @@ CreateOrder reply (rule sets and assessments between the wire and kamicore.domai
 
 from __future__ import annotations
 
-from ..domain import risk_rules
+from .. import limits
+from ..domain import risk_reviews, risk_rules
 from ..engine import InvalidArgument
-from ..statuses import RiskDecision
+from ..engine.validate import text
+from ..statuses import DecideReviewStatus, ReviewState, RiskDecision
 from ..v1 import orders_pb2, risk_pb2, risk_pb2_grpc
 from .gate import actor
 from .services import Services
 
 _DECISIONS = {"ALLOW": RiskDecision.ALLOW, "CHALLENGE": RiskDecision.CHALLENGE,
-              "REJECT": RiskDecision.REJECT}
+              "REVIEW": RiskDecision.REVIEW, "REJECT": RiskDecision.REJECT}
+_REVIEW_STATES = {"PENDING": ReviewState.PENDING, "APPROVED": ReviewState.APPROVED,
+                  "REJECTED": ReviewState.REJECTED, "EXPIRED": ReviewState.EXPIRED}
 _DECISION_NAMES = {number: name for name, number in _DECISIONS.items()}
 _SCALARS = ("subject", "window", "max", "min_micros", "age_hours")
 
@@ -38,12 +42,14 @@ def rule_set_from_wire(message: risk_pb2.RiskRules) -> dict:
             if name in needed or values:
                 rule[name] = values
         rules.append(rule)
-    return {"challenge_score": message.challenge_score, "reject_score": message.reject_score,
+    return {"challenge_score": message.challenge_score, "review_score": message.review_score,
+            "reject_score": message.reject_score,
             "off_channels": list(message.off_channels), "rules": rules}
 
 
 def rule_set_to_wire(rule_set: dict) -> risk_pb2.RiskRules:
     message = risk_pb2.RiskRules(challenge_score=rule_set["challenge_score"],
+                                 review_score=rule_set.get("review_score", 0),
                                  reject_score=rule_set["reject_score"],
                                  off_channels=rule_set["off_channels"])
     for rule in rule_set["rules"]:
@@ -71,6 +77,14 @@ def assessment_to_wire(assessment: dict) -> orders_pb2.RiskAssessment:
     return message
 
 
+def review_to_wire(order_id: str, review: dict) -> risk_pb2.Review:
+    return risk_pb2.Review(
+        order_id=order_id, state=_REVIEW_STATES[review["state"]],
+        risk=assessment_to_wire(review["risk"]), created_ms=review["created_ms"],
+        expires_ms=review["expires_ms"], decided_by=review["decided_by"],
+        decided_ms=review["decided_ms"])
+
+
 class RiskService(risk_pb2_grpc.RiskServicer):
     def __init__(self, services: Services):
         self.s = services
@@ -86,3 +100,20 @@ class RiskService(risk_pb2_grpc.RiskServicer):
             rule_set_from_wire(request.rules), request.expected_version, actor())
         self.s.outcome("SetRiskRules", status)
         return risk_pb2.SetRiskRulesResponse(status=status, version=version)
+
+    async def ListReviews(self, request, context):
+        page, token = risk_reviews.pending_page(self.s.engine, request.page_size,
+                                                request.page_token)
+        return risk_pb2.ListReviewsResponse(
+            reviews=[review_to_wire(order_id, review) for order_id, review in page],
+            next_page_token=token)
+
+    async def DecideReview(self, request, context):
+        text(request.order_id, "order_id", limits.order_id_bytes_max)
+        status, review = await self.s.orders.decide_review(request.order_id, request.approve,
+                                                           actor())
+        self.s.outcome("DecideReview", status)
+        response = risk_pb2.DecideReviewResponse(status=status)
+        if review is not None and status != DecideReviewStatus.STORAGE_FULL:
+            response.review.CopyFrom(review_to_wire(request.order_id, review))
+        return response
