@@ -33,6 +33,7 @@ risk_count_max = 1_000_000  # a velocity or quantity rule's max
 risk_account_age_hours_max = 24 * 365  # a new_account rule's age
 verifications_per_order_max = 8  # verifications a CreateOrder may assert
 reviews_page_max = 100  # reviews in one ListReviews reply
+risk_counters_per_sweep_max = 1000  # risk counters the hold sweeper looks at per commit
 
 # -- time ------------------------------------------------------------------------------------------
 time_ms_max = 2**62  # "never expires"

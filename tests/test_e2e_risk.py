@@ -100,6 +100,8 @@ def test_a_dry_run_answers_the_score_and_orders_nothing(risky):
     assert (reply.status, reply.risk.decision, reply.risk.score, fired(reply)) == (
         O.CREATE_ORDER_STATUS_SCORED, O.RISK_DECISION_ALLOW, 7, ["big"])
     assert risky.admin.stock(sku).sellable == 2
+    assert metric_value(metric_samples(risky.metrics()), "kamicore_risk_decisions_total",
+                        decision="ALLOW", dry_run="true") == 1
     request.dry_run = False
     assert risky.shops[1].orders.CreateOrder(request).status == O.CREATE_ORDER_STATUS_CREATED
 

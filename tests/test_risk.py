@@ -292,6 +292,26 @@ def test_versions_are_kept_with_their_author_and_a_stale_version_conflicts(shop)
     assert (current["version"], current["actor"]) == (2, "admin:test")
 
 
+def test_the_sweeper_drops_counters_whose_window_is_over(shop):
+    shop.rules(velocity("device", "minute", 5), velocity("account", "hour", 5),
+               {"name": "q", "kind": "quantity", "max": 9})
+    for device in ("d1", "d2", "d3"):
+        assert shop.order(device=device)[0] == S.CREATED
+
+    def kinds():
+        return sorted(key[:1].decode() for key, _ in shop.engine.scan("risk_counters"))
+    assert kinds() == ["q", "v", "v", "v", "v"]
+    shop.orders.sweep()
+    assert kinds() == ["q", "v", "v", "v", "v"]  # all still counting
+    shop.clock.advance(60_000)
+    shop.orders.sweep()
+    assert kinds() == ["q", "v"]  # the device minutes are over, the account hour is not
+    shop.clock.advance(DAY_MS)
+    shop.orders.sweep()
+    assert kinds() == []
+    assert shop.order(device="d1")[0] == S.CREATED  # counting again from nothing
+
+
 def test_settings_file_rules_apply_once(shop):
     rule_set = {"rules": [velocity("account", "hour", 1)]}
     assert shop.store.apply_config(rule_set) is True

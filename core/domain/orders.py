@@ -73,7 +73,7 @@ def validate_create(request: OrderRequest, hold_seconds_default: int) -> dict:
         raise InvalidArgument("lines", f"more than {limits.codes_per_order_max} codes in all")
     hold_seconds = request.hold_seconds or hold_seconds_default
     integer(hold_seconds, "hold_seconds", 1, limits.hold_seconds_max)
-    integer(request.account_created_ms, "buyer.account_created_ms", 0, 2**62)
+    integer(request.account_created_ms, "buyer.account_created_ms", 0, limits.time_ms_max)
     if len(request.verifications) > limits.verifications_per_order_max:
         raise InvalidArgument("verifications_passed",
                               f"has more than {limits.verifications_per_order_max} items")
@@ -344,7 +344,10 @@ class Orders:
             _reveal, (order_id.encode(),), actor, full=lambda: False))
 
     def sweep(self, limit: int = limits.holds_per_sweep_max) -> int:
-        """Return every expired hold to stock, `limit` orders per commit; how many expired."""
+        """Return every expired hold to stock, `limit` orders per commit; how many expired.
+        Then one pass over the risk counters drops those whose window is over."""
+        self.engine.run(self.engine.plan(risk.prune, (limits.risk_counters_per_sweep_max,),
+                                         "sweeper", full=int))
         total = 0
         while True:
             due = self.engine.run(self.engine.plan(sweep, (limit,), "sweeper", full=list))

@@ -228,6 +228,32 @@ class Risk:
             transaction.put(COUNTERS_TABLE, b"f" + keys["account"], str(now).encode())
 
 
+PRUNE_KEY = b"prune_from"  # in RULES_TABLE: where the next prune pass goes on
+
+
+def prune(transaction, limit: int) -> int:
+    """Delete velocity and quantity counters whose window is over, looking at `limit` counters
+    from where the last pass stopped (a plan of the hold sweeper); how many went. First-seen
+    records stay: an account stays known."""
+    start = transaction.get(RULES_TABLE, PRUNE_KEY) or b""
+    found = transaction.scan(COUNTERS_TABLE, start, limit)
+    now = transaction.now_ms
+    gone = 0
+    for key, value in found:
+        if key[:1] == b"v":
+            window = next(name for name, byte in _WINDOW_BYTE.items() if byte == key[2:3])
+            over = _decode(value)[0] < now // WINDOWS_MS[window]
+        else:
+            over = key[:1] == b"q" and _decode(value)[0] < now // DAY_MS
+        if over:
+            transaction.delete(COUNTERS_TABLE, key)
+            gone += 1
+    following = found[-1][0] + b"\0" if len(found) == limit else b""
+    if following != start:
+        transaction.put(RULES_TABLE, PRUNE_KEY, following)
+    return gone
+
+
 class Snapshot:
     """A read-only stand-in for a plan's transaction (dry runs): reads never wait for the
     writer."""

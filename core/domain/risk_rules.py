@@ -133,7 +133,8 @@ def _rule(rule, field: str, hash_identifier) -> dict:
     if "max" in KINDS[kind]:
         out["max"] = integer(rule["max"], f"{field}.max", 1, limits.risk_count_max)
     if "min_micros" in KINDS[kind]:
-        out["min_micros"] = integer(rule["min_micros"], f"{field}.min_micros", 0, 2**62)
+        out["min_micros"] = integer(rule["min_micros"], f"{field}.min_micros", 0,
+                                    limits.price_micros_max * limits.codes_per_order_max)
     if kind == "new_account":
         out["age_hours"] = integer(rule["age_hours"], f"{field}.age_hours", 1,
                                    limits.risk_account_age_hours_max)

@@ -67,6 +67,19 @@ class Transaction:
     def delete(self, table: str, key: bytes) -> None:
         self._txn.delete(key, db=self._tables[table])
 
+    def scan(self, table: str, start: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to `limit` records of a table in key order, from the first key at or after
+        `start`."""
+        found = []
+        with self._txn.cursor(db=self._tables[table]) as cursor:
+            if not (cursor.set_range(start) if start else cursor.first()):
+                return found
+            for key, value in cursor:
+                if len(found) >= limit:
+                    break
+                found.append((bytes(key), bytes(value)))
+        return found
+
     # -- the engine's transitions, in the same transaction --------------------------------
 
     def ensure_sku(self, sku_id: bytes) -> None:
