@@ -7,6 +7,7 @@ naming the field."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import time
 
 import grpc
@@ -232,3 +233,9 @@ def test_reviews_approved_rejected_and_expired(risky):
     assert decide(risky, expiring.order_id, True).status == risk_pb2.DECIDE_REVIEW_STATUS_EXPIRED
     assert risky.admin.stock(sku).sellable == 4  # the rejected and expired orders' codes
     assert {approved.order_id, rejected.order_id} & set(list_reviews(risky)) == set()
+
+
+def test_an_operator_reads_the_rules_with_kamicore_call(risky):
+    result = cli(risky.data_dir, "call", "Risk/GetRiskRules", "{}", "--target", risky.target,
+                 "--key", risky.admin_key)
+    assert json.loads(result.stdout)["version"] == str(get_rules(risky).version)
