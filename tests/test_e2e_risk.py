@@ -164,12 +164,14 @@ def test_a_stale_version_conflicts_and_changes_nothing(risky):
 
 @pytest.mark.parametrize("rule, field", [
     (risk_pb2.RiskRule(name="x", kind="velocity", subject="ip", window="day", max=1),
-     "rules[0].window"),
-    (risk_pb2.RiskRule(name="x", kind="velocity", subject="ip", window="hour"), "rules[0].max"),
-    (risk_pb2.RiskRule(name="x", kind="block_ip", values=["300.1.1.1"]), "rules[0].values[0]"),
+     "rules.rules[0].window"),
+    (risk_pb2.RiskRule(name="x", kind="velocity", subject="ip", window="hour"),
+     "rules.rules[0].max"),
+    (risk_pb2.RiskRule(name="x", kind="block_ip", values=["300.1.1.1"]),
+     "rules.rules[0].values[0]"),
     (risk_pb2.RiskRule(name="x", kind="order_value", min_micros=1, age_hours=3),
-     "rules[0].age_hours"),
-    (risk_pb2.RiskRule(kind="order_value", min_micros=1), "rules[0].name"),
+     "rules.rules[0].age_hours"),
+    (risk_pb2.RiskRule(kind="order_value", min_micros=1), "rules.rules[0].name"),
 ])
 def test_bad_rules_are_refused_naming_the_field(risky, rule, field):
     before = get_rules(risky)

@@ -24,8 +24,11 @@ async def _redeem(redemptions, terminal):
 
 def _service() -> RedemptionService:
     metrics = types.SimpleNamespace(redemption=lambda status, count: None)
+    # every answer is a miss: the terminal's miss count says no slow-down yet
+    engine = types.SimpleNamespace(
+        terminal_state=lambda terminal: types.SimpleNamespace(misses=0))
     return RedemptionService(types.SimpleNamespace(
-        api=types.SimpleNamespace(redeem=_redeem), metrics=metrics))
+        api=types.SimpleNamespace(redeem=_redeem), metrics=metrics, engine=engine))
 
 
 async def _requests(count: int):

@@ -96,8 +96,11 @@ class RiskService(risk_pb2_grpc.RiskServicer):
             set_ms=current["set_ms"], set_by=current["actor"])
 
     async def SetRiskRules(self, request, context):
-        status, version = await self.s.risk.set(
-            rule_set_from_wire(request.rules), request.expected_version, actor())
+        try:  # the rule set's fields are named as the request nests them: rules.<field>
+            rule_set = rule_set_from_wire(request.rules)
+            status, version = await self.s.risk.set(rule_set, request.expected_version, actor())
+        except InvalidArgument as error:
+            raise InvalidArgument(f"rules.{error.field}", error.message) from None
         self.s.outcome("SetRiskRules", status)
         return risk_pb2.SetRiskRulesResponse(status=status, version=version)
 
