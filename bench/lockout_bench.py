@@ -33,7 +33,7 @@ from processes import Children, cpu_seconds
 from rpcs import CHANNEL, METHOD_REDEEM, PRICES, bearer, call_timeout_seconds
 from server_plan import FACE_VALUE_MICROS, SKU, TERMINAL
 from server_seed import seed
-from servers import SINGLE_CLIENT_SETTINGS, free_port, wait_serving
+from servers import RISK_OFF_SETTINGS, SINGLE_CLIENT_SETTINGS, free_port, wait_serving
 
 HOST = "127.0.0.1"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -71,11 +71,22 @@ class Server:
             "storefront": run_cli(self.python, self.data_dir, "keys", "create", "--role",
                                   "storefront", "--channel", CHANNEL)}
 
+    def _knows_risk(self) -> bool:
+        """A checkout from before risk scoring refuses a [risk] table in its settings."""
+        import subprocess
+        return subprocess.run([self.python, "-c", "import kamicore.domain.risk"],
+                              capture_output=True, check=False).returncode == 0
+
     def start(self) -> None:
+        settings = dict(SINGLE_CLIENT_SETTINGS)
+        if self._knows_risk():  # the seed's orders must not be challenged (bench/servers.py)
+            settings_file = self.data_dir.parent / f"{self.name}.risk.toml"
+            settings_file.write_text(RISK_OFF_SETTINGS)
+            settings["KAMICORE_CONFIG"] = str(settings_file)
         self.process = self.children.start(self.name, [
             self.python, "-m", "kamicore.cli", "--data-dir", str(self.data_dir), "serve",
             "--workers", "2", "--listen", self.target,
-            "--metrics-listen", f"{HOST}:{self.metrics_port}"], settings=SINGLE_CLIENT_SETTINGS)
+            "--metrics-listen", f"{HOST}:{self.metrics_port}"], settings=settings)
         wait_serving(self.process, self.target, self.name, self.children, health=True)
 
     def cpu(self) -> float:
