@@ -362,15 +362,25 @@ def test_two_hundred_concurrent_buyers_for_fifty_codes_never_oversell(server, ke
                     for _ in range(4)]
         stubs = [orders_pb2_grpc.OrdersStub(channel) for channel in channels]
 
+        async def retried(method, request):
+            """One storefront key: more than its share of a worker's calls in flight are
+            refused RESOURCE_EXHAUSTED, and a storefront retries them (both writes are
+            idempotent: the order's key, the payment's reference)."""
+            while True:
+                try:
+                    return await method(request, metadata=metadata, timeout=120)
+                except grpc.aio.AioRpcError as error:
+                    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        raise
+                    await asyncio.sleep(0.05)
+
         async def buyer(index: int):
             stub = stubs[index % len(stubs)]
-            created = await stub.CreateOrder(order_request(
-                f"{sku_id}-{index}", sku_id, 1, account=f"buyer-{index}"), metadata=metadata,
-                timeout=120)
+            created = await retried(stub.CreateOrder, order_request(
+                f"{sku_id}-{index}", sku_id, 1, account=f"buyer-{index}"))
             if created.status != CREATED:
                 return created.status, None, None
-            paid = await stub.ConfirmPayment(pay_request(created.order), metadata=metadata,
-                                             timeout=120)
+            paid = await retried(stub.ConfirmPayment, pay_request(created.order))
             return created.status, paid.status, paid.order
 
         try:
