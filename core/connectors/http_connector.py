@@ -40,6 +40,7 @@ class HttpConnector:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # made on first use: a session belongs to a running loop
             self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=limits.supplier_http_connections_max),
                 timeout=aiohttp.ClientTimeout(total=self.endpoint.timeout_ms / 1000),
                 raise_for_status=False)
         return self._session
