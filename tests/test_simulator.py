@@ -4,6 +4,7 @@ callbacks (duplicate, badly signed, for answers given at once), and its command 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 
@@ -171,3 +172,44 @@ def test_the_harness_stops_the_process():
     with simulated_supplier() as process:
         assert process.process.poll() is None
     assert process.process.poll() is not None
+
+
+TLS_CLIENT = """
+import asyncio, sys
+from kamicore.connectors import Endpoint, close_all, connector_for
+async def main():
+    secret = bytes.fromhex(sys.argv[1])
+    for protocol, address in (("grpc", sys.argv[2]), ("http", sys.argv[3])):
+        connector = connector_for(Endpoint("tls", protocol, address, 5000, secret))
+        outcome = await connector.top_up("r-" + protocol, "p", "bob", 1, "CNY", "")
+        print(protocol, outcome.result.value)
+    await close_all()
+asyncio.run(main())
+"""
+
+
+def test_both_wires_work_over_tls_and_an_untrusted_certificate_is_unknown(tmp_path):
+    from .test_server_tls import certificate
+    ca_key, ca_cert, ca_pem, _ = certificate("supplier test CA", ca=True)
+    _, _, chain_pem, key_pem = certificate("localhost", ca_key, ca_cert.subject)
+    files = {"ca": ca_pem, "chain": chain_pem, "key": key_pem}
+    for name, content in files.items():
+        (tmp_path / f"{name}.pem").write_bytes(content)
+    with simulated_supplier(tls=(tmp_path / "chain.pem", tmp_path / "key.pem")) as supplier:
+        assert supplier.grpc_address.startswith("grpcs://")
+        assert supplier.http_address.startswith("https://")
+
+        def client(**environment):
+            result = subprocess.run(
+                [sys.executable, "-c", TLS_CLIENT, supplier.secret.hex(),
+                 supplier.grpc_address, supplier.http_address],
+                capture_output=True, text=True, timeout=60,
+                env={**os.environ, **environment})
+            assert result.returncode == 0, result.stderr
+            return result.stdout.split("\n")[:2]
+
+        ca_file = str(tmp_path / "ca.pem")
+        assert client(GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=ca_file, SSL_CERT_FILE=ca_file) \
+            == ["grpc SUCCEEDED", "http SUCCEEDED"]
+        assert client() == ["grpc UNKNOWN", "http UNKNOWN"]  # the system roots do not trust it
+        assert supplier.state()["topups"] == {"r-grpc": 1, "r-http": 1}
