@@ -17,7 +17,7 @@ from ..auth import StorageFull
 from ..engine import InvalidArgument
 from ..keyring import DecryptionError
 from ..runtime.startup import StartupError, open_engine
-from . import catalog, data, remote
+from . import catalog, data, remote, suppliers
 
 DATA_DIR_ENV = "KAMICORE_DATA_DIR"
 DEBUG_ENV = "KAMICORE_DEBUG"  # set: an unexpected error shows its traceback
@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--key", help="API key (or $KAMICORE_KEY, or --key-file)")
     call.add_argument("--key-file")
     call.set_defaults(run_without_engine=remote.command_call)
+    suppliers.add_commands(commands, TARGET_HELP)
     return parser
 
 
