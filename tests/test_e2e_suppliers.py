@@ -189,6 +189,9 @@ def test_the_supplier_commands(server, c, tmp_path):
                   check=False)
     assert refused.returncode == 1
     assert json.loads(refused.stdout)["status"] == "REGISTER_SUPPLIER_STATUS_ALREADY_EXISTS"
+    created = cli(server.data_dir, "sku", "create", uid("sup-cheap"), "--name", "Cheap",
+                  "--face-value", "10", "--delivery", "direct_topup", "--routing", "cheapest")
+    assert json.loads(created.stdout)["sku"]["routingStrategy"] == "ROUTING_STRATEGY_CHEAPEST"
     bad = cli(server.data_dir, "supplier", "register", uid("x"), "--protocol", "grpc",
               "--address", "h:1", "--secret-file", str(secret_file), "--route", "sku=a",
               *where, check=False)

@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     sku_create.add_argument("--supplier", action="append", default=[],
                             help="a supplier id whose supplier keys may import into this SKU "
                                  "(repeat per supplier)")
+    sku_create.add_argument("--routing", default="priority",
+                            choices=["priority", "cheapest", "highest_success_rate", "fastest"],
+                            help="how orders pick among supplier routes (README: Suppliers)")
     sku_create.set_defaults(run=catalog.command_sku_create, creates=True)
     sku_list = sku_commands.add_parser("list", help="every SKU as JSON lines")
     sku_list.set_defaults(run=catalog.command_sku_list)
