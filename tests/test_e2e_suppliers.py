@@ -134,6 +134,19 @@ def test_bad_input_is_refused_naming_the_field_and_changes_nothing(c):
     assert error.details().startswith("supplier_id:")
 
 
+def test_only_admins_manage_suppliers_or_read_their_statistics(c):
+    supplier_id = uid("sup-role")
+    calls = [("RegisterSupplier", SP.RegisterSupplierRequest(supplier=_supplier(supplier_id))),
+             ("UpdateSupplier", SP.UpdateSupplierRequest(supplier=_supplier(supplier_id))),
+             ("ListSuppliers", SP.ListSuppliersRequest()),
+             ("GetSupplierStats", SP.GetSupplierStatsRequest(supplier_id=supplier_id))]
+    for client in (c.web, c.partner, c.pos, c.supplier):
+        for method, request in calls:
+            error = rpc_error(getattr(client.suppliers, method), request)
+            assert error.code() == grpc.StatusCode.PERMISSION_DENIED, (method, error)
+    assert supplier_id not in _listed(c)
+
+
 def test_invalid_code_reports_count_against_the_batch_of_their_supplier(server, c):
     sku_id, supplier_id = uid("sup-codes"), uid("sup-codes")
     create_sku(c.admin, sku_id)
