@@ -58,6 +58,14 @@ codes_per_line_max = 1_000
 codes_per_order_max = 10_000
 prices_per_sku_max = 100
 suppliers_per_sku_max = 100  # supplier ids a SKU lists as allowed to import into it
+codes_per_replenishment_max = 10_000  # codes one replenishment buys (a supplier's answer)
+
+# -- replenishment (kamicore.domain.replenishment, kamicore.runtime.replenisher) -------------------
+replenishment_check_interval_seconds = 2  # the periodic below-threshold check and retry pass
+skus_per_replenishment_check_max = 1_000  # catalog entries the periodic check reads per commit
+replenishments_per_pass_max = 100  # open requests one replenisher pass works on
+replenishment_retry_seconds_min = 1  # backoff after a purchase's first failure; doubles
+replenishment_retry_seconds_max = 300  # the backoff's cap
 regions_per_sku_max = 300
 skus_per_page_max = 1_000
 skus_per_page_default = 100
@@ -172,7 +180,8 @@ sku_bytes_max = (
     _name + _text(display_name_bytes_max) + _text(_money) + _enum
     + prices_per_sku_max * _text(_name + _number) + 2 * _small_number
     + regions_per_sku_max * _text(region_bytes_max) + 2 * _number
-    + suppliers_per_sku_max * _name)
+    + suppliers_per_sku_max * _name
+    + _small_number + _flag)  # replenish_quantity, buy_on_payment
 delivered_code_bytes_max = (_number + _name + 2 * _text(code_bytes_max) + _enum + _number)
 order_bytes_max = (
     _text(order_id_bytes_max) + _enum

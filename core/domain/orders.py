@@ -20,7 +20,7 @@ from ..statuses import (
     CancelOrderStatus, ConfirmPaymentStatus, ConfirmStatus, CreateOrderStatus, DecideReviewStatus,
     DeliveryKind, OrderState, ReserveStatus,
 )
-from . import catalog, risk, risk_reviews
+from . import catalog, replenishment, risk, risk_reviews
 
 ORDER_ID_SEPARATOR = "/"
 META_TABLE = "order_meta"
@@ -209,6 +209,7 @@ def create_order(transaction, order_id: bytes, owner: str, channel: str, request
                                  request["hold_ms"])
     if status != ReserveStatus.RESERVED:
         return CreateOrderStatus.INSUFFICIENT_STOCK, None, assessment
+    replenishment.after_reserve(transaction, skus)  # in this commit: one request per SKU
     status = CreateOrderStatus.CREATED
     if assessment is not None:
         scorer.record(transaction, buyer, units)

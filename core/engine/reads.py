@@ -23,6 +23,27 @@ def _count_range(txn, db, prefix: bytes, start: bytes, end: bytes | None) -> int
     return count
 
 
+def unsellable(txn, dbs, codec, sku_no: int, now_ms: int) -> tuple[int, int, int]:
+    """-> (expired, not yet valid, soonest valid_until of a sellable code or 0) of a SKU's
+    AVAILABLE codes; sellable = the AVAILABLE counter - expired - not yet valid."""
+    prefix = codec.sku_prefix(sku_no)
+    now_key = codec.available_key(sku_no, now_ms, 2**64 - 1)  # past every code at now
+    expired = _count_range(txn, dbs.available, prefix, prefix, now_key)
+    # a code with a start still ahead cannot have expired (valid_until > valid_from)
+    not_yet_valid = _count_range(txn, dbs.pending, prefix, now_key, None)
+    soonest = 0
+    with txn.cursor(db=dbs.available) as cursor:
+        if cursor.set_range(now_key):
+            for key in cursor.iternext(keys=True, values=False):
+                if key[:4] != prefix:
+                    break
+                record = codec.unpack_record(txn.get(key[12:], db=dbs.codes))
+                if record.valid_from_ms <= now_ms:
+                    soonest = codec.unpack_available_key(key)[1]
+                    break
+    return expired, not_yet_valid, soonest
+
+
 class Reads:
     """Mixed into Engine: `env`, `dbs`, `tables`, `ops`, `codec`, `keys` and `_clock` are its."""
 
@@ -94,21 +115,7 @@ class Reads:
             for state in CodeState:
                 value = txn.get(codec.counter_key(sku_no, state), db=self.dbs.counters)
                 counts[state] = codec.unpack_u64(value) if value is not None else 0
-            prefix = codec.sku_prefix(sku_no)
-            now_key = codec.available_key(sku_no, now_ms, 2**64 - 1)  # past every code at now
-            expired = _count_range(txn, self.dbs.available, prefix, prefix, now_key)
-            # a code with a start still ahead cannot have expired (valid_until > valid_from)
-            not_yet_valid = _count_range(txn, self.dbs.pending, prefix, now_key, None)
-            soonest = 0
-            with txn.cursor(db=self.dbs.available) as cursor:
-                if cursor.set_range(now_key):
-                    for key in cursor.iternext(keys=True, values=False):
-                        if key[:4] != prefix:
-                            break
-                        record = codec.unpack_record(txn.get(key[12:], db=self.dbs.codes))
-                        if record.valid_from_ms <= now_ms:
-                            soonest = codec.unpack_available_key(key)[1]
-                            break
+            expired, not_yet_valid, soonest = unsellable(txn, self.dbs, codec, sku_no, now_ms)
             sellable = counts[CodeState.AVAILABLE] - expired - not_yet_valid
             return Stock(sku.decode(), counts, sellable, expired, soonest)
 

@@ -8,7 +8,7 @@ a second storage backend implements the same methods.
 
 from __future__ import annotations
 
-from ..statuses import ConfirmStatus, OrderState, ReleaseStatus, ReserveStatus
+from ..statuses import CodeState, ConfirmStatus, OrderState, ReleaseStatus, ReserveStatus
 
 # The domain layers' tables: name -> what it holds. Each is a sub-database of the data file,
 # opened by the engine package; a new layer adds its tables here.
@@ -22,6 +22,7 @@ TABLES = {
     "risk_counters": "keyed hashes of accounts, IPs, devices -> velocity, units, first seen",
     "risk_reviews": "order id -> its risk review (kamicore.domain.risk_reviews)",
     "risk_review_queue": "created ms + order id of each pending review, oldest first",
+    "replenishments": "sku id -> its latest purchase request (kamicore.domain.replenishment)",
 }
 
 
@@ -104,6 +105,23 @@ class Transaction:
     def expire_holds(self, limit: int) -> list[bytes]:
         """Release up to `limit` orders whose hold is past -> their ids."""
         return self._ops.expire_holds(self._tx, limit)
+
+    def sellable(self, sku_id: bytes) -> int:
+        """Codes of a SKU that could be sold at this commit's time, as this transaction sees
+        them (after the plan's own transitions); 0 for a SKU without codes."""
+        from .reads import unsellable  # reads imports TABLES from here
+        sku_no = self._tx.sku_no(sku_id, False)
+        if not sku_no:
+            return 0
+        codec = self._codec
+        value = self._txn.get(codec.counter_key(sku_no, CodeState.AVAILABLE),
+                              db=self._tx.dbs.counters)
+        available = codec.unpack_u64(value) if value is not None else 0
+        if not available:
+            return 0
+        expired, not_yet_valid, _ = unsellable(self._txn, self._tx.dbs, codec, sku_no,
+                                               self.now_ms)
+        return available - expired - not_yet_valid
 
     def order_state(self, order_id: bytes) -> OrderState | None:
         value = self._txn.get(order_id, db=self._tx.dbs.orders)

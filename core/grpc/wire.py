@@ -50,7 +50,9 @@ def sku_from_wire(message: catalog_pb2.Sku) -> Sku:
                             for price in message.prices),
                purchase_limit_per_account=message.purchase_limit_per_account,
                low_stock_threshold=message.low_stock_threshold,
-               regions=tuple(message.regions), supplier_ids=tuple(message.supplier_ids))
+               regions=tuple(message.regions), supplier_ids=tuple(message.supplier_ids),
+               replenish_quantity=message.replenish_quantity,
+               buy_on_payment=message.buy_on_payment)
 
 
 def sku_to_wire(sku: Sku | None) -> catalog_pb2.Sku | None:
@@ -65,7 +67,8 @@ def sku_to_wire(sku: Sku | None) -> catalog_pb2.Sku | None:
         purchase_limit_per_account=sku.purchase_limit_per_account,
         low_stock_threshold=sku.low_stock_threshold, regions=list(sku.regions),
         created_ms=sku.created_ms, updated_ms=sku.updated_ms,
-        supplier_ids=list(sku.supplier_ids))
+        supplier_ids=list(sku.supplier_ids), replenish_quantity=sku.replenish_quantity,
+        buy_on_payment=sku.buy_on_payment)
 
 
 def delivered(code: CodeView, plaintext: str) -> orders_pb2.DeliveredCode:

@@ -1,0 +1,174 @@
+"""Replenishment: when a code SKU's sellable stock falls below its low-stock threshold, ONE
+purchase request for `replenish_quantity` codes goes to its preferred supplier.
+
+One record per SKU in the `replenishments` table (sku id -> JSON) holds the SKU's latest
+request. A request is opened inside a commit that sees sellable stock below the threshold and
+no open request (the test and the write are in that one commit, and LMDB serialises every
+worker's commits), so however many orders, workers or periodic checks cross the threshold at
+once, exactly one request is open; the next one can open only after it is closed.
+
+An open request goes through attempts (kamicore.runtime.replenisher makes the calls, outside
+any write transaction). Each attempt's request id - the supplier's idempotency key - is
+committed here BEFORE the call; after a crash, or when the answer was lost (UNKNOWN: a timeout,
+a transport error, an unverifiable answer), the same id goes to the same supplier again, so the
+supplier sells once. Only a definite failure ends an attempt: the next one gets a new id (and
+may go to another supplier) after a backoff that doubles per failure. A success is imported
+through the engine's normal import (idempotent per code), then the request is closed.
+No code ever enters a record here: only counts, the supplier's batch id and its cost.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .. import limits
+from ..statuses import DeliveryKind
+from . import catalog
+
+TABLE = "replenishments"
+OPEN = "open"
+CLOSED = "closed"
+REQUEST_ID_PREFIX = "replenish"
+
+
+def wanted(sku: catalog.Sku) -> bool:
+    """Whether `sku` is replenished at all."""
+    return bool(sku.replenish_quantity and sku.low_stock_threshold
+                and sku.delivery_kind == DeliveryKind.CODE and not sku.buy_on_payment)
+
+
+def read(view, sku_id: str) -> dict | None:
+    """A SKU's latest request (open or closed); view: a transaction or an engine."""
+    value = view.get(TABLE, sku_id.encode())
+    return json.loads(value) if value is not None else None
+
+
+def _put(transaction, record: dict) -> dict:
+    transaction.put(TABLE, record["sku_id"].encode(),
+                    json.dumps(record, sort_keys=True).encode())
+    return record
+
+
+def check(transaction, sku: catalog.Sku) -> dict | None:
+    """Open a request for `sku` when its sellable stock, as this commit sees it, is below its
+    threshold and it has none open -> the opened request, or None."""
+    if not wanted(sku):
+        return None
+    latest = read(transaction, sku.sku_id)
+    if latest is not None and latest["state"] == OPEN:
+        return None
+    sellable = transaction.sellable(sku.sku_id.encode())
+    if sellable >= sku.low_stock_threshold:
+        return None
+    return _put(transaction, {
+        "sku_id": sku.sku_id, "number": (latest["number"] + 1) if latest else 1,
+        "state": OPEN, "quantity": sku.replenish_quantity, "opened_ms": transaction.now_ms,
+        "sellable_at_open": sellable, "attempts": 0, "failures": 0, "request_id": "",
+        "supplier_id": "", "product": "", "next_try_ms": transaction.now_ms,
+        "last_result": ""})
+
+
+def after_reserve(transaction, skus: dict) -> None:
+    """CreateOrder's hook: the reservation just made may have crossed a threshold."""
+    for sku in skus.values():
+        check(transaction, sku)
+
+
+def check_page(transaction, start: str, page: int) -> str:
+    """The periodic check over one page of the catalog (stock also falls without orders: codes
+    expire, get frozen or voided; a threshold may be raised) -> the next page's start, "" at
+    the end."""
+    found = transaction.scan(catalog.TABLE, start.encode(), page + 1)
+    for _, value in found[:page]:
+        check(transaction, catalog.Sku.decode(value))
+    return found[page][0].decode() if len(found) > page else ""
+
+
+def open_requests(view, limit: int = limits.replenishments_per_pass_max) -> list[dict]:
+    """Open requests in SKU order (at most `limit` of them)."""
+    requests, start = [], b""
+    while len(requests) < limit:
+        found = view.scan(TABLE, start, limit)
+        for _, value in found:
+            record = json.loads(value)
+            if record["state"] == OPEN:
+                requests.append(record)
+        if len(found) < limit:
+            break
+        start = found[-1][0] + b"\0"
+    return requests[:limit]
+
+
+def request_id(record: dict, attempt: int) -> str:
+    return f"{REQUEST_ID_PREFIX}/{record['sku_id']}/{record['number']}/{attempt}"
+
+
+def begin_attempt(transaction, sku_id: str, number: int, supplier_id: str,
+                  product: str) -> dict | None:
+    """The attempt to make now: the one whose outcome is unknown (same request id, same
+    supplier) or a new one to `supplier_id`, committed before its call. None when the request
+    is no longer open."""
+    record = read(transaction, sku_id)
+    if record is None or record["state"] != OPEN or record["number"] != number:
+        return None
+    if record["request_id"]:
+        return record
+    record["attempts"] += 1
+    record.update(request_id=request_id(record, record["attempts"]), supplier_id=supplier_id,
+                  product=product, sent_ms=transaction.now_ms)
+    return _put(transaction, record)
+
+
+def backoff_ms(failures: int) -> int:
+    """Delay before the next attempt after `failures` failures in a row (doubling, capped)."""
+    steps = min(max(failures, 1) - 1, 30)
+    return min(limits.replenishment_retry_seconds_max,
+               limits.replenishment_retry_seconds_min * 2 ** steps) * 1000
+
+
+def _current(transaction, sku_id: str, request: str) -> dict | None:
+    record = read(transaction, sku_id)
+    if record is None or record["state"] != OPEN or record["request_id"] != request:
+        return None
+    return record
+
+
+def record_unknown(transaction, sku_id: str, request: str, result: str) -> dict | None:
+    """The attempt's outcome is not known (or its codes could not be imported yet): the same
+    request id is sent again after the backoff."""
+    record = _current(transaction, sku_id, request)
+    if record is None:
+        return None
+    record["failures"] += 1
+    record.update(next_try_ms=transaction.now_ms + backoff_ms(record["failures"]),
+                  last_result=result)
+    return _put(transaction, record)
+
+
+def record_failure(transaction, sku_id: str, request: str, result: str) -> dict | None:
+    """A definite failure ("FAILED", "NOT_FOUND", "NO_ROUTE"): the next attempt gets a new
+    request id, after the backoff. `request` "" for a failure before any call."""
+    record = read(transaction, sku_id)
+    if record is None or record["state"] != OPEN or record["request_id"] != request:
+        return None
+    record["failures"] += 1
+    record.update(request_id="", next_try_ms=transaction.now_ms + backoff_ms(record["failures"]),
+                  last_result=result)
+    return _put(transaction, record)
+
+
+def close(transaction, sku_id: str, request: str, batch_id: str, unit_cost_micros: int,
+          currency: str, imported: int, duplicates: int) -> dict | None:
+    """The attempt succeeded and its codes are imported: the request is done (a later drop
+    below the threshold opens the next one)."""
+    record = _current(transaction, sku_id, request)
+    if record is None:
+        return None
+    record.update(state=CLOSED, closed_ms=transaction.now_ms, batch_id=batch_id,
+                  unit_cost_micros=unit_cost_micros, currency=currency, imported=imported,
+                  duplicates=duplicates, last_result="SUCCEEDED")
+    return _put(transaction, record)
+
+
+__all__ = ["after_reserve", "backoff_ms", "begin_attempt", "check", "check_page", "close",
+           "open_requests", "read", "record_failure", "record_unknown", "wanted"]
