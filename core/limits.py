@@ -106,6 +106,9 @@ bad_request_log_interval_seconds = 60.0
 calls_queued_in_grpc_max = 16_384  # per worker
 call_queued_in_grpc_seconds_max = 30  # a call not taken by then is cancelled by grpc-core
 
+# -- direct top-ups and supplier callbacks (kamicore.domain.topups, kamicore.runtime) -------------
+callback_backlog_max = 128  # connections the callback listener queues before accepting them
+
 # -- fair use of a worker (defaults of settings in core/config.py; see core/grpc/gate.py) ---------
 in_flight_rpcs_default = 512  # calls in flight in one worker; the excess gets RESOURCE_EXHAUSTED
 key_in_flight_fraction_default = 0.25  # of them, one key's most: the rest stays for other keys
