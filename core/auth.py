@@ -59,6 +59,10 @@ METHOD_ROLES = {
     "/kamicore.v1.Risk/SetRiskRules": ("admin",),
     "/kamicore.v1.Risk/ListReviews": ("admin",),
     "/kamicore.v1.Risk/DecideReview": ("admin",),
+    "/kamicore.v1.Suppliers/RegisterSupplier": ("admin",),
+    "/kamicore.v1.Suppliers/UpdateSupplier": ("admin",),
+    "/kamicore.v1.Suppliers/ListSuppliers": ("admin",),
+    "/kamicore.v1.Suppliers/GetSupplierStats": ("admin",),
 }
 # Served without a key: health checks and reflection.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

@@ -30,6 +30,7 @@ from .statuses import (
     ImportStatus,
     OrderLookupStatus,
     RedeemStatus,
+    RegisterSupplierStatus,
     ReleaseStatus,
     ReportInvalidStatus,
     ReserveStatus,
@@ -37,7 +38,9 @@ from .statuses import (
     SetRiskRulesStatus,
     SkuLookupStatus,
     StockStatus,
+    SupplierLookupStatus,
     UnlockTerminalStatus,
+    UpdateSupplierStatus,
     VerifyStatus,
 )
 
@@ -148,5 +151,19 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
     OrderLookupStatus: (
         OrderLookupStatus.NOT_FOUND,
         OrderLookupStatus.NOT_PAID,
+    ),
+    # -- suppliers (core/domain/suppliers.py, core/grpc/suppliers.py) --------------------------
+    RegisterSupplierStatus: (
+        RegisterSupplierStatus.ALREADY_EXISTS,  # a retry with the same definition: REGISTERED
+        RegisterSupplierStatus.SKU_NOT_FOUND,  # the routes in order: the first refused is named
+        RegisterSupplierStatus.CURRENCY_MISMATCH,
+    ),
+    UpdateSupplierStatus: (
+        UpdateSupplierStatus.NOT_FOUND,
+        UpdateSupplierStatus.SKU_NOT_FOUND,
+        UpdateSupplierStatus.CURRENCY_MISMATCH,
+    ),
+    SupplierLookupStatus: (
+        SupplierLookupStatus.NOT_FOUND,
     ),
 }

@@ -35,6 +35,31 @@ verifications_per_order_max = 8  # verifications a CreateOrder may assert
 reviews_page_max = 100  # reviews in one ListReviews reply
 risk_counters_per_sweep_max = 1000  # risk counters the hold sweeper looks at per commit
 
+# -- suppliers (kamicore.domain.suppliers, routing) ----------------------------------------------
+routes_per_supplier_max = 100  # SKU routes of one supplier
+routes_per_sku_max = 1_000  # routes of one SKU routing weighs (the first, in supplier id order)
+supplier_address_bytes_max = 200  # host:port or base URL
+supplier_secret_bytes_min = 16  # a signing secret (HMAC-SHA256 key)
+supplier_secret_bytes_max = 256
+supplier_timeout_ms_max = 60_000  # one call to a supplier
+suppliers_per_page_max = 100
+suppliers_per_page_default = 20
+suppliers_page_bytes_max = 2**20  # a ListSuppliers page ends before its suppliers pass this
+supplier_stats_skus_listed_max = 100  # SKUs in one GetSupplierStats reply; the rest counted
+supplier_stats_batches_listed_max = 100  # batches with invalid-code reports, per SKU
+# the circuit breaker: this many failed or unanswered calls in a row, each within the window of
+# the one before, open it for the cool-down; then one trial call (held this long at most) decides
+circuit_failures_to_open = 5
+circuit_failure_window_seconds = 60
+circuit_cool_down_seconds = 30
+circuit_trial_seconds = 60  # a half-open trial whose outcome never came frees the slot after
+# HIGHEST_SUCCESS_RATE and FASTEST rank by recent outcomes: counts decaying by half this often
+supplier_recent_half_life_seconds = 600
+supplier_recent_prior_outcomes = 2  # weight of the average a supplier starts from (no history)
+# latency buckets of the stored statistics (upper bounds, ms; the last is open-ended)
+supplier_latency_buckets_ms = (5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000,
+                               30_000, 60_000)
+
 # -- time ------------------------------------------------------------------------------------------
 time_ms_max = 2**62  # "never expires"
 hold_seconds_max = 24 * 3600  # how long an unpaid order may hold its codes
@@ -114,6 +139,9 @@ bad_request_log_interval_seconds = 60.0
 calls_queued_in_grpc_max = 16_384  # per worker
 call_queued_in_grpc_seconds_max = 30  # a call not taken by then is cancelled by grpc-core
 
+# -- direct top-ups and supplier callbacks (kamicore.domain.topups, kamicore.runtime) -------------
+callback_backlog_max = 128  # connections the callback listener queues before accepting them
+
 # -- fair use of a worker (defaults of settings in core/config.py; see core/grpc/gate.py) ---------
 in_flight_rpcs_default = 512  # calls in flight in one worker; the excess gets RESOURCE_EXHAUSTED
 key_in_flight_fraction_default = 0.25  # of them, one key's most: the rest stays for other keys
@@ -141,6 +169,9 @@ assert codes_per_order_max <= codes_per_import_max, "one order's codes fit one c
 assert codes_per_chunk_max <= codes_per_import_commit_max <= codes_per_import_max, \
     "a chunk fits one group, and a group is imported by one engine call"
 assert holds_per_sweep_max <= orders_per_call_max
+assert supplier_timeout_ms_max <= supplier_latency_buckets_ms[-1], "a timed-out call has a bucket"
+assert circuit_trial_seconds * 1000 >= supplier_timeout_ms_max, "a trial outlives its call"
+assert circuit_failures_to_open >= 1
 assert map_size_bytes_min <= map_size_bytes_default <= map_size_bytes_max
 assert price_micros_max * codes_per_order_max < 2**63, "an order's total fits an int64"
 assert hold_seconds_max * 1000 < time_ms_max

@@ -114,6 +114,19 @@ class SupervisorMetrics:
                                      "Unpaid orders whose hold expired and went back to stock")
 
 
+class DispatcherMetrics:
+    """What the dispatcher process records (kamicore.runtime.dispatcher)."""
+
+    def __init__(self):
+        from prometheus_client import Counter
+        self.task_failures = Counter("kamicore_dispatcher_task_failures_total",
+                                     "Dispatcher task runs that ended in an error, by task",
+                                     ["task"])
+
+    def task_failed(self, task: str) -> None:
+        self.task_failures.labels(task).inc()
+
+
 class StockCollector:
     """kamicore_stock_codes{sku, state}: the engine's O(1) counters, read at scrape time."""
 

@@ -6,6 +6,7 @@
 #   proto/kamicore/v1/orders.proto
 #   proto/kamicore/v1/redemption.proto
 #   proto/kamicore/v1/risk.proto
+#   proto/kamicore/v1/suppliers.proto
 # Change the .proto files and rebuild (or run `python proto/generate.py`).
 
 """Every status and state enum of kamicore, generated from the proto enums.
@@ -87,6 +88,22 @@ class DeliveryKind(enum.IntEnum):
     # A supplier tops up the buyer's account directly (supplier integration is not served yet:
     # orders for such SKUs answer CREATE_ORDER_STATUS_DELIVERY_NOT_SUPPORTED).
     DIRECT_TOPUP = 2
+
+
+class RoutingStrategy(enum.IntEnum):
+    """How an order picks among the supplier routes of its SKU."""
+
+    # The lowest route priority first (the default).
+    PRIORITY = 1
+    # The lowest cost first.
+    CHEAPEST = 2
+    # The highest recent success rate first (outcomes of the last hour or so weigh most: a
+    # window decaying by half every 10 minutes). A supplier without recent outcomes is ranked as
+    # the average of the others, so it is neither favoured nor starved.
+    HIGHEST_SUCCESS_RATE = 3
+    # The lowest recent mean latency first (the same decaying window and rule for suppliers
+    # without recent outcomes).
+    FASTEST = 4
 
 
 class CreateSkuStatus(enum.IntEnum):
@@ -404,6 +421,65 @@ class DecideReviewStatus(enum.IntEnum):
     STORAGE_FULL = 5
 
 
+class SupplierProtocol(enum.IntEnum):
+    """How kamicore talks to a supplier (the protocol of proto/kamicore/supplier/v1)."""
+
+    # The gRPC service kamicore.supplier.v1.SupplierGateway at `address` (host:port).
+    GRPC = 1
+    # HTTP POST with JSON bodies under `address` (an http:// or https:// URL).
+    HTTP_JSON = 2
+
+
+class RegisterSupplierStatus(enum.IntEnum):
+    """Outcome of RegisterSupplier, in precedence order."""
+
+    # Registered now, or a retry with the same definition.
+    REGISTERED = 1
+    # The supplier_id exists with another definition; nothing changed.
+    ALREADY_EXISTS = 2
+    # The data file is full; nothing changed.
+    STORAGE_FULL = 3
+    # A route names a SKU that does not exist (sku_id names it); nothing changed.
+    SKU_NOT_FOUND = 4
+    # A route's cost is not in its SKU's currency (sku_id names it); nothing changed.
+    CURRENCY_MISMATCH = 5
+
+
+class UpdateSupplierStatus(enum.IntEnum):
+    """Outcome of UpdateSupplier, in precedence order."""
+
+    # Updated.
+    UPDATED = 1
+    # No supplier with that id; nothing changed.
+    NOT_FOUND = 2
+    # The data file is full; nothing changed.
+    STORAGE_FULL = 3
+    # A route names a SKU that does not exist (sku_id names it); nothing changed.
+    SKU_NOT_FOUND = 4
+    # A route's cost is not in its SKU's currency (sku_id names it); nothing changed.
+    CURRENCY_MISMATCH = 5
+
+
+class SupplierLookupStatus(enum.IntEnum):
+    """Outcome of GetSupplierStats."""
+
+    # Found.
+    FOUND = 1
+    # No supplier with that id.
+    NOT_FOUND = 2
+
+
+class CircuitState(enum.IntEnum):
+    """Where a supplier's circuit breaker is (see GetSupplierStatsResponse.circuit)."""
+
+    # Chosen as its routes allow.
+    CLOSED = 1
+    # Skipped until open_until_ms.
+    OPEN = 2
+    # The cool-down is over: one trial call decides (success closes it, failure opens it again).
+    HALF_OPEN = 3
+
+
 def wire_name(member: enum.IntEnum) -> str:
     """The proto value name of a member: RedeemStatus.NOT_FOUND -> "REDEEM_STATUS_NOT_FOUND"."""
     return _PREFIXES[type(member)] + member.name
@@ -415,6 +491,7 @@ _PREFIXES = {
     ReleaseStatus: "RELEASE_STATUS_",
     CodeState: "CODE_STATE_",
     DeliveryKind: "DELIVERY_KIND_",
+    RoutingStrategy: "ROUTING_STRATEGY_",
     CreateSkuStatus: "CREATE_SKU_STATUS_",
     SkuLookupStatus: "SKU_LOOKUP_STATUS_",
     ImportStatus: "IMPORT_STATUS_",
@@ -435,12 +512,19 @@ _PREFIXES = {
     SetRiskRulesStatus: "SET_RISK_RULES_STATUS_",
     ReviewState: "REVIEW_STATE_",
     DecideReviewStatus: "DECIDE_REVIEW_STATUS_",
+    SupplierProtocol: "SUPPLIER_PROTOCOL_",
+    RegisterSupplierStatus: "REGISTER_SUPPLIER_STATUS_",
+    UpdateSupplierStatus: "UPDATE_SUPPLIER_STATUS_",
+    SupplierLookupStatus: "SUPPLIER_LOOKUP_STATUS_",
+    CircuitState: "CIRCUIT_STATE_",
 }
 __all__ = [
     "ReserveStatus", "ConfirmStatus", "ReleaseStatus", "CodeState", "DeliveryKind",
-    "CreateSkuStatus", "SkuLookupStatus", "ImportStatus", "ImportCodeStatus", "StockStatus",
-    "CodeOpStatus", "RotateKeysStatus", "CreateOrderStatus", "RiskDecision", "OrderState",
-    "ConfirmPaymentStatus", "CancelOrderStatus", "OrderLookupStatus", "ReportInvalidStatus",
-    "RedeemStatus", "VerifyStatus", "UnlockTerminalStatus", "SetRiskRulesStatus", "ReviewState",
-    "DecideReviewStatus", "wire_name",
+    "RoutingStrategy", "CreateSkuStatus", "SkuLookupStatus", "ImportStatus", "ImportCodeStatus",
+    "StockStatus", "CodeOpStatus", "RotateKeysStatus", "CreateOrderStatus", "RiskDecision",
+    "OrderState", "ConfirmPaymentStatus", "CancelOrderStatus", "OrderLookupStatus",
+    "ReportInvalidStatus", "RedeemStatus", "VerifyStatus", "UnlockTerminalStatus",
+    "SetRiskRulesStatus", "ReviewState", "DecideReviewStatus", "SupplierProtocol",
+    "RegisterSupplierStatus", "UpdateSupplierStatus", "SupplierLookupStatus", "CircuitState",
+    "wire_name",
 ]

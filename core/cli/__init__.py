@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="TOML file (default $KAMICORE_CONFIG)")
     serve.add_argument("--listen", help="host:port (default 127.0.0.1:50051)")
     serve.add_argument("--metrics-listen", help="host:port of /metrics (default 127.0.0.1:9464)")
+    serve.add_argument("--callback-listen", help="host:port of the HTTP listener for supplier "
+                       "callbacks (default: off)")
     serve.add_argument("--workers", type=int, help="worker processes (default: CPU count)")
     serve.set_defaults(run_without_engine=remote.command_serve)
 
@@ -192,7 +194,7 @@ def _unprintable(argv: list[str]) -> str | None:
 def _settings(args) -> config_module.Config:
     """The settings file and KAMICORE_* variables, then the options given."""
     overrides = {"data_dir": args.data_dir}
-    for name in ("listen", "metrics_listen", "workers"):
+    for name in ("listen", "metrics_listen", "callback_listen", "workers"):
         overrides[name] = getattr(args, name, None)
     return config_module.load(args.config, overrides)
 

@@ -13,7 +13,7 @@ import json
 from .. import limits
 from ..engine import Engine, InvalidArgument
 from ..engine.validate import integer, text
-from ..statuses import CreateSkuStatus, DeliveryKind, SkuLookupStatus
+from ..statuses import CreateSkuStatus, DeliveryKind, RoutingStrategy, SkuLookupStatus
 
 TABLE = "catalog"
 
@@ -38,6 +38,8 @@ class Sku:
     created_ms: int = 0
     updated_ms: int = 0
     supplier_ids: tuple[str, ...] = ()  # whose supplier keys may import into it
+    # how orders pick among supplier routes (kamicore.domain.routing)
+    routing_strategy: RoutingStrategy = RoutingStrategy.PRIORITY
     # codes bought from the preferred supplier when sellable stock falls below
     # low_stock_threshold; 0: never (kamicore.domain.replenishment)
     replenish_quantity: int = 0
@@ -70,6 +72,9 @@ class Sku:
             fields["regions"] = tuple(fields["regions"])
             # SKUs stored before suppliers were listed have none: only admins import into them
             fields["supplier_ids"] = tuple(fields.get("supplier_ids", ()))
+            # and SKUs stored before routing strategies route by priority
+            fields["routing_strategy"] = RoutingStrategy(
+                fields.get("routing_strategy", RoutingStrategy.PRIORITY))
             if len(_decoded) >= limits.skus_decoded_cached_max:
                 _decoded.clear()
             sku = _decoded[value] = cls(**fields)
@@ -109,8 +114,12 @@ def validate(sku: Sku, field: str = "sku") -> Sku:
     _validate_supplier_ids(sku.supplier_ids, f"{field}.supplier_ids")
     integer(sku.purchase_limit_per_account, f"{field}.purchase_limit_per_account", 0, 2**32 - 1)
     integer(sku.low_stock_threshold, f"{field}.low_stock_threshold", 0, 2**32 - 1)
+    if sku.routing_strategy not in set(RoutingStrategy):
+        raise InvalidArgument(f"{field}.routing_strategy",
+                              "must be PRIORITY, CHEAPEST, HIGHEST_SUCCESS_RATE or FASTEST")
     _validate_supply(sku, field)
     return dataclasses.replace(sku, delivery_kind=DeliveryKind(sku.delivery_kind),
+                               routing_strategy=RoutingStrategy(sku.routing_strategy),
                                buy_on_payment=bool(sku.buy_on_payment),
                                prices=tuple(sku.prices), regions=tuple(sku.regions),
                                supplier_ids=tuple(sku.supplier_ids), created_ms=0, updated_ms=0)

@@ -69,7 +69,7 @@ class Engine(Plans, Reads, Integrity):
         self.tables = Tables(self.env)
         ring = keyring.MasterKeyring.load(self.path, master_key_file)
         self.keys = KeyService(ring, load_lookup_key(self.env, self.dbs.meta, ring), self.codec)
-        self._domain_context = (self.tables, self.ops, self.codec)
+        self._domain_context = (self.tables, self.ops, self.codec, self.keys)
         self._writer = Writer(self.env, self._make_tx, clock)
 
     def _make_tx(self, txn, now_ms: int, actor: bytes):
@@ -100,6 +100,15 @@ class Engine(Plans, Reads, Integrity):
     @on_commit.setter
     def on_commit(self, callback) -> None:
         self._writer.on_commit = callback
+
+    def seal_secret(self, purpose: bytes, plaintext: bytes) -> bytes:
+        """A domain layer's secret sealed for its tables: readable after any key rotation,
+        by this data file's master key only (kamicore.engine.keys)."""
+        return self.keys.seal_secret(purpose, plaintext)
+
+    def open_secret(self, purpose: bytes, sealed: bytes) -> bytes:
+        """The plaintext of seal_secret(purpose, ...) (keyring.DecryptionError if tampered)."""
+        return self.keys.open_secret(purpose, sealed)
 
     def now_ms(self) -> int:
         """The engine's clock (what the next commit's plans see as now)."""

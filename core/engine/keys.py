@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import hmac
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from .. import keyring
 
 LOOKUP_KEY_META = b"lookup_key"  # meta db: master key id (8) + wrapped lookup key
+# The domain layers' secrets (a supplier's signing secret, ...) are sealed under a key derived
+# from the lookup key, itself wrapped by the master key: a rotation re-wraps the lookup key, so
+# they stay readable, and a copy of the data file without the master key opens none of them.
+SECRETS_KEY_PURPOSE = b"kamicore domain secrets v1"
+SECRET_VERSION = b"\x01"  # first byte of a sealed domain secret
 
 
 class KeyService:
@@ -19,6 +29,24 @@ class KeyService:
         self._codec = codec
         self._data_keys: dict[bytes, bytes] = {}  # wrapped data key -> the key
         self._sealers: dict[bytes, keyring.Sealer] = {}  # data key -> its sealer
+        self._secrets = AESGCM(hmac.digest(lookup_key, SECRETS_KEY_PURPOSE, "sha256"))
+
+    def seal_secret(self, purpose: bytes, plaintext: bytes) -> bytes:
+        """A domain secret sealed (AES-256-GCM, a fresh nonce) for storage; `purpose` (e.g.
+        b"supplier:<id>") is its associated data, so a sealed secret copied to another record
+        fails to open."""
+        nonce = keyring.new_nonces(1)
+        return SECRET_VERSION + nonce + self._secrets.encrypt(nonce, plaintext, purpose)
+
+    def open_secret(self, purpose: bytes, sealed: bytes) -> bytes:
+        """The plaintext of seal_secret(purpose, ...); DecryptionError when tampered with."""
+        if sealed[:1] != SECRET_VERSION:
+            raise keyring.DecryptionError("not a sealed secret")
+        nonce = sealed[1:1 + keyring.nonce_bytes]
+        try:
+            return self._secrets.decrypt(nonce, sealed[1 + keyring.nonce_bytes:], purpose)
+        except InvalidTag:
+            raise keyring.DecryptionError("a sealed secret failed authentication") from None
 
     def new_wrapped_data_key(self, batch_key: bytes) -> tuple[bytes, bytes]:
         self.ring.refresh()  # another process may have rotated the master key

@@ -22,6 +22,10 @@ TABLES = {
     "risk_counters": "keyed hashes of accounts, IPs, devices -> velocity, units, first seen",
     "risk_reviews": "order id -> its risk review (kamicore.domain.risk_reviews)",
     "risk_review_queue": "created ms + order id of each pending review, oldest first",
+    "suppliers": "supplier id -> its definition, signing secret sealed (kamicore.domain.suppliers)",
+    "supplier_routes": "sku id + supplier id -> the route: product, cost, priority, enabled",
+    "supplier_stats": "per supplier: circuit breaker; per supplier and sku: outcomes, latency "
+                      "buckets, recent window; per batch: codes reported invalid",
     "replenishments": "sku id -> its latest purchase request (kamicore.domain.replenishment)",
 }
 
@@ -39,14 +43,15 @@ class Tables:
 class Transaction:
     """One plan's view of the group's write transaction (see the module docstring)."""
 
-    __slots__ = ("_tx", "_txn", "_tables", "_ops", "_codec")
+    __slots__ = ("_tx", "_txn", "_tables", "_ops", "_codec", "_keys")
 
-    def __init__(self, tx, tables: Tables, ops, codec):
+    def __init__(self, tx, tables: Tables, ops, codec, keys):
         self._tx = tx  # the compiled engine's Tx
         self._txn = tx.txn
         self._tables = tables
         self._ops = ops
         self._codec = codec
+        self._keys = keys  # kamicore.engine.keys.KeyService
 
     @property
     def now_ms(self) -> int:
@@ -80,6 +85,13 @@ class Transaction:
                     break
                 found.append((bytes(key), bytes(value)))
         return found
+
+    def seal_secret(self, purpose: bytes, plaintext: bytes) -> bytes:
+        """A domain secret sealed for one of these tables (see KeyService.seal_secret)."""
+        return self._keys.seal_secret(purpose, plaintext)
+
+    def open_secret(self, purpose: bytes, sealed: bytes) -> bytes:
+        return self._keys.open_secret(purpose, sealed)
 
     # -- the engine's transitions, in the same transaction --------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from .. import limits
 from ..domain.catalog import ChannelPrice, Sku
 from ..engine import CodeView, InvalidArgument, OrderView
-from ..statuses import DeliveryKind
+from ..statuses import DeliveryKind, RoutingStrategy
 from ..v1 import catalog_pb2, common_pb2, orders_pb2
 
 # an import header's fields, as the engine names them -> as the caller sent them
@@ -51,6 +51,8 @@ def sku_from_wire(message: catalog_pb2.Sku) -> Sku:
                purchase_limit_per_account=message.purchase_limit_per_account,
                low_stock_threshold=message.low_stock_threshold,
                regions=tuple(message.regions), supplier_ids=tuple(message.supplier_ids),
+               # UNSPECIFIED is PRIORITY; a number outside the enum is refused by validate
+               routing_strategy=message.routing_strategy or RoutingStrategy.PRIORITY,
                replenish_quantity=message.replenish_quantity,
                buy_on_payment=message.buy_on_payment)
 
@@ -67,8 +69,8 @@ def sku_to_wire(sku: Sku | None) -> catalog_pb2.Sku | None:
         purchase_limit_per_account=sku.purchase_limit_per_account,
         low_stock_threshold=sku.low_stock_threshold, regions=list(sku.regions),
         created_ms=sku.created_ms, updated_ms=sku.updated_ms,
-        supplier_ids=list(sku.supplier_ids), replenish_quantity=sku.replenish_quantity,
-        buy_on_payment=sku.buy_on_payment)
+        supplier_ids=list(sku.supplier_ids), routing_strategy=sku.routing_strategy,
+        replenish_quantity=sku.replenish_quantity, buy_on_payment=sku.buy_on_payment)
 
 
 def delivered(code: CodeView, plaintext: str) -> orders_pb2.DeliveredCode:

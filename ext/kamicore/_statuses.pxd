@@ -6,6 +6,7 @@
 #   proto/kamicore/v1/orders.proto
 #   proto/kamicore/v1/redemption.proto
 #   proto/kamicore/v1/risk.proto
+#   proto/kamicore/v1/suppliers.proto
 # Change the .proto files and rebuild (or run `python proto/generate.py`).
 
 # C constants of the compiled engine: the proto value names and numbers.
@@ -42,6 +43,12 @@ cdef enum CodeState:
 cdef enum DeliveryKind:
     DELIVERY_KIND_CODE = 1
     DELIVERY_KIND_DIRECT_TOPUP = 2
+
+cdef enum RoutingStrategy:
+    ROUTING_STRATEGY_PRIORITY = 1
+    ROUTING_STRATEGY_CHEAPEST = 2
+    ROUTING_STRATEGY_HIGHEST_SUCCESS_RATE = 3
+    ROUTING_STRATEGY_FASTEST = 4
 
 cdef enum CreateSkuStatus:
     CREATE_SKU_STATUS_CREATED = 1
@@ -182,3 +189,30 @@ cdef enum DecideReviewStatus:
     DECIDE_REVIEW_STATUS_EXPIRED = 3
     DECIDE_REVIEW_STATUS_ALREADY_DECIDED = 4
     DECIDE_REVIEW_STATUS_STORAGE_FULL = 5
+
+cdef enum SupplierProtocol:
+    SUPPLIER_PROTOCOL_GRPC = 1
+    SUPPLIER_PROTOCOL_HTTP_JSON = 2
+
+cdef enum RegisterSupplierStatus:
+    REGISTER_SUPPLIER_STATUS_REGISTERED = 1
+    REGISTER_SUPPLIER_STATUS_ALREADY_EXISTS = 2
+    REGISTER_SUPPLIER_STATUS_STORAGE_FULL = 3
+    REGISTER_SUPPLIER_STATUS_SKU_NOT_FOUND = 4
+    REGISTER_SUPPLIER_STATUS_CURRENCY_MISMATCH = 5
+
+cdef enum UpdateSupplierStatus:
+    UPDATE_SUPPLIER_STATUS_UPDATED = 1
+    UPDATE_SUPPLIER_STATUS_NOT_FOUND = 2
+    UPDATE_SUPPLIER_STATUS_STORAGE_FULL = 3
+    UPDATE_SUPPLIER_STATUS_SKU_NOT_FOUND = 4
+    UPDATE_SUPPLIER_STATUS_CURRENCY_MISMATCH = 5
+
+cdef enum SupplierLookupStatus:
+    SUPPLIER_LOOKUP_STATUS_FOUND = 1
+    SUPPLIER_LOOKUP_STATUS_NOT_FOUND = 2
+
+cdef enum CircuitState:
+    CIRCUIT_STATE_CLOSED = 1
+    CIRCUIT_STATE_OPEN = 2
+    CIRCUIT_STATE_HALF_OPEN = 3
