@@ -148,6 +148,28 @@ class StockCollector:
         yield sellable
 
 
+class ReplenishmentCollector:
+    """kamicore_replenishment_requests_open{sku} (1 while a SKU's purchase request is open)
+    and kamicore_replenishment_requests_open_total, read from the data file at scrape time."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from .domain import replenishment
+        requests = replenishment.open_requests(self.engine)
+        per_sku = GaugeMetricFamily("kamicore_replenishment_requests_open",
+                                    "Open replenishment purchase requests, by SKU",
+                                    labels=["sku"])
+        for record in requests:
+            per_sku.add_metric([record["sku_id"]], 1)
+        yield per_sku
+        yield GaugeMetricFamily("kamicore_replenishment_requests_open_total",
+                                "Open replenishment purchase requests", value=len(requests))
+
+
 def start_http(listen: str, engine) -> None:
     """Serve /metrics on host:port, merging every worker's files and the stock gauges."""
     from prometheus_client import CollectorRegistry, start_http_server
@@ -155,6 +177,7 @@ def start_http(listen: str, engine) -> None:
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
     registry.register(StockCollector(engine))
+    registry.register(ReplenishmentCollector(engine))
     host, _, port = listen.rpartition(":")
     start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
 

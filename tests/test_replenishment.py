@@ -11,11 +11,12 @@ import dataclasses
 import pytest
 
 from kamicore import limits
-from kamicore.domain import replenishment
+from kamicore.domain import replenishment, routing
 from kamicore.domain.catalog import Catalog, ChannelPrice, Sku, validate
+from kamicore.domain.suppliers import Route, Supplier, Suppliers
 from kamicore.domain.orders import OrderRequest, Orders, create_order, validate_create
 from kamicore.engine import InvalidArgument
-from kamicore.statuses import CreateOrderStatus, DeliveryKind
+from kamicore.statuses import CreateOrderStatus, DeliveryKind, RegisterSupplierStatus
 
 from .support import DAY_MS
 
@@ -102,22 +103,31 @@ def _run(engine, function, *args):
     return engine.run(engine.plan(function, args, "replenisher", full=lambda: None))
 
 
+def _supplier(engine, supplier_id: str, priority: int, sku_id: str = "gift"):
+    status, _, _ = Suppliers(engine).register(Supplier(
+        supplier_id, supplier_id, "grpc", "127.0.0.1:9", 1000, True, b"s" * 32,
+        (Route(sku_id, supplier_id, f"P-{supplier_id}", 4_000_000, "USD", priority),)))
+    assert status == RegisterSupplierStatus.REGISTERED
+
+
 def test_an_attempt_keeps_its_request_id_until_a_definite_failure(engine, clock):
     orders = _shop(engine, stock=5)
+    _supplier(engine, "S-2", 2)
+    _supplier(engine, "S-1", 1)
     _order(engine, orders, "a")
-    first = _run(engine, replenishment.begin_attempt, "gift", 1, "S-1", "P-1")
-    assert first["request_id"] == "replenish/gift/1/1" and first["supplier_id"] == "S-1"
+    first = _run(engine, replenishment.begin_attempt, "gift", 1)
+    assert (first["request_id"], first["supplier_id"], first["product"]) == (
+        "replenish/gift/1/1", "S-1", "P-S-1")  # the preferred route
     # recorded before the call: a restart (or an unknown outcome) resends the same id there
-    again = _run(engine, replenishment.begin_attempt, "gift", 1, "S-2", "P-2")
-    assert (again["request_id"], again["supplier_id"]) == ("replenish/gift/1/1", "S-1")
+    assert _run(engine, replenishment.begin_attempt, "gift", 1) == first
     unknown = _run(engine, replenishment.record_unknown, "gift", "replenish/gift/1/1",
-                   "UNKNOWN")
+                   "UNKNOWN", 50)
     assert unknown["request_id"] == "replenish/gift/1/1"
     assert unknown["next_try_ms"] == clock.now_ms + 1000
     failed = _run(engine, replenishment.record_failure, "gift", "replenish/gift/1/1", "FAILED")
     assert failed["request_id"] == "" and failed["next_try_ms"] == clock.now_ms + 2000
-    second = _run(engine, replenishment.begin_attempt, "gift", 1, "S-2", "P-2")
-    assert (second["request_id"], second["supplier_id"]) == ("replenish/gift/1/2", "S-2")
+    second = _run(engine, replenishment.begin_attempt, "gift", 1)
+    assert (second["request_id"], second["supplier_id"]) == ("replenish/gift/1/2", "S-1")
     # an answer to an old attempt changes nothing
     assert _run(engine, replenishment.close, "gift", "replenish/gift/1/1", "B", 1, "USD", 3,
                 0) is None
@@ -125,8 +135,20 @@ def test_an_attempt_keeps_its_request_id_until_a_definite_failure(engine, clock)
                   "USD", 20, 0)
     assert (closed["state"], closed["batch_id"], closed["imported"]) == ("closed", "B-7", 20)
     assert replenishment.open_requests(engine) == []
+    stats = routing.stats(engine, "S-1", "gift")
+    assert (stats["successes"], stats["failures"], stats["unknown"]) == (1, 1, 1)
     _order(engine, orders, "b")  # still below the threshold: the next request opens
     assert replenishment.read(engine, "gift")["number"] == 2
+
+
+def test_without_a_route_the_request_waits_for_the_backoff(engine, clock):
+    orders = _shop(engine, stock=5)
+    _order(engine, orders, "a")
+    record = _run(engine, replenishment.begin_attempt, "gift", 1)
+    assert (record["request_id"], record["last_result"], record["next_try_ms"]) == (
+        "", "NO_ROUTE", clock.now_ms + 1000)
+    _supplier(engine, "S-1", 1)
+    assert _run(engine, replenishment.begin_attempt, "gift", 1)["supplier_id"] == "S-1"
 
 
 def test_the_backoff_doubles_up_to_its_cap():

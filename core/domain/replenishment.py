@@ -23,7 +23,7 @@ import json
 
 from .. import limits
 from ..statuses import DeliveryKind
-from . import catalog
+from . import catalog, routing
 
 TABLE = "replenishments"
 OPEN = "open"
@@ -103,19 +103,27 @@ def request_id(record: dict, attempt: int) -> str:
     return f"{REQUEST_ID_PREFIX}/{record['sku_id']}/{record['number']}/{attempt}"
 
 
-def begin_attempt(transaction, sku_id: str, number: int, supplier_id: str,
-                  product: str) -> dict | None:
-    """The attempt to make now: the one whose outcome is unknown (same request id, same
-    supplier) or a new one to `supplier_id`, committed before its call. None when the request
-    is no longer open."""
+def begin_attempt(transaction, sku_id: str, number: int) -> dict | None:
+    """The attempt to make now, committed before its call: the one whose outcome is unknown
+    (same request id, same supplier), or a new one to the first route of the SKU's ranking
+    whose circuit breaker lets it be called (kamicore.domain.routing). None when the request
+    is no longer open; request_id "" when no route may be called (counted as a failure: the
+    next try comes after the backoff)."""
     record = read(transaction, sku_id)
     if record is None or record["state"] != OPEN or record["number"] != number:
         return None
     if record["request_id"]:
         return record
-    record["attempts"] += 1
-    record.update(request_id=request_id(record, record["attempts"]), supplier_id=supplier_id,
-                  product=product, sent_ms=transaction.now_ms)
+    for route in routing.ranked(transaction, sku_id, transaction.now_ms):
+        if routing.claim(transaction, route.supplier_id):
+            record["attempts"] += 1
+            record.update(request_id=request_id(record, record["attempts"]),
+                          supplier_id=route.supplier_id, product=route.product,
+                          sent_ms=transaction.now_ms)
+            return _put(transaction, record)
+    record["failures"] += 1
+    record.update(supplier_id="", product="", last_result="NO_ROUTE",
+                  next_try_ms=transaction.now_ms + backoff_ms(record["failures"]))
     return _put(transaction, record)
 
 
@@ -133,24 +141,31 @@ def _current(transaction, sku_id: str, request: str) -> dict | None:
     return record
 
 
-def record_unknown(transaction, sku_id: str, request: str, result: str) -> dict | None:
-    """The attempt's outcome is not known (or its codes could not be imported yet): the same
-    request id is sent again after the backoff."""
+def record_unknown(transaction, sku_id: str, request: str, result: str,
+                   latency_ms: int = -1) -> dict | None:
+    """The attempt's outcome is not known (UNKNOWN or PENDING; with latency_ms >= 0, counted
+    in the supplier's statistics), or its codes could not be imported yet (latency_ms -1): the
+    same request id goes to the same supplier again after the backoff."""
     record = _current(transaction, sku_id, request)
     if record is None:
         return None
     record["failures"] += 1
     record.update(next_try_ms=transaction.now_ms + backoff_ms(record["failures"]),
                   last_result=result)
+    if latency_ms >= 0:  # an answer that came (or did not) from the supplier
+        routing.record_outcome(transaction, record["supplier_id"], sku_id, "UNKNOWN",
+                               latency_ms)
     return _put(transaction, record)
 
 
-def record_failure(transaction, sku_id: str, request: str, result: str) -> dict | None:
-    """A definite failure ("FAILED", "NOT_FOUND", "NO_ROUTE"): the next attempt gets a new
-    request id, after the backoff. `request` "" for a failure before any call."""
-    record = read(transaction, sku_id)
-    if record is None or record["state"] != OPEN or record["request_id"] != request:
+def record_failure(transaction, sku_id: str, request: str, result: str,
+                   latency_ms: int = 0) -> dict | None:
+    """A definite failure ("FAILED" or "NOT_FOUND" from the supplier): the next attempt gets a
+    new request id (and may go to another supplier) after the backoff."""
+    record = _current(transaction, sku_id, request)
+    if record is None:
         return None
+    routing.record_outcome(transaction, record["supplier_id"], sku_id, result, latency_ms)
     record["failures"] += 1
     record.update(request_id="", next_try_ms=transaction.now_ms + backoff_ms(record["failures"]),
                   last_result=result)
@@ -158,12 +173,14 @@ def record_failure(transaction, sku_id: str, request: str, result: str) -> dict 
 
 
 def close(transaction, sku_id: str, request: str, batch_id: str, unit_cost_micros: int,
-          currency: str, imported: int, duplicates: int) -> dict | None:
+          currency: str, imported: int, duplicates: int, latency_ms: int = 0) -> dict | None:
     """The attempt succeeded and its codes are imported: the request is done (a later drop
     below the threshold opens the next one)."""
     record = _current(transaction, sku_id, request)
     if record is None:
         return None
+    routing.record_outcome(transaction, record["supplier_id"], sku_id, "SUCCEEDED", latency_ms,
+                           unit_cost_micros * (imported + duplicates))
     record.update(state=CLOSED, closed_ms=transaction.now_ms, batch_id=batch_id,
                   unit_cost_micros=unit_cost_micros, currency=currency, imported=imported,
                   duplicates=duplicates, last_result="SUCCEEDED")

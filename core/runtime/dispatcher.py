@@ -139,3 +139,7 @@ def dispatcher_main(config: Config, ready) -> None:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s dispatcher %(process)d %(message)s")
     asyncio.run(run_dispatcher(config, ready))
+
+
+# the modules whose periodic tasks the dispatcher runs append them to TASKS when imported
+from . import replenisher  # noqa: E402,F401
