@@ -25,6 +25,8 @@ class Config:
     callback_listen: str = ""
     # how often the dispatcher runs its tasks (top-up recovery and follow-ups, replenishment)
     dispatcher_interval_seconds: float = 1.0
+    # a PENDING top-up no callback settled is asked about (QueryTopUp) after this, and again
+    topup_follow_up_seconds: float = limits.topup_follow_up_seconds_default
     tls_cert: str = ""  # PEM server certificate chain; TLS when set
     tls_key: str = ""  # PEM private key of tls_cert
     tls_client_ca: str = ""  # PEM CA bundle; when set, clients must present a certificate (mTLS)
@@ -127,7 +129,7 @@ def load(path: str | None = None, overrides: dict | None = None) -> Config:
 
 def _check_fair_use(config: Config) -> None:
     for name in ("in_flight_rpcs_max", "key_streams_max", "stream_idle_seconds",
-                 "dispatcher_interval_seconds"):
+                 "dispatcher_interval_seconds", "topup_follow_up_seconds"):
         if getattr(config, name) <= 0:
             raise ValueError(f"{name} must be more than 0")
     if not 0 <= config.key_in_flight_rpcs_max <= config.in_flight_rpcs_max:

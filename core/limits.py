@@ -133,6 +133,19 @@ call_queued_in_grpc_seconds_max = 30  # a call not taken by then is cancelled by
 
 # -- direct top-ups and supplier callbacks (kamicore.domain.topups, kamicore.runtime) -------------
 callback_backlog_max = 128  # connections the callback listener queues before accepting them
+recipient_bytes_max = 128  # the account or phone number a top-up credits
+topup_attempts_per_order_max = 8  # suppliers one order tries before it is refund-required
+topup_request_id_hex_chars = 32  # of the SHA-256 an attempt's request id is derived from
+topup_answer_grace_ms = 2_000  # past a call's timeout, its attempt is asked about by another
+topup_query_delay_ms_min = 500  # an unknown outcome is asked about after this, then doubling
+topup_query_delay_ms_max = 60_000  # ... up to this
+topup_follow_up_seconds_default = 30.0  # a PENDING top-up with no callback is asked about then
+topup_message_bytes_max = 200  # what a supplier said of an attempt, as GetOrder shows it
+topup_callbacks_remembered_max = 8  # signatures kept per attempt, to tell replays
+topup_due_scan_max = 256  # unsettled attempts one scan looks at
+topup_due_per_tick_max = 64  # attempts one dispatcher task asks about per tick
+topup_calls_in_flight_max = 64  # supplier calls one dispatcher task makes at once
+callback_body_bytes_max = 16 * 1024  # a supplier callback's JSON document
 
 # -- fair use of a worker (defaults of settings in core/config.py; see core/grpc/gate.py) ---------
 in_flight_rpcs_default = 512  # calls in flight in one worker; the excess gets RESOURCE_EXHAUSTED
