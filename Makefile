@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := $(wildcard core/*.py core/*/*.py ext/kamicore/*.py ext/kamicore/*.pyx ext/kamicore/*.pxd ext/kamicore/*.pyi proto/kamicore/*/*.proto) \
+SOURCES := $(wildcard core/*.py core/*/*.py ext/kamicore/*.py ext/kamicore/*.pyx ext/kamicore/*.pxd ext/kamicore/*.pyi proto/kamicore/*/*.proto \
+	proto/kamicore/*/*/*.proto core/*/*/__init__.py) \
 	setup.py pyproject.toml
 PYTEST_ARGS ?=
 

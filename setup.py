@@ -27,8 +27,9 @@ EXTENSIONS = [
 
 
 def generate() -> None:
-    """proto/generate.py: the gRPC modules (core/v1) and the status enums (core/statuses.py,
-    ext/kamicore/_statuses.*), so both always match proto/ and the installed protobuf."""
+    """proto/generate.py: the gRPC modules (core/v1, core/supplier/v1) and the status enums
+    (core/statuses.py, ext/kamicore/_statuses.*), so both always match proto/ and the installed
+    protobuf."""
     spec = importlib.util.spec_from_file_location("kamicore_generate", "proto/generate.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

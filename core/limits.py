@@ -156,6 +156,18 @@ idle_checks_per_timeout = 4  # a stream is ended 1 to 1.25 timeouts after its la
 busy_retry_after_ms = 100  # grpc-retry-pushback-ms sent with a refusal for calls in flight
 streams_retry_after_ms = 1000  # ... and with one for too many open streams
 
+# -- suppliers (kamicore.connectors) --------------------------------------------------------------
+# a signed answer or callback whose timestamp is further than this from kamicore's clock is
+# refused ("stale_timestamp"): a captured callback cannot be replayed later
+callback_clock_skew_seconds_max = 300
+supplier_request_id_bytes_max = 128  # an attempt's request id, the supplier's idempotency key
+supplier_reference_bytes_max = 128  # a supplier's own reference of a top-up
+supplier_message_bytes_max = 500  # a supplier's message; longer ones are cut
+supplier_codes_per_purchase_max = 10_000  # codes one PurchaseCodes call may buy
+supplier_answer_bytes_max = 4 * 2**20  # an answer of a supplier (gRPC or HTTP) kamicore reads
+callback_bytes_max = 64 * 2**10  # a callback body the HTTP callback listener accepts
+supplier_timeout_ms_max = 60_000  # the deadline of one call to a supplier
+
 # -- the command line ------------------------------------------------------------------------------
 cli_call_timeout_seconds = 30.0  # `kamicore call`: the deadline of its one call
 cli_probe_timeout_seconds = 2.0  # `kamicore demo`: how long it asks whether a server answers
@@ -185,6 +197,8 @@ assert 0 < key_in_flight_fraction_default <= 0.5, "one key never holds most of a
 assert key_streams_default <= in_flight_rpcs_default * key_in_flight_fraction_default, \
     "a key's open streams fit in its share of the calls in flight"
 assert in_flight_rpcs_default < calls_queued_in_grpc_max, "overload reaches the gate"
+assert supplier_codes_per_purchase_max * (code_bytes_max + 3) \
+    <= supplier_answer_bytes_max, "a purchase of the longest codes fits an answer kamicore reads"
 assert cli_rejected_lines_listed_max <= rejected_rows_listed_max, \
     "`kamicore import` names rejected lines from the import stream's list"
 
