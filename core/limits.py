@@ -140,12 +140,11 @@ topup_answer_grace_ms = 2_000  # past a call's timeout, its attempt is asked abo
 topup_query_delay_ms_min = 500  # an unknown outcome is asked about after this, then doubling
 topup_query_delay_ms_max = 60_000  # ... up to this
 topup_follow_up_seconds_default = 30.0  # a PENDING top-up with no callback is asked about then
-topup_message_bytes_max = 200  # what a supplier said of an attempt, as GetOrder shows it
 topup_callbacks_remembered_max = 8  # signatures kept per attempt, to tell replays
+topup_wait_grace_seconds = 0.5  # ConfirmPayment waits the first supplier's timeout and this
 topup_due_scan_max = 256  # unsettled attempts one scan looks at
 topup_due_per_tick_max = 64  # attempts one dispatcher task asks about per tick
 topup_calls_in_flight_max = 64  # supplier calls one dispatcher task makes at once
-callback_body_bytes_max = 16 * 1024  # a supplier callback's JSON document
 
 # -- fair use of a worker (defaults of settings in core/config.py; see core/grpc/gate.py) ---------
 in_flight_rpcs_default = 512  # calls in flight in one worker; the excess gets RESOURCE_EXHAUSTED

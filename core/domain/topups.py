@@ -195,6 +195,8 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
         return UNKNOWN_REQUEST, []
     now = transaction.now_ms
     state = attempt["state"]
+    if latency_ms < 0:  # a callback: since the attempt was recorded
+        latency_ms = max(0, now - attempt["created_ms"])
     if signature:
         if signature in attempt["callbacks"]:
             return REPLAYED, []
@@ -207,7 +209,7 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
             outcome = DUPLICATE
         if outcome == LATE:  # succeeded after all, once the order had gone on without it
             attempt.update(state=SUCCEEDED, late=True, answered_ms=now,
-                           supplier_reference=supplier_reference[:limits.name_bytes_max])
+                           supplier_reference=supplier_reference[:limits.supplier_reference_bytes_max])
             order_key = attempt["order_id"].encode()
             meta = json.loads(transaction.get(META_TABLE, order_key))
             meta["topup"]["reconcile"].append(request_id)
@@ -227,7 +229,7 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
         due = (attempt["due_ms"] if outcome == DUPLICATE
                else now + follow_up_ms if result == PENDING and follow_up_ms
                else _query_due_ms(now, attempt["queries"]))
-        attempt["supplier_reference"] = (supplier_reference[:limits.name_bytes_max]
+        attempt["supplier_reference"] = (supplier_reference[:limits.supplier_reference_bytes_max]
                                          or attempt["supplier_reference"])
         _put(transaction, attempt, due)
         return outcome, []
@@ -237,8 +239,8 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
     topup = meta["topup"]
     late = result == SUCCEEDED and topup["state"] != ORDER_PENDING
     attempt.update(state=result, answered_ms=now, late=late,
-                   supplier_reference=supplier_reference[:limits.name_bytes_max],
-                   message=message[:limits.topup_message_bytes_max])
+                   supplier_reference=supplier_reference[:limits.supplier_reference_bytes_max],
+                   message=message[:limits.supplier_message_bytes_max])
     _put(transaction, attempt, None)
     routing.record_outcome(transaction, attempt["supplier_id"], attempt["sku_id"], result,
                            latency_ms, attempt["cost_micros"] if result == SUCCEEDED else 0,
@@ -254,10 +256,10 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
     return (LATE if late else APPLIED), calls
 
 
-def take_due(transaction, states: tuple[str, ...], limit: int, lease_ms: int) -> list[dict]:
-    """Up to `limit` unsettled attempts in `states` whose due time passed, each leased for
-    `lease_ms` (due again then, should its taker die before an answer is committed) -> the
-    attempts to ask their suppliers about."""
+def take_due(transaction, states: tuple[str, ...], limit: int) -> list[dict]:
+    """Up to `limit` unsettled attempts in `states` whose due time passed, each leased for its
+    call's timeout and a grace (due again then, should its taker die before an answer is
+    committed) -> the attempts to ask their suppliers about."""
     now = transaction.now_ms
     taken, start = [], b""
     while len(taken) < limit:
@@ -268,7 +270,7 @@ def take_due(transaction, states: tuple[str, ...], limit: int, lease_ms: int) ->
             attempt = get(transaction, key[8:].decode())
             if attempt["state"] in states:
                 attempt["queries"] += 1
-                _put(transaction, attempt, now + lease_ms)
+                _put(transaction, attempt, _call_due_ms(now, attempt["timeout_ms"]))
                 taken.append(attempt)
                 if len(taken) >= limit:
                     return taken
