@@ -229,7 +229,7 @@ sku_bytes_max = (
     _name + _text(display_name_bytes_max) + _text(_money) + _enum
     + prices_per_sku_max * _text(_name + _number) + 2 * _small_number
     + regions_per_sku_max * _text(region_bytes_max) + 2 * _number
-    + suppliers_per_sku_max * _name)
+    + suppliers_per_sku_max * _name + _enum)  # the last: routing_strategy
 delivered_code_bytes_max = (_number + _name + 2 * _text(code_bytes_max) + _enum + _number)
 order_bytes_max = (
     _text(order_id_bytes_max) + _enum
@@ -251,6 +251,15 @@ _risk_rule = (4 * _text(name_bytes_max) + _text(risk_kind_bytes_max) + 3 * _smal
               + risk_list_items_max * _text(_risk_value_bytes_max))
 risk_rule_set_bytes_max = (3 * _small_number + risk_list_items_max * _text(name_bytes_max)
                            + risk_rules_max * _text(_risk_rule))
+_double = 1 + 8
+_supplier_route = _text(2 * _name + _text(_money) + _small_number + _flag)
+supplier_bytes_max = (  # a supplier as replies show it: never with its signing secret
+    _name + _text(display_name_bytes_max) + _enum + _text(supplier_address_bytes_max)
+    + _small_number + _flag + routes_per_supplier_max * _supplier_route + 2 * _number)
+_batch_invalid = _text(_name + 2 * _number + _double)
+_supplier_sku_stats = _text(
+    _name + 6 * _number + _double + 4 * _small_number + _text(_money)
+    + supplier_stats_batches_listed_max * _batch_invalid)
 reply_bytes_worst = {  # method -> its largest reply
     "Catalog/CreateSku": _enum + _text(sku_bytes_max),  # also GetSku and UpdateSku
     "Catalog/ListSkus": skus_page_bytes_max + _name,
@@ -276,9 +285,15 @@ reply_bytes_worst = {  # method -> its largest reply
         2 * _enum + _name + 3 * _number + _text(terminal_bytes_max) + _text(code_bytes_max)
         + _number),
     "Redemption/UnlockTerminal": _enum + 2 * _number,
+    "Suppliers/RegisterSupplier": _enum + _text(supplier_bytes_max) + _name,  # and Update
+    "Suppliers/ListSuppliers": suppliers_page_bytes_max + _name,
+    "Suppliers/GetSupplierStats": (2 * _enum + _number + 2 * _small_number
+                                   + supplier_stats_skus_listed_max * _supplier_sku_stats),
 }
 assert all(size <= reply_bytes_max - reply_margin_bytes for size in reply_bytes_worst.values()), \
     "every reply fits what a client accepts, with a margin"
 assert _text(sku_bytes_max) <= skus_page_bytes_max, "a ListSkus page holds at least one SKU"
+assert _text(supplier_bytes_max) <= suppliers_page_bytes_max, \
+    "a ListSuppliers page holds at least one supplier"
 assert _text(codes_per_chunk_max * _text(code_bytes_max)) + 1 + 5 \
     <= reply_bytes_max - reply_margin_bytes, "a chunk of the longest codes fits a message"
