@@ -142,7 +142,11 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
         ConfirmPaymentStatus.RISK_REJECTED,
         ConfirmPaymentStatus.IN_REVIEW,
         ConfirmPaymentStatus.AMOUNT_MISMATCH,
-        ConfirmPaymentStatus.REFUND_REQUIRED,
+        ConfirmPaymentStatus.REFUND_REQUIRED,  # also a cancelled top-up order
+        # a top-up order past the shared rungs: its state, also to a retry (kamicore.domain.topups)
+        ConfirmPaymentStatus.FAILED_REFUND_REQUIRED,
+        ConfirmPaymentStatus.PENDING,
+        ConfirmPaymentStatus.FULFILLED,
     ),
     CancelOrderStatus: (
         CancelOrderStatus.ORDER_NOT_FOUND,

@@ -141,6 +141,18 @@ call_queued_in_grpc_seconds_max = 30  # a call not taken by then is cancelled by
 
 # -- direct top-ups and supplier callbacks (kamicore.domain.topups, kamicore.runtime) -------------
 callback_backlog_max = 128  # connections the callback listener queues before accepting them
+recipient_bytes_max = 128  # the account or phone number a top-up credits
+topup_attempts_per_order_max = 8  # suppliers one order tries before it is refund-required
+topup_request_id_hex_chars = 32  # of the SHA-256 an attempt's request id is derived from
+topup_answer_grace_ms = 2_000  # past a call's timeout, its attempt is asked about by another
+topup_query_delay_ms_min = 500  # an unknown outcome is asked about after this, then doubling
+topup_query_delay_ms_max = 60_000  # ... up to this
+topup_follow_up_seconds_default = 30.0  # a PENDING top-up with no callback is asked about then
+topup_callbacks_remembered_max = 8  # signatures kept per attempt, to tell replays
+topup_wait_grace_seconds = 0.5  # ConfirmPayment waits the first supplier's timeout and this
+topup_due_scan_max = 256  # unsettled attempts one scan looks at
+topup_due_per_tick_max = 64  # attempts one dispatcher task asks about per tick
+topup_calls_in_flight_max = 64  # supplier calls one dispatcher task makes at once
 
 # -- fair use of a worker (defaults of settings in core/config.py; see core/grpc/gate.py) ---------
 in_flight_rpcs_default = 512  # calls in flight in one worker; the excess gets RESOURCE_EXHAUSTED
@@ -225,7 +237,7 @@ sku_bytes_max = (
     _name + _text(display_name_bytes_max) + _text(_money) + _enum
     + prices_per_sku_max * _text(_name + _number) + 2 * _small_number
     + regions_per_sku_max * _text(region_bytes_max) + 2 * _number
-    + suppliers_per_sku_max * _name
+    + suppliers_per_sku_max * _name + _enum  # routing_strategy
     + _small_number + _flag)  # replenish_quantity, buy_on_payment
 delivered_code_bytes_max = (_number + _name + 2 * _text(code_bytes_max) + _enum + _number)
 order_bytes_max = (
@@ -248,6 +260,15 @@ _risk_rule = (4 * _text(name_bytes_max) + _text(risk_kind_bytes_max) + 3 * _smal
               + risk_list_items_max * _text(_risk_value_bytes_max))
 risk_rule_set_bytes_max = (3 * _small_number + risk_list_items_max * _text(name_bytes_max)
                            + risk_rules_max * _text(_risk_rule))
+_double = 1 + 8
+_supplier_route = _text(2 * _name + _text(_money) + _small_number + _flag)
+supplier_bytes_max = (  # a supplier as replies show it: never with its signing secret
+    _name + _text(display_name_bytes_max) + _enum + _text(supplier_address_bytes_max)
+    + _small_number + _flag + routes_per_supplier_max * _supplier_route + 2 * _number)
+_batch_invalid = _text(_name + 2 * _number + _double)
+_supplier_sku_stats = _text(
+    _name + 6 * _number + _double + 4 * _small_number + _text(_money)
+    + supplier_stats_batches_listed_max * _batch_invalid)
 reply_bytes_worst = {  # method -> its largest reply
     "Catalog/CreateSku": _enum + _text(sku_bytes_max),  # also GetSku and UpdateSku
     "Catalog/ListSkus": skus_page_bytes_max + _name,
@@ -273,9 +294,15 @@ reply_bytes_worst = {  # method -> its largest reply
         2 * _enum + _name + 3 * _number + _text(terminal_bytes_max) + _text(code_bytes_max)
         + _number),
     "Redemption/UnlockTerminal": _enum + 2 * _number,
+    "Suppliers/RegisterSupplier": _enum + _text(supplier_bytes_max) + _name,  # and Update
+    "Suppliers/ListSuppliers": suppliers_page_bytes_max + _name,
+    "Suppliers/GetSupplierStats": (2 * _enum + _number + 2 * _small_number
+                                   + supplier_stats_skus_listed_max * _supplier_sku_stats),
 }
 assert all(size <= reply_bytes_max - reply_margin_bytes for size in reply_bytes_worst.values()), \
     "every reply fits what a client accepts, with a margin"
 assert _text(sku_bytes_max) <= skus_page_bytes_max, "a ListSkus page holds at least one SKU"
+assert _text(supplier_bytes_max) <= suppliers_page_bytes_max, \
+    "a ListSuppliers page holds at least one supplier"
 assert _text(codes_per_chunk_max * _text(code_bytes_max)) + 1 + 5 \
     <= reply_bytes_max - reply_margin_bytes, "a chunk of the longest codes fits a message"

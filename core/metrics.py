@@ -127,6 +127,45 @@ class DispatcherMetrics:
         self.task_failures.labels(task).inc()
 
 
+class TopUpMetrics:
+    """Direct top-ups, recorded by the workers and the dispatcher alike (one per process:
+    topup_metrics())."""
+
+    def __init__(self):
+        from prometheus_client import Counter
+        self.callbacks = Counter(
+            "kamicore_supplier_callbacks_total", "Supplier callbacks (HTTP and gRPC) by "
+            "outcome: accepted, late (a success after the order went on: reconcile), duplicate, "
+            "replayed, conflict (a second, different answer), unknown (request id), "
+            "unknown_supplier, bad_signature, stale_timestamp, malformed, storage_full",
+            ["outcome"])
+        self.reconciliations = Counter(
+            "kamicore_topup_reconciliations_total", "Top-up successes that came after their "
+            "order was fulfilled by another attempt (or had failed over): topped up twice, "
+            "flagged for reconciliation with the supplier")
+        self.answers = Counter("kamicore_topup_answers_total", "Answers to kamicore's TopUp "
+                               "and QueryTopUp calls, by call and result", ["call", "result"])
+
+    def callback(self, outcome: str) -> None:
+        self.callbacks.labels(outcome).inc()
+
+    def reconciliation(self) -> None:
+        self.reconciliations.inc()
+
+    def answer(self, call: str, result: str) -> None:
+        self.answers.labels(call, result).inc()
+
+
+_topup_metrics: TopUpMetrics | None = None
+
+
+def topup_metrics() -> TopUpMetrics:
+    global _topup_metrics
+    if _topup_metrics is None:
+        _topup_metrics = TopUpMetrics()
+    return _topup_metrics
+
+
 class StockCollector:
     """kamicore_stock_codes{sku, state}: the engine's O(1) counters, read at scrape time."""
 

@@ -15,7 +15,7 @@ from kamicore.engine import load_implementation
 from kamicore.grpc.worker import SERVICE_NAMES, _message_classes
 from kamicore.statuses import CodeState
 from kamicore.v1 import (
-    catalog_pb2, common_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2,
+    catalog_pb2, common_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2, suppliers_pb2,
 )
 
 L = limits
@@ -45,6 +45,14 @@ TEXT_BYTES = {  # every string field of a reply -> its most bytes
     "RiskRule.skus": L.name_bytes_max, "RiskRule.values": L.buyer_field_bytes_max,
     "Review.order_id": L.order_id_bytes_max, "Review.decided_by": L.actor_bytes_max,
     "ListReviewsResponse.next_page_token": 2 * (8 + L.order_id_bytes_max),
+    "Supplier.supplier_id": L.name_bytes_max, "Supplier.name": L.display_name_bytes_max,
+    "Supplier.address": L.supplier_address_bytes_max,
+    "Supplier.signing_secret": 0,  # write-only: never in a reply (tests/test_suppliers.py)
+    "SupplierRoute.sku_id": L.name_bytes_max, "SupplierRoute.product": L.name_bytes_max,
+    "RegisterSupplierResponse.sku_id": L.name_bytes_max,
+    "UpdateSupplierResponse.sku_id": L.name_bytes_max,
+    "ListSuppliersResponse.next_page_token": L.name_bytes_max,
+    "SupplierSkuStats.sku_id": L.name_bytes_max, "BatchInvalidCodes.batch_id": L.name_bytes_max,
 }
 ITEMS = {  # every repeated field of a reply -> its most items
     "Sku.prices": L.prices_per_sku_max, "Sku.regions": L.regions_per_sku_max,
@@ -61,7 +69,13 @@ ITEMS = {  # every repeated field of a reply -> its most items
     "RiskRule.skus": L.risk_list_items_max, "RiskRule.values": L.risk_list_items_max,
     "ListReviewsResponse.reviews": L.reviews_page_max,
     "ListSkusResponse.skus": None,  # as many of the largest SKU as a page's bytes allow
+    "Supplier.routes": L.routes_per_supplier_max,
+    "ListSuppliersResponse.suppliers": None,
+    "GetSupplierStatsResponse.skus": L.supplier_stats_skus_listed_max,
+    "SupplierSkuStats.batches": L.supplier_stats_batches_listed_max,
 }
+PAGE_BYTES = {"ListSkusResponse.skus": L.skus_page_bytes_max,  # the pages' bounds
+              "ListSuppliersResponse.suppliers": L.suppliers_page_bytes_max}
 MODEL = {  # method -> the reply of kamicore.limits.reply_bytes_worst that bounds it
     "CreateSku": "Catalog/CreateSku", "GetSku": "Catalog/CreateSku",
     "UpdateSku": "Catalog/CreateSku", "ListSkus": "Catalog/ListSkus",
@@ -76,11 +90,15 @@ MODEL = {  # method -> the reply of kamicore.limits.reply_bytes_worst that bound
     "UnlockTerminal": "Redemption/UnlockTerminal",
     "GetRiskRules": "Risk/GetRiskRules", "SetRiskRules": "Risk/SetRiskRules",
     "ListReviews": "Risk/ListReviews", "DecideReview": "Risk/DecideReview",
+    "RegisterSupplier": "Suppliers/RegisterSupplier",
+    "UpdateSupplier": "Suppliers/RegisterSupplier",
+    "ListSuppliers": "Suppliers/ListSuppliers", "GetSupplierStats": "Suppliers/GetSupplierStats",
 }
 LONGEST_VARINT = {  # the value of each scalar type whose encoding is longest
     FieldDescriptor.TYPE_INT64: -1, FieldDescriptor.TYPE_UINT64: 2**64 - 1,
     FieldDescriptor.TYPE_INT32: -1, FieldDescriptor.TYPE_UINT32: 2**32 - 1,
     FieldDescriptor.TYPE_BOOL: True,
+    FieldDescriptor.TYPE_DOUBLE: 1.0,  # fixed: 8 bytes, whatever the value
 }
 
 
@@ -97,15 +115,17 @@ def _largest(message_class):
         if field.type == FieldDescriptor.TYPE_MESSAGE:
             item = _largest(field.message_type._concrete_class)
             if count is None:  # a page: items while their bytes fit
-                count = L.skus_page_bytes_max // L.length_delimited_bytes(item.ByteSize())
+                count = PAGE_BYTES[key] // L.length_delimited_bytes(item.ByteSize())
             if repeated:
                 getattr(message, field.name).extend([item] * count)
             else:
                 getattr(message, field.name).CopyFrom(item)
             continue
-        if field.type == FieldDescriptor.TYPE_STRING:
+        if field.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES):
             assert key in TEXT_BYTES, f"{key}: give the most bytes of this text"
             value = "x" * TEXT_BYTES[key]
+            if field.type == FieldDescriptor.TYPE_BYTES:
+                value = value.encode()
         elif field.type == FieldDescriptor.TYPE_ENUM:
             value = max(number.number for number in field.enum_type.values)
         else:
@@ -118,7 +138,7 @@ def _largest(message_class):
     return message
 
 
-MODULES = (catalog_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2)
+MODULES = (catalog_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2, suppliers_pb2)
 METHODS = [(service.name, method) for module in MODULES
            for service in module.DESCRIPTOR.services_by_name.values()
            for method in service.methods]

@@ -24,6 +24,9 @@ TABLES = {
     "risk_review_queue": "created ms + order id of each pending review, oldest first",
     "suppliers": "supplier id -> its definition, signing secret sealed (kamicore.domain.suppliers)",
     "supplier_routes": "sku id + supplier id -> the route: product, cost, priority, enabled",
+    "topup_attempts": "request id -> a direct top-up attempt: order, supplier, state, answer "
+                      "(kamicore.domain.topups)",
+    "topup_unsettled": "due ms + request id of each attempt whose outcome is not known",
     "supplier_stats": "per supplier: circuit breaker; per supplier and sku: outcomes, latency "
                       "buckets, recent window; per batch: codes reported invalid",
     "replenishments": "sku id -> its latest purchase request (kamicore.domain.replenishment)",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import limits
-from ..domain import orders
+from ..domain import orders, supplier_stats
 from ..engine.validate import integer, text
 from ..statuses import (
     CancelOrderStatus, ConfirmPaymentStatus, CreateOrderStatus, OrderLookupStatus, OrderState,
@@ -111,6 +111,9 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
             return orders_pb2.ReportInvalidCodeResponse(
                 status=ReportInvalidStatus.ORDER_NOT_FOUND)
         [result] = await self.s.api.report_invalid([(order_id, request.code_id)], actor=actor())
+        if result.status in (ReportInvalidStatus.REISSUED, ReportInvalidStatus.NO_REPLACEMENT):
+            # counted against the batch's supplier (GetSupplierStats)
+            await supplier_stats.record_invalid_report(self.s.engine, request.code_id, actor())
         response = orders_pb2.ReportInvalidCodeResponse(status=result.status)
         if result.replacement_code_id:  # shown alone, wherever it sits in a large order
             position = self.s.engine.order(order_id, codes_max=0).code_ids.index(

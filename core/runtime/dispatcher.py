@@ -28,13 +28,15 @@ from collections.abc import Awaitable, Callable
 from .. import limits, metrics
 from ..config import Config
 from ..engine import Engine
+from . import topups as topup_tasks
+from .callbacks import CallbackHandler
 
 log = logging.getLogger("kamicore.dispatcher")
 
 Task = Callable[["Dispatcher"], Awaitable[None]]
-# The periodic tasks, in the order they start. Each helper module registers its own here
-# (top-ups: recovery and follow-ups of attempts; replenishment: the replenisher).
-TASKS: list[Task] = []
+# The periodic tasks, in the order they start: the top-ups' recovery and follow-ups of
+# attempts (kamicore.runtime.topups), then any a module appends (the replenisher).
+TASKS: list[Task] = list(topup_tasks.TASKS)
 
 
 class Dispatcher:
@@ -47,6 +49,10 @@ class Dispatcher:
         self.metrics = dispatcher_metrics or metrics.DispatcherMetrics()
         self.stopping = asyncio.Event()
         self._logged: dict[tuple[str, str], float] = {}
+        self.topups = topup_tasks.Driver(engine, self.connector,
+                                         follow_up_seconds=config.topup_follow_up_seconds,
+                                         callback_base=config.callback_base())
+        self.callbacks = CallbackHandler(engine, self.topups)
 
     def connector(self, supplier):
         """The cached connector (kamicore.connectors) that talks to `supplier` (a
@@ -55,11 +61,6 @@ class Dispatcher:
         from ..connectors.base import Endpoint
         return connector_for(Endpoint(supplier.supplier_id, supplier.protocol, supplier.address,
                                       supplier.timeout_ms, supplier.secret))
-
-    async def callback(self, supplier_id: str, timestamp_ms: int, body: bytes,
-                       signature: str) -> tuple[int, str]:
-        """One supplier callback from the HTTP listener -> (HTTP status, reason)."""
-        raise NotImplementedError  # the top-up handler comes with the attempts
 
     async def sleep(self, seconds: float) -> bool:
         """Wait `seconds` or until stopping; True when stopping."""
@@ -105,6 +106,7 @@ class Dispatcher:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        await self.topups.close()
 
     async def _start_listener(self):
         if not self.config.callback_listen:
@@ -112,7 +114,7 @@ class Dispatcher:
         from aiohttp import web
 
         from ..connectors import http_callbacks
-        runner = web.AppRunner(http_callbacks.application(self.callback),
+        runner = web.AppRunner(http_callbacks.application(self.callbacks.http),
                                access_log=None, handle_signals=False)
         await runner.setup()
         host, _, port = self.config.callback_listen.rpartition(":")
