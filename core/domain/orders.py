@@ -20,7 +20,7 @@ from ..statuses import (
     CancelOrderStatus, ConfirmPaymentStatus, ConfirmStatus, CreateOrderStatus, DecideReviewStatus,
     DeliveryKind, OrderState, ReserveStatus,
 )
-from . import catalog, replenishment, risk, risk_reviews, suppliers, topups
+from . import catalog, code_purchases, replenishment, risk, risk_reviews, suppliers, topups
 
 ORDER_ID_SEPARATOR = "/"
 META_TABLE = "order_meta"
@@ -145,6 +145,9 @@ def _priced(transaction, channel: str, request: dict):
         skus[sku_id] = sku
     if topups.check_order(skus, request) and not suppliers.routes(transaction, lines[0][0]):
         return CreateOrderStatus.DELIVERY_NOT_SUPPORTED, None, None, None
+    if code_purchases.check_order(skus, request) \
+            and not suppliers.routes(transaction, lines[0][0]):  # nobody to buy them from
+        return CreateOrderStatus.DELIVERY_NOT_SUPPORTED, None, None, None
     if any(sku.delivery_kind not in (DeliveryKind.CODE, DeliveryKind.DIRECT_TOPUP)
            for sku in skus.values()):
         return CreateOrderStatus.DELIVERY_NOT_SUPPORTED, None, None, None
@@ -213,6 +216,8 @@ def create_order(transaction, order_id: bytes, owner: str, channel: str, request
             return CreateOrderStatus.LIMIT_EXCEEDED, None, assessment
     if request["recipient"]:  # a top-up: nothing to reserve, a supplier credits it once paid
         topups.new_order(meta, skus, request)
+    elif code_purchases.check_order(skus, request):  # no pool: bought once paid
+        code_purchases.new_order(meta)
     elif transaction.reserve(order_id, [(sku.encode(), quantity)
                                         for sku, quantity in request["lines"]],
                              request["hold_ms"]) != ReserveStatus.RESERVED:
@@ -240,8 +245,9 @@ def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
     meta = _meta(transaction, order_id)
     if meta is None:
         return ConfirmPaymentStatus.ORDER_NOT_FOUND, False, []
-    paid = (ConfirmPaymentStatus.PAID if not topups.is_topup(meta)
-            else topups.ORDER_STATUS.get(meta["topup"]["state"]))
+    paid = (topups.ORDER_STATUS.get(meta["topup"]["state"]) if topups.is_topup(meta)
+            else code_purchases.ORDER_STATUS.get(meta["purchase"]["state"])
+            if code_purchases.is_purchase(meta) else ConfirmPaymentStatus.PAID)
     if meta["payment_reference"]:
         return ((paid if meta["payment_reference"] == reference
                  else ConfirmPaymentStatus.ALREADY_PAID), False, [])
@@ -259,6 +265,12 @@ def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
         status, calls = topups.pay(transaction, order_id, meta, reference)
         _put_meta(transaction, order_id, meta)
         return status, False, calls
+    if code_purchases.is_purchase(meta):  # its codes are bought now (same attempt path)
+        if meta.get("cancelled_ms"):
+            return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
+        status, calls = code_purchases.pay(transaction, order_id, meta, reference)
+        _put_meta(transaction, order_id, meta)
+        return status, False, calls
     status, late = transaction.confirm(order_id)
     if status != ConfirmStatus.SOLD:
         return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
@@ -274,7 +286,8 @@ def cancel(transaction, order_id: bytes) -> CancelOrderStatus:
     meta = _meta(transaction, order_id)
     if meta is None:
         return CancelOrderStatus.ORDER_NOT_FOUND
-    if topups.is_topup(meta):  # nothing reserved: the order is marked, its units given back
+    if topups.is_topup(meta) or code_purchases.is_purchase(meta):
+        # nothing reserved: the order is marked, its units given back
         if meta["payment_reference"]:
             return CancelOrderStatus.ALREADY_PAID
         if not meta.get("cancelled_ms"):

@@ -8,7 +8,10 @@ a second storage backend implements the same methods.
 
 from __future__ import annotations
 
-from ..statuses import CodeState, ConfirmStatus, OrderState, ReleaseStatus, ReserveStatus
+from ..statuses import (
+    CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState, ReleaseStatus,
+    ReserveStatus,
+)
 
 # The domain layers' tables: name -> what it holds. Each is a sub-database of the data file,
 # opened by the engine package; a new layer adds its tables here.
@@ -101,6 +104,17 @@ class Transaction:
     def ensure_sku(self, sku_id: bytes) -> None:
         """Give a SKU its engine number now, so orders and imports can name it at once."""
         self._tx.sku_no(sku_id, True)
+
+    def import_codes(self, sku: bytes, batch: bytes, supplier: bytes, unit_cost_micros: int,
+                     valid_from_ms: int, valid_until_ms: int, codes: list[bytes]) -> tuple:
+        """Import codes in this transaction, on terms the caller checked
+        (Engine.check_import_terms) -> (ImportStatus, [ImportCodeStatus per code], [code id or
+        0]); as idempotent per code as the engine's own import."""
+        status, statuses, code_ids = self._ops.import_codes(
+            self._tx, sku, batch, supplier, unit_cost_micros, valid_from_ms, valid_until_ms,
+            codes)
+        return (ImportStatus(status), [ImportCodeStatus(value) for value in statuses],
+                list(code_ids))
 
     def reserve(self, order_id: bytes, lines: list[tuple[bytes, int]],
                 hold_ms: int) -> ReserveStatus:

@@ -19,8 +19,9 @@ import logging
 
 from .. import limits, metrics
 from ..connectors import Result
-from ..domain import orders, suppliers, topups
+from ..domain import code_purchases, orders, suppliers, topups
 from ..engine import Engine
+from .code_purchases import call as purchase_call
 
 log = logging.getLogger("kamicore.topups")
 ACTOR = "topups"
@@ -85,6 +86,8 @@ class Driver:
             query = False
 
     async def _call(self, attempt: dict, query: bool) -> dict | None:
+        if attempt.get("kind") == code_purchases.KIND:  # codes bought at payment time
+            return await purchase_call(self, attempt)
         rid = attempt["request_id"]
         async with self.limit:
             supplier = suppliers.read(self.engine, attempt["supplier_id"])
@@ -134,7 +137,10 @@ class Driver:
                                    attempt["timeout_ms"] / 1000 + limits.topup_wait_grace_seconds)
         except asyncio.TimeoutError:
             pass  # PENDING: it goes on in the background
-        return topups.ORDER_STATUS[self.meta(order_id)["topup"]["state"]], False
+        meta = self.meta(order_id)
+        if code_purchases.is_purchase(meta):
+            return code_purchases.status_of(meta), False
+        return topups.ORDER_STATUS[meta["topup"]["state"]], False
 
     def meta(self, order_id: str) -> dict | None:
         value = self.engine.get(orders.META_TABLE, order_id.encode())
