@@ -37,6 +37,7 @@ from .statuses import (
     RotateKeysStatus,
     SetRiskRulesStatus,
     SkuLookupStatus,
+    SupplierCallbackStatus,
     StockStatus,
     SupplierLookupStatus,
     UnlockTerminalStatus,
@@ -151,6 +152,17 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
     CancelOrderStatus: (
         CancelOrderStatus.ORDER_NOT_FOUND,
         CancelOrderStatus.ALREADY_PAID,
+    ),
+    # -- supplier callbacks (core/runtime/callbacks.py, kamicore.domain.topups.settle) ---------
+    SupplierCallbackStatus: (
+        SupplierCallbackStatus.SUPPLIER_NOT_FOUND,
+        SupplierCallbackStatus.BAD_SIGNATURE,
+        SupplierCallbackStatus.STALE_TIMESTAMP,  # a malformed payload: INVALID_ARGUMENT here
+        SupplierCallbackStatus.UNKNOWN_REQUEST,
+        SupplierCallbackStatus.REPLAYED,
+        SupplierCallbackStatus.CONFLICT,
+        SupplierCallbackStatus.DUPLICATE,
+        SupplierCallbackStatus.LATE,
     ),
     OrderLookupStatus: (
         OrderLookupStatus.NOT_FOUND,

@@ -144,11 +144,13 @@ callback_backlog_max = 128  # connections the callback listener queues before ac
 recipient_bytes_max = 128  # the account or phone number a top-up credits
 topup_attempts_per_order_max = 8  # suppliers one order tries before it is refund-required
 topup_request_id_hex_chars = 32  # of the SHA-256 an attempt's request id is derived from
+topup_request_id_bytes_max = len("tu--") + topup_request_id_hex_chars + 3  # "tu-<hex>-<n>"
 topup_answer_grace_ms = 2_000  # past a call's timeout, its attempt is asked about by another
 topup_query_delay_ms_min = 500  # an unknown outcome is asked about after this, then doubling
 topup_query_delay_ms_max = 60_000  # ... up to this
 topup_follow_up_seconds_default = 30.0  # a PENDING top-up with no callback is asked about then
 topup_callbacks_remembered_max = 8  # signatures kept per attempt, to tell replays
+callback_signature_chars_max = 64  # the hex HMAC-SHA256 a SupplierCallback carries
 topup_wait_grace_seconds = 0.5  # ConfirmPayment waits the first supplier's timeout and this
 topup_due_scan_max = 256  # unsettled attempts one scan looks at
 topup_due_per_tick_max = 64  # attempts one dispatcher task asks about per tick
@@ -245,7 +247,12 @@ order_bytes_max = (
     + _text(_text(account_bytes_max) + 2 * _text(buyer_field_bytes_max) + _flag + _number)
     + lines_per_order_max * _text(_name + _small_number) + _text(_money) + 2 * _number
     + codes_per_reply_max * _text(delivered_code_bytes_max)
-    + _text(payment_reference_bytes_max) + _text(binding_bytes_max) + _small_number)
+    + _text(payment_reference_bytes_max) + _text(binding_bytes_max) + _small_number
+    + _text(recipient_bytes_max) + _enum + _flag  # a top-up order: and its attempts
+    + topup_attempts_per_order_max * _text(
+        _name + _text(topup_request_id_bytes_max) + _enum + 2 * _number
+        + _text(supplier_reference_bytes_max) + _flag + _text(supplier_message_bytes_max)
+        + _small_number))
 _state_count = _text(_enum + _number)
 _redeemed = (_enum + 2 * _number + _text(terminal_bytes_max) + _text(request_id_bytes_max))
 _code_op = _text(_enum + _number + _enum)
@@ -294,6 +301,7 @@ reply_bytes_worst = {  # method -> its largest reply
         2 * _enum + _name + 3 * _number + _text(terminal_bytes_max) + _text(code_bytes_max)
         + _number),
     "Redemption/UnlockTerminal": _enum + 2 * _number,
+    "Suppliers/SupplierCallback": _enum,
     "Suppliers/RegisterSupplier": _enum + _text(supplier_bytes_max) + _name,  # and Update
     "Suppliers/ListSuppliers": suppliers_page_bytes_max + _name,
     "Suppliers/GetSupplierStats": (2 * _enum + _number + 2 * _small_number

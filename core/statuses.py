@@ -517,6 +517,33 @@ class CircuitState(enum.IntEnum):
     HALF_OPEN = 3
 
 
+class SupplierCallbackStatus(enum.IntEnum):
+    """Outcome of SupplierCallback, in precedence order."""
+
+    # The attempt's answer is recorded (a success fulfils the order; a failure moves it on to
+    # the next supplier).
+    ACCEPTED = 1
+    # No registered supplier has this id; nothing changed.
+    SUPPLIER_NOT_FOUND = 2
+    # The signature is not the supplier's over this timestamp and payload; nothing changed.
+    BAD_SIGNATURE = 3
+    # The timestamp is more than 5 minutes from kamicore's clock; nothing changed.
+    STALE_TIMESTAMP = 4
+    # No attempt of this supplier has the request id; nothing changed.
+    UNKNOWN_REQUEST = 5
+    # This very callback (its signature) was received before; nothing changed.
+    REPLAYED = 6
+    # The attempt already has another answer; nothing changed.
+    CONFLICT = 7
+    # The attempt already has this answer; nothing changed.
+    DUPLICATE = 8
+    # A success for an attempt the order had gone on from (it was fulfilled by another, or
+    # failed over): recorded and flagged for reconciliation, never a second fulfilment.
+    LATE = 9
+    # The data file is full; nothing changed: send it again later.
+    STORAGE_FULL = 10
+
+
 def wire_name(member: enum.IntEnum) -> str:
     """The proto value name of a member: RedeemStatus.NOT_FOUND -> "REDEEM_STATUS_NOT_FOUND"."""
     return _PREFIXES[type(member)] + member.name
@@ -556,6 +583,7 @@ _PREFIXES = {
     UpdateSupplierStatus: "UPDATE_SUPPLIER_STATUS_",
     SupplierLookupStatus: "SUPPLIER_LOOKUP_STATUS_",
     CircuitState: "CIRCUIT_STATE_",
+    SupplierCallbackStatus: "SUPPLIER_CALLBACK_STATUS_",
 }
 __all__ = [
     "ReserveStatus", "ConfirmStatus", "ReleaseStatus", "CodeState", "DeliveryKind",
@@ -565,5 +593,5 @@ __all__ = [
     "OrderLookupStatus", "ReportInvalidStatus", "RedeemStatus", "VerifyStatus",
     "UnlockTerminalStatus", "SetRiskRulesStatus", "ReviewState", "DecideReviewStatus",
     "SupplierProtocol", "RegisterSupplierStatus", "UpdateSupplierStatus", "SupplierLookupStatus",
-    "CircuitState", "wire_name",
+    "CircuitState", "SupplierCallbackStatus", "wire_name",
 ]

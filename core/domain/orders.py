@@ -81,7 +81,8 @@ def validate_create(request: OrderRequest, hold_seconds_default: int) -> dict:
     for index, name in enumerate(request.verifications):
         text(name, f"verifications_passed[{index}]", limits.name_bytes_max)
     text(request.recipient, "recipient", limits.recipient_bytes_max, required=False)
-    return {"recipient": request.recipient,"account": request.account, "ip": request.ip, "device": request.device,
+    return {"recipient": request.recipient, "account": request.account, "ip": request.ip,
+            "device": request.device,
             "lines": lines, "hold_ms": hold_seconds * 1000,
             "phone_bound": bool(request.phone_bound),
             "account_created_ms": request.account_created_ms,
@@ -400,3 +401,7 @@ class Orders:
     def meta(self, order_id: str) -> dict | None:
         value = self.engine.get(META_TABLE, order_id.encode())
         return json.loads(value) if value is not None else None
+
+    def attempts(self, meta: dict) -> list[dict]:
+        """A top-up order's attempts, read without waiting for the writer."""
+        return topups.attempts_of(self.engine, meta)

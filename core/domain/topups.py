@@ -65,6 +65,15 @@ UNKNOWN_REQUEST = "unknown"  # no such attempt (of this supplier): nothing chang
 REPLAYED = "replayed"  # a callback already received (same signature): nothing changed
 
 
+def _cut(value: str, bytes_max: int) -> str:
+    """`value` in at most `bytes_max` bytes of UTF-8 (a supplier's text, as kept)."""
+    return value.encode()[:bytes_max].decode(errors="ignore")
+
+
+def _reference(value: str) -> str:
+    return _cut(value, limits.supplier_reference_bytes_max)
+
+
 def request_id_for(order_id: bytes, supplier_id: str, number: int) -> str:
     """An attempt's request id: derived from the order, the supplier and the attempt's number,
     so a retry of the same attempt reuses it, and opaque (suppliers never see order ids)."""
@@ -209,7 +218,7 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
             outcome = DUPLICATE
         if outcome == LATE:  # succeeded after all, once the order had gone on without it
             attempt.update(state=SUCCEEDED, late=True, answered_ms=now,
-                           supplier_reference=supplier_reference[:limits.supplier_reference_bytes_max])
+                           supplier_reference=_reference(supplier_reference))
             order_key = attempt["order_id"].encode()
             meta = json.loads(transaction.get(META_TABLE, order_key))
             meta["topup"]["reconcile"].append(request_id)
@@ -229,7 +238,7 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
         due = (attempt["due_ms"] if outcome == DUPLICATE
                else now + follow_up_ms if result == PENDING and follow_up_ms
                else _query_due_ms(now, attempt["queries"]))
-        attempt["supplier_reference"] = (supplier_reference[:limits.supplier_reference_bytes_max]
+        attempt["supplier_reference"] = (_reference(supplier_reference)
                                          or attempt["supplier_reference"])
         _put(transaction, attempt, due)
         return outcome, []
@@ -239,8 +248,8 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
     topup = meta["topup"]
     late = result == SUCCEEDED and topup["state"] != ORDER_PENDING
     attempt.update(state=result, answered_ms=now, late=late,
-                   supplier_reference=supplier_reference[:limits.supplier_reference_bytes_max],
-                   message=message[:limits.supplier_message_bytes_max])
+                   supplier_reference=_reference(supplier_reference),
+                   message=_cut(message, limits.supplier_message_bytes_max))
     _put(transaction, attempt, None)
     routing.record_outcome(transaction, attempt["supplier_id"], attempt["sku_id"], result,
                            latency_ms, attempt["cost_micros"] if result == SUCCEEDED else 0,

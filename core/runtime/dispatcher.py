@@ -57,10 +57,7 @@ class Dispatcher:
     def connector(self, supplier):
         """The cached connector (kamicore.connectors) that talks to `supplier` (a
         kamicore.domain.suppliers.Supplier, its secret unsealed)."""
-        from ..connectors import connector_for
-        from ..connectors.base import Endpoint
-        return connector_for(Endpoint(supplier.supplier_id, supplier.protocol, supplier.address,
-                                      supplier.timeout_ms, supplier.secret))
+        return topup_tasks.connector_of(supplier)
 
     async def sleep(self, seconds: float) -> bool:
         """Wait `seconds` or until stopping; True when stopping."""

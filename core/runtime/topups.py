@@ -21,10 +21,19 @@ from .. import limits, metrics
 from ..connectors import Result
 from ..domain import code_purchases, orders, suppliers, topups
 from ..engine import Engine
+from ..statuses import ConfirmPaymentStatus
 from .code_purchases import call as purchase_call
 
 log = logging.getLogger("kamicore.topups")
 ACTOR = "topups"
+
+
+def connector_of(supplier):
+    """The cached connector (kamicore.connectors) of `supplier` (a
+    kamicore.domain.suppliers.Supplier with its secret) in the running event loop."""
+    from ..connectors import Endpoint, connector_for
+    return connector_for(Endpoint(supplier.supplier_id, supplier.protocol, supplier.address,
+                                  supplier.timeout_ms, supplier.secret))
 
 
 class Driver:
@@ -127,7 +136,7 @@ class Driver:
         waited for up to its supplier's timeout (and the failovers it causes, within it)."""
         status, late, calls = await self.engine.run_async(self.engine.plan(
             orders.confirm_payment, (order_id.encode(), reference, currency, amount_micros),
-            actor, full=lambda: (orders.ConfirmPaymentStatus.STORAGE_FULL, False, [])))
+            actor, full=lambda: (ConfirmPaymentStatus.STORAGE_FULL, False, [])))
         if not calls:
             return status, late
         [attempt] = calls
@@ -135,7 +144,7 @@ class Driver:
         try:
             await asyncio.wait_for(asyncio.shield(task),
                                    attempt["timeout_ms"] / 1000 + limits.topup_wait_grace_seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass  # PENDING: it goes on in the background
         meta = self.meta(order_id)
         if code_purchases.is_purchase(meta):
