@@ -10,10 +10,7 @@ import time
 
 import pytest
 
-from kamicore.domain.suppliers import Route, Supplier, Suppliers
-from kamicore.engine import Engine
-from kamicore.statuses import RegisterSupplierStatus
-from kamicore.v1 import catalog_pb2, orders_pb2
+from kamicore.v1 import catalog_pb2, common_pb2, orders_pb2, suppliers_pb2 as SP
 
 from .e2e_support import uid
 from .server_harness import import_codes, new_codes, order_request, sku_message
@@ -28,14 +25,15 @@ def supplier():
         yield running
 
 
-def register_supplier(server, supplier, supplier_id: str, sku_id: str) -> None:
-    """Register the simulator as `supplier_id`, routing `sku_id`, straight in the data file
-    (several processes may open it at once; every write still goes through the commit path)."""
-    with Engine(server.data_dir) as engine:
-        status, _, _ = Suppliers(engine).register(Supplier(
-            supplier_id, "Simulated", "grpc", supplier.grpc_address, 2000, True,
-            supplier.secret, (Route(sku_id, supplier_id, "card-50", 3_000_000, "CNY"),)))
-    assert status == RegisterSupplierStatus.REGISTERED
+def register_supplier(c, supplier, supplier_id: str, sku_id: str) -> None:
+    """The simulator as `supplier_id`, routing `sku_id`, registered over the Suppliers API."""
+    reply = c.admin.suppliers.RegisterSupplier(SP.RegisterSupplierRequest(supplier=SP.Supplier(
+        supplier_id=supplier_id, name="Simulated", protocol=SP.SUPPLIER_PROTOCOL_GRPC,
+        address=supplier.grpc_address, timeout_ms=2000, signing_secret=supplier.secret,
+        enabled=True, routes=[SP.SupplierRoute(
+            sku_id=sku_id, product="card-50", enabled=True,
+            cost=common_pb2.Money(currency="CNY", amount_micros=3_000_000))])))
+    assert reply.status == SP.REGISTER_SUPPLIER_STATUS_REGISTERED, reply
 
 
 def replenished_sku(c, sku_id: str, stock: int, threshold: int, quantity: int) -> None:
@@ -61,7 +59,7 @@ def wait_for(condition, what: str):
 def test_100_concurrent_orders_across_both_workers_buy_exactly_once(server, keys, c, supplier):
     sku_id, supplier_id = uid("refill"), uid("S")
     replenished_sku(c, sku_id, stock=120, threshold=90, quantity=100)
-    register_supplier(server, supplier, supplier_id, sku_id)
+    register_supplier(c, supplier, supplier_id, sku_id)
     shops = [server.client(keys["web"], fresh=True) for _ in range(4)]  # both workers
 
     def order(n: int) -> int:
@@ -101,7 +99,7 @@ def test_a_failed_purchase_is_retried_and_counted(server, c, supplier):
     supplier.configure(products=["other-product"])  # refuses this route's product: FAILED
     try:
         replenished_sku(c, sku_id, stock=3, threshold=5, quantity=10)  # below at once
-        register_supplier(server, supplier, supplier_id, sku_id)
+        register_supplier(c, supplier, supplier_id, sku_id)
         line = (f'kamicore_replenishment_failures_total{{sku="{sku_id}",'
                 f'supplier="{supplier_id}"}}')
         wait_for(lambda: line in server.metrics(), "the failure metric")

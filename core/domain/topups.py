@@ -200,7 +200,8 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
     signature: a callback's, remembered to tell a replay from a new duplicate."""
     assert result in ANSWERS, result
     attempt = get(transaction, request_id)
-    if attempt is None or supplier_id and attempt["supplier_id"] != supplier_id:
+    if attempt is None or supplier_id and attempt["supplier_id"] != supplier_id \
+            or attempt.get("kind") == "purchase":  # kamicore.domain.code_purchases' own
         return UNKNOWN_REQUEST, []
     now = transaction.now_ms
     state = attempt["state"]

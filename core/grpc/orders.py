@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import limits
-from ..domain import orders, supplier_stats
+from ..domain import code_purchases, orders, supplier_stats
 from ..engine.validate import integer, text
 from ..statuses import (
     CancelOrderStatus, ConfirmPaymentStatus, CreateOrderStatus, OrderLookupStatus, OrderState,
@@ -12,7 +12,7 @@ from ..statuses import (
 from ..v1 import orders_pb2, orders_pb2_grpc
 from .gate import actor, principal
 from .risk import assessment_to_wire
-from . import topups
+from . import purchases, topups
 from .services import Services
 from .wire import order_to_wire
 
@@ -40,6 +40,9 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
             return topups.order_to_wire(order_id, meta, self.s.orders.attempts(meta))
         view = self.s.engine.order(order_id, reveal=reveal, codes_offset=codes_offset,
                                    codes_max=codes_max)
+        if view is None and code_purchases.is_purchase(meta):  # its codes not bought yet
+            return purchases.undelivered_to_wire(order_id, meta,
+                                                 code_purchases.attempts_of(self.s.engine, meta))
         if view is None or meta is None:
             return None
         return order_to_wire(order_id, view, meta)
