@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+import types
 
 import pytest
 
 from kamicore.v1 import catalog_pb2, common_pb2, orders_pb2, suppliers_pb2 as SP
 
 from .e2e_support import uid
-from .server_harness import import_codes, new_codes, order_request, sku_message
+from .server_harness import Server, import_codes, new_codes, order_request, sku_message
 from .supplier_harness import simulated_supplier
 
 wait_seconds = 30.0  # for the dispatcher to buy and import (it ticks every second)
@@ -25,11 +26,14 @@ def supplier():
         yield running
 
 
-def register_supplier(c, supplier, supplier_id: str, sku_id: str) -> None:
+def register_supplier(c, supplier, supplier_id: str, sku_id: str, http: bool = False,
+                      timeout_ms: int = 2000) -> None:
     """The simulator as `supplier_id`, routing `sku_id`, registered over the Suppliers API."""
     reply = c.admin.suppliers.RegisterSupplier(SP.RegisterSupplierRequest(supplier=SP.Supplier(
-        supplier_id=supplier_id, name="Simulated", protocol=SP.SUPPLIER_PROTOCOL_GRPC,
-        address=supplier.grpc_address, timeout_ms=2000, signing_secret=supplier.secret,
+        supplier_id=supplier_id, name="Simulated",
+        protocol=SP.SUPPLIER_PROTOCOL_HTTP_JSON if http else SP.SUPPLIER_PROTOCOL_GRPC,
+        address=supplier.http_address if http else supplier.grpc_address,
+        timeout_ms=timeout_ms, signing_secret=supplier.secret,
         enabled=True, routes=[SP.SupplierRoute(
             sku_id=sku_id, product="card-50", enabled=True,
             cost=common_pb2.Money(currency="CNY", amount_micros=3_000_000))])))
@@ -112,3 +116,29 @@ def test_a_failed_purchase_is_retried_and_counted(server, c, supplier):
     results = [bought["result"] for request_id, bought in supplier.state()["purchases"].items()
                if sku_id in request_id]
     assert results[-1] == "SUCCEEDED" and set(results[:-1]) == {"FAILED"}
+
+
+def test_kill_9_while_the_purchase_waits_for_its_answer_buys_once(tmp_path, supplier):
+    """The supplier sells at once but holds its answer; the whole server is killed meanwhile.
+    After a restart the dispatcher sends the same request id again: the supplier answers it
+    with the codes it sold, and sells nothing more."""
+    server = Server(tmp_path / "data", tmp_path, "refill-killed").start()
+    try:
+        c = types.SimpleNamespace(admin=server.client(server.admin_key))
+        sku_id, supplier_id = uid("refill-kill"), uid("S")
+        replenished_sku(c, sku_id, stock=3, threshold=5, quantity=10)  # below at once
+        supplier.configure(timeout_rate=1.0, hang_ms=3000)
+        register_supplier(c, supplier, supplier_id, sku_id, http=True, timeout_ms=10_000)
+        [request_id] = wait_for(lambda: [r for r in supplier.state()["purchases"]
+                                         if sku_id in r], "the purchase")
+        server.kill()  # SIGKILL: supervisor, workers and dispatcher
+        supplier.configure(timeout_rate=0.0)
+        server.start()
+        admin = server.client(server.admin_key)
+        wait_for(lambda: admin.stock(sku_id).sellable == 13, "the bought codes")
+        purchases = {r: bought for r, bought in supplier.state()["purchases"].items()
+                     if sku_id in r}
+        assert list(purchases) == [request_id] and purchases[request_id]["received"] == 2
+    finally:
+        supplier.configure(timeout_rate=0.0)
+        assert server.stop() == 0, server.logs()[-3000:]
