@@ -142,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     sku_create.add_argument("--routing", default="priority",
                             choices=["priority", "cheapest", "highest_success_rate", "fastest"],
                             help="how orders pick among supplier routes (README: Suppliers)")
+    sku_create.add_argument("--replenish", type=int, default=0, metavar="QUANTITY",
+                            help="buy this many codes from the preferred supplier whenever "
+                                 "sellable stock falls below --low-stock (README: Replenishment)")
+    sku_create.add_argument("--buy-on-payment", action="store_true",
+                            help="no pool: each paid order's codes are bought from a supplier")
     sku_create.set_defaults(run=catalog.command_sku_create, creates=True)
     sku_list = sku_commands.add_parser("list", help="every SKU as JSON lines")
     sku_list.set_defaults(run=catalog.command_sku_list)
