@@ -95,9 +95,9 @@ class SuppliersService(suppliers_pb2_grpc.SuppliersServicer):
         return suppliers_pb2.ListSuppliersResponse(suppliers=page, next_page_token=token)
 
     async def SupplierCallback(self, request, context):
-        response = await topups.supplier_callback(self.s.callbacks, request)
-        self.s.outcome("SupplierCallback", response.status)
-        return response
+        status = await topups.supplier_callback(self.s.callbacks, request)
+        self.s.outcome("SupplierCallback", status)
+        return suppliers_pb2.SupplierCallbackResponse(status=status)
 
     async def GetSupplierStats(self, request, context):
         report = supplier_stats.report(self.s.engine, request.supplier_id, request.sku_id)

@@ -10,7 +10,7 @@ from ..engine import InvalidArgument
 from ..engine.validate import integer, text
 from ..runtime import callbacks
 from ..statuses import OrderState, SupplierCallbackStatus, TopUpAttemptState, TopUpState
-from ..v1 import common_pb2, orders_pb2, suppliers_pb2
+from ..v1 import common_pb2, orders_pb2, suppliers_pb2  # noqa: F401 (the request's type)
 from .gate import PermissionDenied, principal
 
 CALLBACK_STATUS = {
@@ -60,7 +60,7 @@ def order_to_wire(order_id: str, meta: dict, attempts: list[dict]) -> orders_pb2
 
 async def supplier_callback(handler: callbacks.CallbackHandler,
                             request: suppliers_pb2.SupplierCallbackRequest):
-    """kamicore.v1.Suppliers/SupplierCallback -> (response, outcome)."""
+    """kamicore.v1.Suppliers/SupplierCallback -> its status."""
     text(request.supplier_id, "supplier_id", limits.name_bytes_max)
     caller = principal()
     if caller.binding != request.supplier_id:
@@ -77,4 +77,4 @@ async def supplier_callback(handler: callbacks.CallbackHandler,
     if outcome == callbacks.MALFORMED:  # signed by the supplier, but not a callback
         field, _, problem = detail.partition(": ")
         raise InvalidArgument(f"payload.{field}" if field != "body" else "payload", problem)
-    return suppliers_pb2.SupplierCallbackResponse(status=CALLBACK_STATUS[outcome])
+    return CALLBACK_STATUS[outcome]
