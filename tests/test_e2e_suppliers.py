@@ -10,9 +10,10 @@ import json
 
 import grpc
 
+from kamicore import limits
 from kamicore.v1 import catalog_pb2, common_pb2, orders_pb2, suppliers_pb2 as SP
 
-from .e2e_support import metric_samples, metric_value, rpc_error, uid, wait_until
+from .e2e_support import metric_samples, metric_value, rpc_error, sized, uid, wait_until
 from .server_harness import buy, cli, create_sku, import_codes, new_codes
 
 SECRET = b"e2e-signing-secret-7f3a9c"
@@ -134,6 +135,19 @@ def test_bad_input_is_refused_naming_the_field_and_changes_nothing(c):
     assert error.details().startswith("supplier_id:")
 
 
+def test_only_admins_manage_suppliers_or_read_their_statistics(c):
+    supplier_id = uid("sup-role")
+    calls = [("RegisterSupplier", SP.RegisterSupplierRequest(supplier=_supplier(supplier_id))),
+             ("UpdateSupplier", SP.UpdateSupplierRequest(supplier=_supplier(supplier_id))),
+             ("ListSuppliers", SP.ListSuppliersRequest()),
+             ("GetSupplierStats", SP.GetSupplierStatsRequest(supplier_id=supplier_id))]
+    for client in (c.web, c.partner, c.pos, c.supplier):
+        for method, request in calls:
+            error = rpc_error(getattr(client.suppliers, method), request)
+            assert error.code() == grpc.StatusCode.PERMISSION_DENIED, (method, error)
+    assert supplier_id not in _listed(c)
+
+
 def test_invalid_code_reports_count_against_the_batch_of_their_supplier(server, c):
     sku_id, supplier_id = uid("sup-codes"), uid("sup-codes")
     create_sku(c.admin, sku_id)
@@ -196,3 +210,31 @@ def test_the_supplier_commands(server, c, tmp_path):
               "--address", "h:1", "--secret-file", str(secret_file), "--route", "sku=a",
               *where, check=False)
     assert bad.returncode == 2 and "--route 1: needs" in bad.stderr
+
+
+def test_a_page_of_the_largest_suppliers_stays_within_its_bytes(c):
+    """Suppliers at every limit (100 routes of 64-byte ids): a page of 100 would pass 1 MiB,
+    so it ends early and its token continues; every supplier is listed once."""
+    tag = uid("zz-big")
+    sku_ids = [sized(f"{tag}-sku-{n:03}", limits.name_bytes_max)
+               for n in range(limits.routes_per_supplier_max)]
+    for sku_id in sku_ids:
+        create_sku(c.admin, sku_id, delivery=catalog_pb2.DELIVERY_KIND_DIRECT_TOPUP)
+    per_page = limits.suppliers_per_page_max
+    supplier_ids = [sized(f"{tag}-s-{n:03}", limits.name_bytes_max) for n in range(per_page)]
+    for supplier_id in supplier_ids:
+        big = _supplier(supplier_id, *(SP.SupplierRoute(
+            sku_id=sku_id, product=sized("P", limits.name_bytes_max), priority=2**32 - 1,
+            cost=common_pb2.Money(currency="CNY", amount_micros=limits.unit_cost_micros_max),
+            enabled=True) for sku_id in sku_ids))
+        big.name = sized("N", limits.display_name_bytes_max)
+        big.address = sized("http://", limits.supplier_address_bytes_max)
+        assert _register(c, big).status == SP.REGISTER_SUPPLIER_STATUS_REGISTERED
+    listed, token, pages = [], tag, 0
+    while token:
+        page = c.admin.suppliers.ListSuppliers(SP.ListSuppliersRequest(
+            page_size=per_page, page_token=token))
+        assert page.ByteSize() <= limits.suppliers_page_bytes_max + 2 * limits.name_bytes_max
+        listed += [one.supplier_id for one in page.suppliers if one.supplier_id.startswith(tag)]
+        token, pages = page.next_page_token, pages + 1
+    assert listed == supplier_ids and pages > 1

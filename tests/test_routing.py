@@ -179,6 +179,16 @@ def test_disabled_routes_suppliers_and_other_skus_are_not_ranked(engine):
     assert ranked_ids(engine, "no-such-sku") == []
 
 
+def test_every_route_of_a_sku_is_found_however_many_and_none_of_its_neighbours(engine):
+    for sku_id in ("topup-1", SKU, "topup-100"):  # neighbours in key order
+        topup_sku(engine, sku_id)
+    for number in range(40):
+        register(engine, supplier(f"s{number:02}", route(priority=40 - number),
+                                  route(sku_id="topup-1"), route(sku_id="topup-100")))
+    assert ranked_ids(engine) == [f"s{number:02}" for number in reversed(range(40))]
+    assert len(ranked_ids(engine, "topup-1")) == 40
+
+
 def test_the_statistics_strategies_forget_old_outcomes(engine, clock):
     """A supplier that failed long ago and succeeds now overtakes one that did the opposite."""
     _three(engine, S.HIGHEST_SUCCESS_RATE)
