@@ -66,6 +66,8 @@ def test_an_honest_answer_is_believed():
     (lambda r: signed(TOP_UP, status=500), "HTTP status 500"),
     (lambda r: signed(TOP_UP, status=503), "HTTP status 503"),
     (lambda r: signed(TOP_UP, status=400), "HTTP status 400"),
+    (lambda r: web.Response(status=307, headers={"location": "http://127.0.0.1:9/"}),
+     "HTTP status 307"),
     (lambda r: web.json_response(TOP_UP), "signature: bad_signature"),
     (lambda r: signed(TOP_UP, secret=b"other"), "signature: bad_signature"),
     (lambda r: signed(b"<html>oops</html>"), "not JSON"),
@@ -74,8 +76,8 @@ def test_an_honest_answer_is_believed():
     (lambda r: signed({**TOP_UP, "result": "DONE"}), "result is not one of"),
     (lambda r: signed({**TOP_UP, "result": "NOT_FOUND"}), "result is not one of"),
     (lambda r: signed(b"x" * (limits.supplier_answer_bytes_max + 1)), "too long"),
-], ids=["500", "503", "400", "unsigned", "wrong secret", "html", "array", "other request",
-        "made-up result", "not_found to a top-up", "too long"])
+], ids=["500", "503", "400", "redirect", "unsigned", "wrong secret", "html", "array",
+        "other request", "made-up result", "not_found to a top-up", "too long"])
 def test_an_answer_that_cannot_be_trusted_is_unknown(answer, why):
     outcome, purchase = http_answers(answer)
     assert outcome.result is Result.UNKNOWN and why in outcome.message

@@ -160,6 +160,17 @@ def test_a_timeout_is_unknown_although_the_supplier_topped_up(simulator, protoco
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_caller_that_gives_up_on_a_slow_supplier_leaves_the_top_up_done(simulator, protocol):
+    simulator.configure(latency_ms=2000)
+    outcome = run(lambda: top_up(simulator.endpoint(protocol, timeout_ms=200), "r-1"))
+    assert outcome.result is Result.UNKNOWN
+    assert simulator.state()["topups"] == {"r-1": 1}  # done on arrival, as a supplier would
+    simulator.configure(latency_ms=0)
+    queried = run(lambda: connector_for(simulator.endpoint(protocol)).query("r-1"))
+    assert queried.result is Result.SUCCEEDED
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_a_request_lost_on_the_way_is_unknown_then_not_found(simulator, protocol):
     simulator.configure(drop_rate=1.0, hang_ms=3000)
 

@@ -52,8 +52,9 @@ class HttpConnector:
                    **signed_headers(self.endpoint.secret, body)}
         started = time.monotonic()
         try:
-            async with self._client().post(self._base + path, data=body,
-                                           headers=headers) as response:
+            # no redirects: the signed call goes to the configured supplier or nowhere
+            async with self._client().post(self._base + path, data=body, headers=headers,
+                                           allow_redirects=False) as response:
                 answer = await _read_at_most(response, limits.supplier_answer_bytes_max)
                 status = response.status
                 received = {name.lower(): value for name, value in response.headers.items()}
