@@ -172,19 +172,22 @@ def test_an_answer_lost_in_a_crash_is_asked_again_and_bought_once(shop, supplier
     assert replenishment.read(shop.engine, "gift")["state"] == "closed"
 
 
-def test_a_crash_after_the_import_imports_nothing_twice(shop, supplier, clock, monkeypatch):
+def test_a_crash_before_the_import_commits_buys_and_imports_once(shop, supplier,
+                                                                 monkeypatch):
     shop.buy(4)
-    closing = replenishment.close
-    monkeypatch.setattr(replenishment, "close", lambda *args: None)  # dies before closing
-    _tick(shop)
-    assert shop.sellable() == 24 and replenishment.read(shop.engine, "gift")["state"] == "open"
-    monkeypatch.setattr(replenishment, "close", closing)
+    with monkeypatch.context() as crashing:
+        def crash(*args):
+            raise SystemExit("killed before the import's commit")
+        crashing.setattr(replenishment, "deliver", crash)
+        with pytest.raises(SystemExit):
+            _tick(shop)
+    assert shop.sellable() == 4 and replenishment.read(shop.engine, "gift")["state"] == "open"
     shop.restart()
     _tick(shop)
     [(_, bought)] = supplier.state()["purchases"].items()
     record = replenishment.read(shop.engine, "gift")
     assert (bought["received"], shop.sellable()) == (2, 24)
-    assert (record["state"], record["imported"], record["duplicates"]) == ("closed", 0, 20)
+    assert (record["state"], record["imported"], record["duplicates"]) == ("closed", 20, 0)
 
 
 def test_the_skus_own_setting_stops_it(shop, supplier):

@@ -129,15 +129,25 @@ def test_an_attempt_keeps_its_request_id_until_a_definite_failure(engine, clock)
     second = _run(engine, replenishment.begin_attempt, "gift", 1)
     assert (second["request_id"], second["supplier_id"]) == ("replenish/gift/1/2", "S-1")
     # an answer to an old attempt changes nothing
-    assert _run(engine, replenishment.close, "gift", "replenish/gift/1/1", "B", 1, "USD", 3,
-                0) is None
-    closed = _run(engine, replenishment.close, "gift", "replenish/gift/1/2", "B-7", 4_000_000,
-                  "USD", 20, 0)
+    def answer(batch: str, count: int) -> dict:
+        return {"codes": [f"{batch}-{n:04d}" for n in range(count)], "batch_id": batch,
+                "unit_cost_micros": 4_000_000, "currency": "USD",
+                "valid_until_ms": limits.time_ms_max}
+    # an answer to an old attempt changes nothing
+    assert _run(engine, replenishment.deliver, "gift", "replenish/gift/1/1",
+                answer("OLD", 20)) is None
+    closed = _run(engine, replenishment.deliver, "gift", "replenish/gift/1/2",
+                  answer("B-7", 20))
     assert (closed["state"], closed["batch_id"], closed["imported"]) == ("closed", "B-7", 20)
+    assert engine.stock("gift").sellable == 24  # imported in the commit that closed it
+    assert _run(engine, replenishment.deliver, "gift", "replenish/gift/1/2",
+                answer("B-7", 20)) is None  # a second answer imports nothing
     assert replenishment.open_requests(engine) == []
     stats = routing.stats(engine, "S-1", "gift")
     assert (stats["successes"], stats["failures"], stats["unknown"]) == (1, 1, 1)
-    _order(engine, orders, "b")  # still below the threshold: the next request opens
+    _order(engine, orders, "b", 19)  # 24 -> 5: not below yet
+    assert replenishment.read(engine, "gift")["state"] == "closed"
+    _order(engine, orders, "c")  # below again: the next request opens
     assert replenishment.read(engine, "gift")["number"] == 2
 
 

@@ -13,7 +13,8 @@ committed here BEFORE the call; after a crash, or when the answer was lost (UNKN
 a transport error, an unverifiable answer), the same id goes to the same supplier again, so the
 supplier sells once. Only a definite failure ends an attempt: the next one gets a new id (and
 may go to another supplier) after a backoff that doubles per failure. A success is imported
-through the engine's normal import (idempotent per code), then the request is closed.
+through the engine's import (batch = the supplier's batch id, its unit cost, supplier = the
+supplier id) in the same commit that closes the request, so it is imported once.
 No code ever enters a record here: only counts, the supplier's batch id and its cost.
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import json
 
 from .. import limits
-from ..statuses import DeliveryKind
+from ..statuses import DeliveryKind, ImportCodeStatus, ImportStatus
 from . import catalog, routing
 
 TABLE = "replenishments"
@@ -172,20 +173,33 @@ def record_failure(transaction, sku_id: str, request: str, result: str,
     return _put(transaction, record)
 
 
-def close(transaction, sku_id: str, request: str, batch_id: str, unit_cost_micros: int,
-          currency: str, imported: int, duplicates: int, latency_ms: int = 0) -> dict | None:
-    """The attempt succeeded and its codes are imported: the request is done (a later drop
-    below the threshold opens the next one)."""
+def deliver(transaction, sku_id: str, request: str, answer: dict,
+            latency_ms: int = 0) -> dict | None:
+    """The attempt succeeded: import its codes (answer: "codes", "batch_id",
+    "unit_cost_micros", "currency", "valid_until_ms", the terms checked by the caller) and
+    close the request, in this one commit. A code already stored (or malformed) is counted and
+    left out, as any import does. Import refused as a whole (the batch id names another SKU's
+    or other terms, or the file is full): nothing changes and the request stays open under
+    the same request id. -> the request, or None when it is not this attempt's any more."""
     record = _current(transaction, sku_id, request)
     if record is None:
         return None
+    status, statuses, _ = transaction.import_codes(
+        sku_id.encode(), answer["batch_id"].encode(), record["supplier_id"].encode(),
+        answer["unit_cost_micros"], 0, answer["valid_until_ms"],
+        [code.encode() for code in answer["codes"]])
+    if status != ImportStatus.OK:
+        return record_unknown(transaction, sku_id, request, f"IMPORT_{status.name}")
+    imported = statuses.count(ImportCodeStatus.IMPORTED)
+    duplicates = statuses.count(ImportCodeStatus.DUPLICATE)
     routing.record_outcome(transaction, record["supplier_id"], sku_id, "SUCCEEDED", latency_ms,
-                           unit_cost_micros * (imported + duplicates))
-    record.update(state=CLOSED, closed_ms=transaction.now_ms, batch_id=batch_id,
-                  unit_cost_micros=unit_cost_micros, currency=currency, imported=imported,
-                  duplicates=duplicates, last_result="SUCCEEDED")
+                           answer["unit_cost_micros"] * len(statuses))
+    record.update(state=CLOSED, closed_ms=transaction.now_ms, batch_id=answer["batch_id"],
+                  unit_cost_micros=answer["unit_cost_micros"], currency=answer["currency"],
+                  imported=imported, duplicates=duplicates,
+                  rejected=len(statuses) - imported - duplicates, last_result="SUCCEEDED")
     return _put(transaction, record)
 
 
-__all__ = ["after_reserve", "backoff_ms", "begin_attempt", "check", "check_page", "close",
+__all__ = ["after_reserve", "backoff_ms", "begin_attempt", "check", "check_page", "deliver",
            "open_requests", "read", "record_failure", "record_unknown", "wanted"]

@@ -7,9 +7,8 @@ Each tick it works on every open request that is due, one attempt each:
    taken up again with the same request id;
 2. PurchaseCodes goes to that supplier, outside any write transaction;
 3. SUCCEEDED: the codes are imported through the engine's normal import (batch = the
-   supplier's batch id, unit cost, supplier = the supplier id, valid_until), then the request
-   is closed. A crash between the two imports again on restart: the supplier answers the same
-   request id with the same codes, and the import is idempotent per code;
+   supplier's batch id, unit cost, supplier = the supplier id, valid_until) in the commit that
+   closes the request;
    UNKNOWN or PENDING: the same request id is sent again after the backoff (the supplier
    sells once per request id); FAILED or NOT_FOUND: the next attempt, after the backoff, gets
    a new request id. Every attempt that did not deliver counts in
@@ -29,7 +28,6 @@ import weakref
 from .. import limits
 from ..domain import replenishment, suppliers
 from ..engine import InvalidArgument
-from ..statuses import ImportStatus
 from . import dispatcher as dispatcher_module
 
 log = logging.getLogger("kamicore.replenisher")
@@ -122,35 +120,39 @@ async def attempt(dispatcher, record: dict) -> dict | None:
 
 
 async def _import(dispatcher, record: dict, purchase) -> dict | None:
-    """Import a successful purchase's codes, then close the request."""
+    """Import a successful purchase's codes and close the request, in one commit."""
     engine = dispatcher.engine
     metrics = _replenisher_metrics()
     sku_id, request, supplier_id = record["sku_id"], record["request_id"], record["supplier_id"]
-    refusal = None
+    refusal = ""
     if not purchase.codes or len(purchase.codes) > limits.codes_per_replenishment_max:
         refusal = f"{len(purchase.codes)} codes answered"
     else:
         try:
-            result = await engine.run_async(engine.plan_import_codes(
-                sku_id, purchase.batch_id, list(purchase.codes), supplier=supplier_id,
-                unit_cost_micros=purchase.unit_cost_micros,
-                valid_until_ms=purchase.valid_until_ms or None, actor=ACTOR))
+            terms = engine.check_import_terms(sku_id, purchase.batch_id, supplier_id,
+                                              purchase.unit_cost_micros, 0,
+                                              purchase.valid_until_ms or None)
         except InvalidArgument as error:  # the supplier's batch terms (never a code)
             refusal = f"{error.field}: {error.message}"
-        else:
-            if result.status == ImportStatus.OK:
-                metrics.bought.labels(sku_id, supplier_id).inc(result.imported)
-                return await _run(engine, replenishment.close, sku_id, request,
-                                  purchase.batch_id, purchase.unit_cost_micros,
-                                  purchase.currency, result.imported, result.duplicates,
-                                  purchase.latency_ms)
-            refusal = f"import {result.status.name}"
+    if not refusal:
+        closed = await _run(engine, replenishment.deliver, sku_id, request, {
+            "codes": list(purchase.codes), "batch_id": purchase.batch_id,
+            "unit_cost_micros": purchase.unit_cost_micros, "currency": purchase.currency,
+            "valid_until_ms": terms[5]}, purchase.latency_ms)
+        if closed is None or closed["state"] == replenishment.CLOSED:
+            if closed is not None:
+                metrics.bought.labels(sku_id, supplier_id).inc(closed["imported"])
+            return closed
+        refusal = closed["last_result"]
+        metrics.failures.labels(sku_id, supplier_id).inc()
+    else:
+        metrics.failures.labels(sku_id, supplier_id).inc()
+        await _run(engine, replenishment.record_unknown, sku_id, request, "IMPORT_REFUSED")
     # bought but not imported: the same request id again later (the supplier answers it with
-    # the same codes, selling nothing more) - an operator sees the metric and the log
-    metrics.failures.labels(sku_id, supplier_id).inc()
+    # the same codes, selling nothing more); an operator sees the metric and the log
     log.error("replenishment of %s from %s: codes bought but not imported (%s); retrying the "
               "same request", sku_id, supplier_id, refusal)
-    return await _run(engine, replenishment.record_unknown, sku_id, request, "IMPORT_REFUSED")
+    return replenishment.read(engine, sku_id)
 
 
 dispatcher_module.TASKS.append(replenish)
