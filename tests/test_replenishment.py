@@ -74,27 +74,35 @@ def test_a_sku_without_replenishment_never_opens_one(engine):
     assert replenishment.read(engine, "gift") is None
 
 
+def _periodic_check(engine) -> list[str]:
+    """The periodic check as the replenisher runs it, pages of 2 -> the SKUs it opened for."""
+    opened, start = [], ""
+    while True:
+        due, start = replenishment.candidates(engine, start, 2)
+        for sku_id in due:
+            if engine.run(engine.plan(replenishment.check_sku, (sku_id,), "replenisher",
+                                      full=lambda: None)) is not None:
+                opened.append(sku_id)
+        if not start:
+            return opened
+
+
 def test_the_periodic_check_sees_stock_that_expired_without_an_order(engine, clock):
     _shop(engine, stock=8, valid_until_ms=clock.now_ms + DAY_MS)
-    check = engine.plan(replenishment.check_page, ("", 10), "replenisher", full=lambda: "")
-    assert engine.run(check) == "" and replenishment.read(engine, "gift") is None
+    commits = engine.commits
+    assert _periodic_check(engine) == [] and engine.commits == commits  # nothing written
     clock.advance(DAY_MS)  # every code expired: nothing sellable
-    engine.run(engine.plan(replenishment.check_page, ("", 10), "replenisher", full=lambda: ""))
+    assert _periodic_check(engine) == ["gift"]
     assert replenishment.read(engine, "gift")["sellable_at_open"] == 0
+    assert _periodic_check(engine) == []  # open already
 
 
 def test_the_periodic_check_pages_through_the_catalog(engine):
     catalog = Catalog(engine)
     for n in range(5):
         catalog.create(dataclasses.replace(SKU, sku_id=f"sku-{n}"))
-    start, pages = "", 0
-    while True:
-        start = engine.run(engine.plan(replenishment.check_page, (start, 2), "replenisher",
-                                       full=lambda: ""))
-        pages += 1
-        if not start:
-            break
-    assert pages == 3
+    catalog.create(dataclasses.replace(SKU, sku_id="sku-off", replenish_quantity=0))
+    assert _periodic_check(engine) == [f"sku-{n}" for n in range(5)]
     assert [r["sku_id"] for r in replenishment.open_requests(engine)] == [
         f"sku-{n}" for n in range(5)]
 

@@ -75,14 +75,30 @@ def after_reserve(transaction, skus: dict) -> None:
         check(transaction, sku)
 
 
-def check_page(transaction, start: str, page: int) -> str:
-    """The periodic check over one page of the catalog (stock also falls without orders: codes
-    expire, get frozen or voided; a threshold may be raised) -> the next page's start, "" at
-    the end."""
-    found = transaction.scan(catalog.TABLE, start.encode(), page + 1)
+def check_sku(transaction, sku_id: str) -> dict | None:
+    """The periodic check of one SKU (stock also falls without orders: codes expire, get
+    frozen or voided; a threshold may be raised) -> the request it opened, or None."""
+    sku = catalog.read(transaction, sku_id)
+    return check(transaction, sku) if sku is not None else None
+
+
+def candidates(engine, start: str, page: int) -> tuple[list[str], str]:
+    """A page of the catalog read without the writer -> (the SKUs that look due for a request:
+    replenished, none open, sellable below the threshold; the next page's start, "" at the
+    end). check_sku decides in the commit."""
+    found = engine.scan(catalog.TABLE, start.encode(), page + 1)
+    due = []
     for _, value in found[:page]:
-        check(transaction, catalog.Sku.decode(value))
-    return found[page][0].decode() if len(found) > page else ""
+        sku = catalog.Sku.decode(value)
+        if not wanted(sku):
+            continue
+        latest = read(engine, sku.sku_id)
+        if latest is not None and latest["state"] == OPEN:
+            continue
+        stock = engine.stock(sku.sku_id)
+        if (stock.sellable if stock is not None else 0) < sku.low_stock_threshold:
+            due.append(sku.sku_id)
+    return due, (bytes(found[page][0]).decode() if len(found) > page else "")
 
 
 def open_requests(view, limit: int = limits.replenishments_per_pass_max) -> list[dict]:
@@ -201,5 +217,5 @@ def deliver(transaction, sku_id: str, request: str, answer: dict,
     return _put(transaction, record)
 
 
-__all__ = ["after_reserve", "backoff_ms", "begin_attempt", "check", "check_page", "deliver",
-           "open_requests", "read", "record_failure", "record_unknown", "wanted"]
+__all__ = ["after_reserve", "backoff_ms", "begin_attempt", "candidates", "check", "check_sku",
+           "deliver", "open_requests", "read", "record_failure", "record_unknown", "wanted"]

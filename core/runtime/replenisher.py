@@ -21,6 +21,7 @@ The codes never reach a log, a metric or an error: only counts, batch ids and co
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -61,15 +62,17 @@ async def _run(engine, function, *args):
     return await engine.run_async(engine.plan(function, args, ACTOR, full=lambda: None))
 
 
-async def check_catalog(engine) -> None:
-    """The periodic check, a page of the catalog per commit."""
-    start = ""
+async def check_catalog(engine) -> int:
+    """The periodic check: the catalog read a page at a time without the writer; a commit only
+    for a SKU that looks due, deciding again inside it -> requests opened."""
+    start, opened = "", 0
     while True:
-        start = await engine.run_async(engine.plan(
-            replenishment.check_page, (start, limits.skus_per_replenishment_check_max), ACTOR,
-            full=lambda: ""))
+        due, start = replenishment.candidates(engine, start,
+                                              limits.skus_per_replenishment_check_max)
+        for sku_id in due:
+            opened += await _run(engine, replenishment.check_sku, sku_id) is not None
         if not start:
-            return
+            return opened
 
 
 async def replenish(dispatcher) -> None:
@@ -80,9 +83,15 @@ async def replenish(dispatcher) -> None:
         _next_check[dispatcher] = now + limits.replenishment_check_interval_seconds
         await check_catalog(engine)
     now_ms = engine.now_ms()
-    for record in replenishment.open_requests(engine):
-        if record["next_try_ms"] <= now_ms and not dispatcher.stopping.is_set():
-            await attempt(dispatcher, record)
+    due = [record for record in replenishment.open_requests(engine)
+           if record["next_try_ms"] <= now_ms]
+    # one request per SKU: their attempts go out together, each settled in its own commits
+    for record, outcome in zip(due, await asyncio.gather(
+            *(attempt(dispatcher, record) for record in due), return_exceptions=True),
+            strict=True):
+        if isinstance(outcome, Exception):
+            log.error("replenishment of %s: %s", record["sku_id"], type(outcome).__name__,
+                      exc_info=outcome)
 
 
 async def attempt(dispatcher, record: dict) -> dict | None:
