@@ -16,14 +16,14 @@ from kamicore.connectors import Endpoint
 from kamicore.domain import code_purchases, topups
 from kamicore.domain.catalog import Catalog, ChannelPrice, Sku
 from kamicore.domain.orders import (
-    OrderRequest, Orders, confirm_payment, create_order, validate_create,
+    OrderRequest, Orders, cancel, confirm_payment, create_order, validate_create,
 )
 from kamicore.domain.suppliers import Route, Supplier, Suppliers
 from kamicore.engine import Engine, InvalidArgument
 from kamicore.runtime.topups import Driver
 from kamicore.statuses import (
-    CodeState, ConfirmPaymentStatus as P, CreateOrderStatus, DeliveryKind, OrderState,
-    RegisterSupplierStatus,
+    CancelOrderStatus, CodeState, ConfirmPaymentStatus as P, CreateOrderStatus, DeliveryKind,
+    OrderState, RegisterSupplierStatus,
 )
 
 from .supplier_harness import simulated_supplier
@@ -194,3 +194,17 @@ def test_orders_of_such_skus_are_checked(shop):
     with pytest.raises(InvalidArgument) as refused:
         shop.order(lines=[("card", 1), ("pool", 1)])
     assert refused.value.field == "lines"
+
+
+def test_a_cancelled_order_is_never_bought_for(shop, supplier):
+    shop.route("S-1")
+    _, order_id = shop.order(1)
+    cancelled = shop.engine.run(shop.engine.plan(cancel, (order_id.encode(),), "storefront:web",
+                                                 full=lambda: None))
+    assert cancelled == CancelOrderStatus.CANCELLED
+    assert shop.pay(order_id, 1) == P.REFUND_REQUIRED
+    assert _purchases(supplier) == {} and shop.engine.order(order_id) is None
+    _, paid_id = shop.order(1)
+    assert shop.pay(paid_id, 1) == P.PAID
+    assert shop.engine.run(shop.engine.plan(cancel, (paid_id.encode(),), "storefront:web",
+                                            full=lambda: None)) == CancelOrderStatus.ALREADY_PAID
