@@ -6,6 +6,7 @@ tests/test_replenisher.py; across a real 2-worker server: tests/test_e2e_repleni
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -16,7 +17,9 @@ from kamicore.domain.catalog import Catalog, ChannelPrice, Sku, validate
 from kamicore.domain.suppliers import Route, Supplier, Suppliers
 from kamicore.domain.orders import OrderRequest, Orders, create_order, validate_create
 from kamicore.engine import InvalidArgument
-from kamicore.statuses import CreateOrderStatus, DeliveryKind, RegisterSupplierStatus
+from kamicore.statuses import (
+    CreateOrderStatus, DeliveryKind, RegisterSupplierStatus, SkuLookupStatus,
+)
 
 from .support import DAY_MS
 
@@ -167,6 +170,18 @@ def test_without_a_route_the_request_waits_for_the_backoff(engine, clock):
         "", "NO_ROUTE", clock.now_ms + 1000)
     _supplier(engine, "S-1", 1)
     assert _run(engine, replenishment.begin_attempt, "gift", 1)["supplier_id"] == "S-1"
+
+
+def test_a_request_of_a_sku_turned_off_closes_before_any_call(engine):
+    orders = _shop(engine, stock=5)
+    _supplier(engine, "S-1", 1)
+    _order(engine, orders, "a")
+    status, _ = asyncio.run(Catalog(engine).update_async(dataclasses.replace(
+        SKU, replenish_quantity=0)))
+    assert status == SkuLookupStatus.FOUND
+    assert _run(engine, replenishment.begin_attempt, "gift", 1) is None
+    assert replenishment.read(engine, "gift")["last_result"] == "CANCELLED"
+    assert replenishment.open_requests(engine) == []
 
 
 def test_the_backoff_doubles_up_to_its_cap():

@@ -124,13 +124,18 @@ def begin_attempt(transaction, sku_id: str, number: int) -> dict | None:
     """The attempt to make now, committed before its call: the one whose outcome is unknown
     (same request id, same supplier), or a new one to the first route of the SKU's ranking
     whose circuit breaker lets it be called (kamicore.domain.routing). None when the request
-    is no longer open; request_id "" when no route may be called (counted as a failure: the
-    next try comes after the backoff)."""
+    is no longer open (or is closed now: its SKU no longer replenishes); request_id "" when
+    no route may be called (counted as a failure: the next try comes after the backoff)."""
     record = read(transaction, sku_id)
     if record is None or record["state"] != OPEN or record["number"] != number:
         return None
     if record["request_id"]:
         return record
+    sku = catalog.read(transaction, sku_id)
+    if sku is None or not wanted(sku):  # turned off since it opened, and nothing in flight
+        record.update(state=CLOSED, closed_ms=transaction.now_ms, last_result="CANCELLED")
+        _put(transaction, record)
+        return None
     for route in routing.ranked(transaction, sku_id, transaction.now_ms):
         if routing.claim(transaction, route.supplier_id):
             record["attempts"] += 1
