@@ -87,6 +87,9 @@ codes_per_replenishment_max = 10_000  # codes one replenishment buys (a supplier
 
 # -- replenishment (kamicore.domain.replenishment, kamicore.runtime.replenisher) -------------------
 replenishment_check_interval_seconds = 2  # the periodic below-threshold check and retry pass
+# expired and not-yet-valid codes CreateOrder counts at most to see a SKU's sellable stock
+# (past that, the periodic check decides, off the order's commit)
+sellable_keys_counted_max = 1_000
 skus_per_replenishment_check_max = 1_000  # catalog entries the periodic check reads per commit
 replenishments_per_pass_max = 100  # open requests one replenisher pass works on
 replenishment_retry_seconds_min = 1  # backoff after a purchase's first failure; doubles

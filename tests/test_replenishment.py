@@ -100,6 +100,19 @@ def test_the_periodic_check_sees_stock_that_expired_without_an_order(engine, clo
     assert _periodic_check(engine) == []  # open already
 
 
+def test_an_order_counts_boundedly_and_the_periodic_check_fully(engine, clock, monkeypatch):
+    monkeypatch.setattr(limits, "sellable_keys_counted_max", 5)
+    orders = _shop(engine, stock=0)
+    engine.import_codes("gift", "old", [f"OLD-{n:04d}" for n in range(6)],
+                        valid_until_ms=clock.now_ms + 1000)
+    engine.import_codes("gift", "new", [f"NEW-{n:04d}" for n in range(6)])
+    clock.advance(1000)  # 6 expired: more than an order's commit counts
+    assert _order(engine, orders, "a", 2) == CreateOrderStatus.CREATED  # 4 sellable, < 5
+    assert replenishment.read(engine, "gift") is None  # not counted in the order's commit
+    assert _periodic_check(engine) == ["gift"]
+    assert replenishment.read(engine, "gift")["sellable_at_open"] == 4
+
+
 def test_the_periodic_check_pages_through_the_catalog(engine):
     catalog = Catalog(engine)
     for n in range(5):

@@ -50,17 +50,20 @@ def _put(transaction, record: dict) -> dict:
     return record
 
 
-def check(transaction, sku: catalog.Sku) -> dict | None:
+def check(transaction, sku: catalog.Sku, bounded: bool = True) -> dict | None:
     """Open a request for `sku` when its sellable stock, as this commit sees it, is below its
-    threshold and it has none open -> the opened request, or None."""
+    threshold and it has none open -> the opened request, or None. bounded: counting stock
+    passes at most limits.sellable_keys_counted_max expired or not-yet-valid codes (an
+    order's commit); past that it decides nothing."""
     if not wanted(sku):
         return None
     latest = read(transaction, sku.sku_id)
     if latest is not None and latest["state"] == OPEN:
         return None
-    sellable = transaction.sellable(sku.sku_id.encode())
-    if sellable >= sku.low_stock_threshold:
-        return None
+    sellable = transaction.sellable(sku.sku_id.encode(),
+                                    limits.sellable_keys_counted_max if bounded else None)
+    if sellable is None or sellable >= sku.low_stock_threshold:
+        return None  # None: too many expired codes to count here (the periodic check will)
     return _put(transaction, {
         "sku_id": sku.sku_id, "number": (latest["number"] + 1) if latest else 1,
         "state": OPEN, "quantity": sku.replenish_quantity, "opened_ms": transaction.now_ms,
@@ -78,8 +81,8 @@ def after_reserve(transaction, skus: dict) -> None:
 def check_sku(transaction, sku_id: str) -> dict | None:
     """The periodic check of one SKU (stock also falls without orders: codes expire, get
     frozen or voided; a threshold may be raised) -> the request it opened, or None."""
-    sku = catalog.read(transaction, sku_id)
-    return check(transaction, sku) if sku is not None else None
+    sku = catalog.read(transaction, sku_id)  # counted in full: a snapshot said it is due
+    return check(transaction, sku, bounded=False) if sku is not None else None
 
 
 def candidates(engine, start: str, page: int) -> tuple[list[str], str]:

@@ -8,6 +8,7 @@ a second storage backend implements the same methods.
 
 from __future__ import annotations
 
+from .. import limits
 from ..statuses import (
     CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState, ReleaseStatus,
     ReserveStatus,
@@ -135,9 +136,12 @@ class Transaction:
         """Release up to `limit` orders whose hold is past -> their ids."""
         return self._ops.expire_holds(self._tx, limit)
 
-    def sellable(self, sku_id: bytes) -> int:
+    def sellable(self, sku_id: bytes, most_keys: int | None = limits.sellable_keys_counted_max
+                 ) -> int | None:
         """Codes of a SKU that could be sold at this commit's time, as this transaction sees
-        them (after the plan's own transitions); 0 for a SKU without codes."""
+        them (after the plan's own transitions); 0 for a SKU without codes. O(1) unless codes
+        are expired or not yet valid: None when more than `most_keys` of those would have to
+        be counted (most_keys None: no bound)."""
         from .reads import unsellable  # reads imports TABLES from here
         sku_no = self._tx.sku_no(sku_id, False)
         if not sku_no:
@@ -148,8 +152,10 @@ class Transaction:
         available = codec.unpack_u64(value) if value is not None else 0
         if not available:
             return 0
-        expired, not_yet_valid, _ = unsellable(self._txn, self._tx.dbs, codec, sku_no,
-                                               self.now_ms)
+        counted = unsellable(self._txn, self._tx.dbs, codec, sku_no, self.now_ms, most_keys)
+        if counted is None:
+            return None
+        expired, not_yet_valid, _ = counted
         return available - expired - not_yet_valid
 
     def order_state(self, order_id: bytes) -> OrderState | None:
