@@ -163,7 +163,7 @@ def test_callbacks_that_change_nothing_over_http_and_grpc(server, shop, sim):
                             outcome=outcome) > counted[outcome], outcome
     malformed = rpc_error(grpc_callback, server, key, supplier, b"{}", secret, now_ms())
     assert malformed.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert malformed.details().startswith("payload.request_id: ")
+    assert malformed.details().startswith("payload: request_id: ")
 
 
 def test_a_timeout_is_queried_never_failed_over_and_tops_up_once(server, shop, sim):

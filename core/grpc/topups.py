@@ -76,5 +76,5 @@ async def supplier_callback(handler: callbacks.CallbackHandler,
                                            request.payload, request.signature)
     if outcome == callbacks.MALFORMED:  # signed by the supplier, but not a callback
         field, _, problem = detail.partition(": ")
-        raise InvalidArgument(f"payload.{field}" if field != "body" else "payload", problem)
+        raise InvalidArgument("payload", problem if field == "body" else detail)
     return CALLBACK_STATUS[outcome]
