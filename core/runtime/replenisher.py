@@ -10,8 +10,8 @@ Each tick it works on every open request that is due, one attempt each:
    supplier's batch id, unit cost, supplier = the supplier id, valid_until) in the commit that
    closes the request;
    UNKNOWN or PENDING: the same request id is sent again after the backoff (the supplier
-   sells once per request id); FAILED or NOT_FOUND: the next attempt, after the backoff, gets
-   a new request id. Every attempt that did not deliver counts in
+   sells once per request id); FAILED: the next attempt, after the backoff, gets a new
+   request id (and may go to another supplier). Every attempt that did not deliver counts in
    kamicore_replenishment_failures_total{sku, supplier}.
 Every `limits.replenishment_check_interval_seconds` it also runs the periodic check over the
 catalog, which opens requests for stock that fell without an order (codes expired, frozen).
@@ -27,6 +27,7 @@ import time
 import weakref
 
 from .. import limits
+from ..connectors import Result
 from ..domain import replenishment, suppliers
 from ..engine import InvalidArgument
 from . import dispatcher as dispatcher_module
@@ -96,7 +97,6 @@ async def replenish(dispatcher) -> None:
 
 async def attempt(dispatcher, record: dict) -> dict | None:
     """One attempt on an open request -> the request as it stands after it."""
-    from ..connectors.base import Result
     engine = dispatcher.engine
     metrics = _replenisher_metrics()
     sku_id = record["sku_id"]
@@ -121,9 +121,10 @@ async def attempt(dispatcher, record: dict) -> dict | None:
     metrics.failures.labels(sku_id, supplier_id).inc()
     log.warning("replenishment of %s from %s: %s (%s)", sku_id, supplier_id,
                 purchase.result.name, purchase.message[:limits.error_bytes_max])
-    if purchase.result in (Result.FAILED, Result.NOT_FOUND):
-        return await _run(engine, replenishment.record_failure, sku_id, request,
-                          purchase.result.name, latency)
+    if purchase.result == Result.FAILED:
+        return await _run(engine, replenishment.record_failure, sku_id, request, "FAILED",
+                          latency)
+    # UNKNOWN, PENDING, or NOT_FOUND (which a PurchaseCodes cannot answer: not trusted)
     return await _run(engine, replenishment.record_unknown, sku_id, request,
                       purchase.result.name, latency)
 
