@@ -136,6 +136,19 @@ def test_a_paid_order_gets_bought_codes_once_and_a_retry_buys_nothing(shop, supp
         code in str(attempt) for code in view.plaintexts)
 
 
+def test_bought_codes_reach_the_data_file_only_sealed(shop, supplier):
+    shop.route("S-1")
+    _, order_id = shop.order(3)
+    assert shop.pay(order_id, 3) == P.PAID
+    codes = shop.delivered(order_id).plaintexts
+    shop.engine.close()
+    stored = b"".join(path.read_bytes() for path in shop.path.rglob("*") if path.is_file())
+    shop.engine = Engine(shop.path, clock=shop.clock)
+    assert order_id.encode() in stored  # a positive control: the scan sees what is stored
+    assert [code for code in codes if code.encode() in stored
+            or code.encode().hex().encode() in stored] == []
+
+
 def test_only_a_definite_failure_fails_over(shop, supplier):
     supplier.configure(products=["card-10"])  # S-1's product is refused: FAILED
     shop.route("S-1", product="other", priority=0)
