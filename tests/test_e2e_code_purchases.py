@@ -72,6 +72,9 @@ def test_a_paid_order_is_delivered_the_codes_the_supplier_sold_once(server, c, s
         order_id=created.order.order_id))
     assert again.status == PAID and sha256s(again.order) == sha256s(paid.order)
     assert sha256s(delivery.order) == sha256s(paid.order)
+    [attempt] = delivery.order.attempts  # how they were bought
+    assert delivery.order.topup_state == orders_pb2.TOP_UP_STATE_FULFILLED
+    assert attempt.state == orders_pb2.TOP_UP_ATTEMPT_STATE_SUCCEEDED
     assert purchases_of(supplier, product) == [bought]
     stock = c.admin.stock(sku_id)
     [batch] = stock.batches

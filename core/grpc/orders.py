@@ -45,7 +45,10 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
                                                  code_purchases.attempts_of(self.s.engine, meta))
         if view is None or meta is None:
             return None
-        return order_to_wire(order_id, view, meta)
+        order = order_to_wire(order_id, view, meta)
+        if code_purchases.is_purchase(meta):  # delivered: its codes, and how they were bought
+            purchases.add_purchase(order, meta, code_purchases.attempts_of(self.s.engine, meta))
+        return order
 
     async def CreateOrder(self, request, context):
         caller = principal()

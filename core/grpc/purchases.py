@@ -29,3 +29,11 @@ def undelivered_to_wire(order_id: str, meta: dict, attempts: list[dict]) -> orde
     for sku_id, quantity in meta["lines"]:
         order.lines.add(sku_id=sku_id, quantity=quantity)
     return order
+
+
+def add_purchase(order: orders_pb2.Order, meta: dict, attempts: list[dict]) -> None:
+    """A delivered order's purchase: its state (FULFILLED) and attempts."""
+    purchase = meta["purchase"]
+    order.topup_state = TopUpState[purchase["state"]] if purchase["state"] else 0
+    order.attempts.extend(attempt_to_wire(attempt) for attempt in attempts)
+    order.reconciliation_required = bool(purchase["reconcile"])
