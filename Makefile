@@ -8,7 +8,7 @@ SOURCES := $(wildcard core/*.py core/*/*.py ext/kamicore/*.py ext/kamicore/*.pyx
 	setup.py pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: install serve test soak bench-engine bench-server bench-floor bench clean
+.PHONY: install serve test soak bench-engine bench-server bench-floor bench-topup bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench-floor: $(STAMP)
 # headline line
 bench-server: $(STAMP)
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/server_bench.py
+
+# direct top-ups against a simulated supplier, answering at once and with 200 ms latency
+bench-topup: $(STAMP)
+	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/topup_bench.py $(BENCH_ARGS)
 
 # everything: engine, server, concurrency sweep, Locust, pool/worker scaling, then the report
 # (bench/results/<date>-<commit>.md with PNGs; bench/RESULTS.md); ~25 min here. BENCH_ARGS:

@@ -63,6 +63,7 @@ METHOD_ROLES = {
     "/kamicore.v1.Suppliers/UpdateSupplier": ("admin",),
     "/kamicore.v1.Suppliers/ListSuppliers": ("admin",),
     "/kamicore.v1.Suppliers/GetSupplierStats": ("admin",),
+    "/kamicore.v1.Suppliers/SupplierCallback": ("supplier",),
 }
 # Served without a key: health checks and reflection.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

@@ -20,6 +20,16 @@ class Config:
     listen: str = "127.0.0.1:50051"  # host:port every worker binds (SO_REUSEPORT)
     metrics_listen: str = "127.0.0.1:9464"  # Prometheus scrape endpoint; "" disables it
     workers: int = 0  # 0: the CPU count
+    # host:port of the HTTP listener for supplier callbacks (POST /v1/callbacks/<supplier id>),
+    # served by the dispatcher process; "" disables it (gRPC SupplierCallback still works)
+    callback_listen: str = ""
+    # the base URL suppliers reach that listener at (behind a proxy, say); default
+    # http://<callback_listen>. Sent with each TopUp as <base>/v1/callbacks/<supplier id>
+    callback_url: str = ""
+    # how often the dispatcher runs its tasks (top-up recovery and follow-ups, replenishment)
+    dispatcher_interval_seconds: float = 1.0
+    # a PENDING top-up no callback settled is asked about (QueryTopUp) after this, and again
+    topup_follow_up_seconds: float = limits.topup_follow_up_seconds_default
     tls_cert: str = ""  # PEM server certificate chain; TLS when set
     tls_key: str = ""  # PEM private key of tls_cert
     tls_client_ca: str = ""  # PEM CA bundle; when set, clients must present a certificate (mTLS)
@@ -47,6 +57,12 @@ class Config:
         if self.key_in_flight_rpcs_max > 0:
             return self.key_in_flight_rpcs_max
         return max(1, int(self.in_flight_rpcs_max * limits.key_in_flight_fraction_default))
+
+    def callback_base(self) -> str:
+        """The URL suppliers call back at ("" when there is no listener)."""
+        if self.callback_url:
+            return self.callback_url.rstrip("/")
+        return f"http://{client_address(self.callback_listen)}" if self.callback_listen else ""
 
     def client_target(self) -> str:
         """Where a client on this machine reaches the server."""
@@ -109,6 +125,8 @@ def load(path: str | None = None, overrides: dict | None = None) -> Config:
     _check_address(config.listen, "listen")
     if config.metrics_listen:
         _check_address(config.metrics_listen, "metrics_listen")
+    if config.callback_listen:
+        _check_address(config.callback_listen, "callback_listen")
     if config.tls_key and not config.tls_cert or config.tls_client_ca and not config.tls_cert:
         raise ValueError("tls_key and tls_client_ca need tls_cert")
     if config.message_bytes_max < limits.reply_bytes_max:
@@ -119,7 +137,8 @@ def load(path: str | None = None, overrides: dict | None = None) -> Config:
 
 
 def _check_fair_use(config: Config) -> None:
-    for name in ("in_flight_rpcs_max", "key_streams_max", "stream_idle_seconds"):
+    for name in ("in_flight_rpcs_max", "key_streams_max", "stream_idle_seconds",
+                 "dispatcher_interval_seconds", "topup_follow_up_seconds"):
         if getattr(config, name) <= 0:
             raise ValueError(f"{name} must be more than 0")
     if not 0 <= config.key_in_flight_rpcs_max <= config.in_flight_rpcs_max:

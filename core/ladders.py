@@ -37,6 +37,7 @@ from .statuses import (
     RotateKeysStatus,
     SetRiskRulesStatus,
     SkuLookupStatus,
+    SupplierCallbackStatus,
     StockStatus,
     SupplierLookupStatus,
     UnlockTerminalStatus,
@@ -142,11 +143,26 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
         ConfirmPaymentStatus.RISK_REJECTED,
         ConfirmPaymentStatus.IN_REVIEW,
         ConfirmPaymentStatus.AMOUNT_MISMATCH,
-        ConfirmPaymentStatus.REFUND_REQUIRED,
+        ConfirmPaymentStatus.REFUND_REQUIRED,  # also a cancelled top-up order
+        # a top-up order past the shared rungs: its state, also to a retry (kamicore.domain.topups)
+        ConfirmPaymentStatus.FAILED_REFUND_REQUIRED,
+        ConfirmPaymentStatus.PENDING,
+        ConfirmPaymentStatus.FULFILLED,
     ),
     CancelOrderStatus: (
         CancelOrderStatus.ORDER_NOT_FOUND,
         CancelOrderStatus.ALREADY_PAID,
+    ),
+    # -- supplier callbacks (core/runtime/callbacks.py, kamicore.domain.topups.settle) ---------
+    SupplierCallbackStatus: (
+        SupplierCallbackStatus.SUPPLIER_NOT_FOUND,
+        SupplierCallbackStatus.BAD_SIGNATURE,
+        SupplierCallbackStatus.STALE_TIMESTAMP,  # a malformed payload: INVALID_ARGUMENT here
+        SupplierCallbackStatus.UNKNOWN_REQUEST,
+        SupplierCallbackStatus.REPLAYED,
+        SupplierCallbackStatus.CONFLICT,
+        SupplierCallbackStatus.DUPLICATE,
+        SupplierCallbackStatus.LATE,
     ),
     OrderLookupStatus: (
         OrderLookupStatus.NOT_FOUND,

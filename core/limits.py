@@ -83,6 +83,17 @@ codes_per_line_max = 1_000
 codes_per_order_max = 10_000
 prices_per_sku_max = 100
 suppliers_per_sku_max = 100  # supplier ids a SKU lists as allowed to import into it
+codes_per_replenishment_max = 10_000  # codes one replenishment buys (a supplier's answer)
+
+# -- replenishment (kamicore.domain.replenishment, kamicore.runtime.replenisher) -------------------
+replenishment_check_interval_seconds = 2  # the periodic below-threshold check and retry pass
+# expired and not-yet-valid codes CreateOrder counts at most to see a SKU's sellable stock
+# (past that, the periodic check decides, off the order's commit)
+sellable_keys_counted_max = 1_000
+skus_per_replenishment_check_max = 1_000  # catalog entries the periodic check reads per commit
+replenishments_per_pass_max = 100  # open requests one replenisher pass works on
+replenishment_retry_seconds_min = 1  # backoff after a purchase's first failure; doubles
+replenishment_retry_seconds_max = 300  # the backoff's cap
 regions_per_sku_max = 300
 skus_per_page_max = 1_000
 skus_per_page_default = 100
@@ -130,6 +141,23 @@ bad_request_log_interval_seconds = 60.0
 # with RESOURCE_EXHAUSTED and counts it; this bound only guards the worker's memory.
 calls_queued_in_grpc_max = 16_384  # per worker
 call_queued_in_grpc_seconds_max = 30  # a call not taken by then is cancelled by grpc-core
+
+# -- direct top-ups and supplier callbacks (kamicore.domain.topups, kamicore.runtime) -------------
+callback_backlog_max = 128  # connections the callback listener queues before accepting them
+recipient_bytes_max = 128  # the account or phone number a top-up credits
+topup_attempts_per_order_max = 8  # suppliers one order tries before it is refund-required
+topup_request_id_hex_chars = 32  # of the SHA-256 an attempt's request id is derived from
+topup_request_id_bytes_max = len("tu--") + topup_request_id_hex_chars + 3  # "tu-<hex>-<n>"
+topup_answer_grace_ms = 2_000  # past a call's timeout, its attempt is asked about by another
+topup_query_delay_ms_min = 500  # an unknown outcome is asked about after this, then doubling
+topup_query_delay_ms_max = 60_000  # ... up to this
+topup_follow_up_seconds_default = 30.0  # a PENDING top-up with no callback is asked about then
+topup_callbacks_remembered_max = 8  # signatures kept per attempt, to tell replays
+callback_signature_chars_max = 64  # the hex HMAC-SHA256 a SupplierCallback carries
+topup_wait_grace_seconds = 0.5  # ConfirmPayment waits the first supplier's timeout and this
+topup_due_scan_max = 256  # unsettled attempts one scan looks at
+topup_due_per_tick_max = 64  # attempts one dispatcher task asks about per tick
+topup_calls_in_flight_max = 64  # supplier calls one dispatcher task makes at once
 
 # -- fair use of a worker (defaults of settings in core/config.py; see core/grpc/gate.py) ---------
 in_flight_rpcs_default = 512  # calls in flight in one worker; the excess gets RESOURCE_EXHAUSTED
@@ -217,14 +245,20 @@ sku_bytes_max = (
     _name + _text(display_name_bytes_max) + _text(_money) + _enum
     + prices_per_sku_max * _text(_name + _number) + 2 * _small_number
     + regions_per_sku_max * _text(region_bytes_max) + 2 * _number
-    + suppliers_per_sku_max * _name + _enum)  # the last: routing_strategy
+    + suppliers_per_sku_max * _name + _enum  # routing_strategy
+    + _small_number + _flag)  # replenish_quantity, buy_on_payment
 delivered_code_bytes_max = (_number + _name + 2 * _text(code_bytes_max) + _enum + _number)
 order_bytes_max = (
     _text(order_id_bytes_max) + _enum
     + _text(_text(account_bytes_max) + 2 * _text(buyer_field_bytes_max) + _flag + _number)
     + lines_per_order_max * _text(_name + _small_number) + _text(_money) + 2 * _number
     + codes_per_reply_max * _text(delivered_code_bytes_max)
-    + _text(payment_reference_bytes_max) + _text(binding_bytes_max) + _small_number)
+    + _text(payment_reference_bytes_max) + _text(binding_bytes_max) + _small_number
+    + _text(recipient_bytes_max) + _enum + _flag  # a top-up order: and its attempts
+    + topup_attempts_per_order_max * _text(
+        _name + _text(topup_request_id_bytes_max) + _enum + 2 * _number
+        + _text(supplier_reference_bytes_max) + _flag + _text(supplier_message_bytes_max)
+        + _small_number))
 _state_count = _text(_enum + _number)
 _redeemed = (_enum + 2 * _number + _text(terminal_bytes_max) + _text(request_id_bytes_max))
 _code_op = _text(_enum + _number + _enum)
@@ -273,6 +307,7 @@ reply_bytes_worst = {  # method -> its largest reply
         2 * _enum + _name + 3 * _number + _text(terminal_bytes_max) + _text(code_bytes_max)
         + _number),
     "Redemption/UnlockTerminal": _enum + 2 * _number,
+    "Suppliers/SupplierCallback": _enum,
     "Suppliers/RegisterSupplier": _enum + _text(supplier_bytes_max) + _name,  # and Update
     "Suppliers/ListSuppliers": suppliers_page_bytes_max + _name,
     "Suppliers/GetSupplierStats": (2 * _enum + _number + 2 * _small_number

@@ -115,6 +115,58 @@ class SupervisorMetrics:
                                      "Unpaid orders whose hold expired and went back to stock")
 
 
+class DispatcherMetrics:
+    """What the dispatcher process records (kamicore.runtime.dispatcher)."""
+
+    def __init__(self):
+        from prometheus_client import Counter
+        self.task_failures = Counter("kamicore_dispatcher_task_failures_total",
+                                     "Dispatcher task runs that ended in an error, by task",
+                                     ["task"])
+
+    def task_failed(self, task: str) -> None:
+        self.task_failures.labels(task).inc()
+
+
+class TopUpMetrics:
+    """Direct top-ups, recorded by the workers and the dispatcher alike (one per process:
+    topup_metrics())."""
+
+    def __init__(self):
+        from prometheus_client import Counter
+        self.callbacks = Counter(
+            "kamicore_supplier_callbacks_total", "Supplier callbacks (HTTP and gRPC) by "
+            "outcome: accepted, late (a success after the order went on: reconcile), duplicate, "
+            "replayed, conflict (a second, different answer), unknown (request id), "
+            "unknown_supplier, bad_signature, stale_timestamp, malformed, storage_full",
+            ["outcome"])
+        self.reconciliations = Counter(
+            "kamicore_topup_reconciliations_total", "Top-up successes that came after their "
+            "order was fulfilled by another attempt (or had failed over): topped up twice, "
+            "flagged for reconciliation with the supplier")
+        self.answers = Counter("kamicore_topup_answers_total", "Answers to kamicore's TopUp "
+                               "and QueryTopUp calls, by call and result", ["call", "result"])
+
+    def callback(self, outcome: str) -> None:
+        self.callbacks.labels(outcome).inc()
+
+    def reconciliation(self) -> None:
+        self.reconciliations.inc()
+
+    def answer(self, call: str, result: str) -> None:
+        self.answers.labels(call, result).inc()
+
+
+_topup_metrics: TopUpMetrics | None = None
+
+
+def topup_metrics() -> TopUpMetrics:
+    global _topup_metrics
+    if _topup_metrics is None:
+        _topup_metrics = TopUpMetrics()
+    return _topup_metrics
+
+
 class StockCollector:
     """kamicore_stock_codes{sku, state}: the engine's O(1) counters, read at scrape time."""
 
@@ -198,6 +250,28 @@ class SupplierCollector:
         yield from (attempts, latency, late, cost, invalid, circuit)
 
 
+class ReplenishmentCollector:
+    """kamicore_replenishment_requests_open{sku} (1 while a SKU's purchase request is open)
+    and kamicore_replenishment_requests_open_total, read from the data file at scrape time."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from .domain import replenishment
+        requests = replenishment.open_requests(self.engine)
+        per_sku = GaugeMetricFamily("kamicore_replenishment_requests_open",
+                                    "Open replenishment purchase requests, by SKU",
+                                    labels=["sku"])
+        for record in requests:
+            per_sku.add_metric([record["sku_id"]], 1)
+        yield per_sku
+        yield GaugeMetricFamily("kamicore_replenishment_requests_open_total",
+                                "Open replenishment purchase requests", value=len(requests))
+
+
 def start_http(listen: str, engine) -> None:
     """Serve /metrics on host:port, merging every worker's files and the stock gauges."""
     from prometheus_client import CollectorRegistry, start_http_server
@@ -206,6 +280,7 @@ def start_http(listen: str, engine) -> None:
     MultiProcessCollector(registry)
     registry.register(StockCollector(engine))
     registry.register(SupplierCollector(engine))
+    registry.register(ReplenishmentCollector(engine))
     host, _, port = listen.rpartition(":")
     start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
 

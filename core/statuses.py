@@ -204,7 +204,7 @@ class CreateOrderStatus(enum.IntEnum):
     IDEMPOTENCY_CONFLICT = 2
     # A line names a SKU that is not in the catalog.
     SKU_NOT_FOUND = 3
-    # A line's SKU is not delivered as codes (direct top-up is not served yet).
+    # A line's SKU cannot be delivered: a DIRECT_TOPUP SKU no enabled supplier route serves.
     DELIVERY_NOT_SUPPORTED = 4
     # A line's SKU has no price on the caller's channel.
     NOT_SOLD_ON_CHANNEL = 5
@@ -254,6 +254,34 @@ class OrderState(enum.IntEnum):
     EXPIRED = 4
 
 
+class TopUpState(enum.IntEnum):
+    """Where a paid DIRECT_TOPUP order is (UNSPECIFIED: a code order, or not paid yet)."""
+
+    # Paid; a supplier is topping it up and its outcome is not known yet.
+    PENDING = 1
+    # A supplier topped the recipient up (once).
+    FULFILLED = 2
+    # Every supplier tried failed definitely: nobody topped it up; refund the buyer.
+    FAILED_REFUND_REQUIRED = 3
+
+
+class TopUpAttemptState(enum.IntEnum):
+    """Where one supplier's attempt at a top-up is."""
+
+    # Recorded; the call to the supplier is being made.
+    CALLING = 1
+    # The call timed out or failed in transit: the supplier is asked (never taken as a failure).
+    UNKNOWN = 2
+    # The supplier will answer by callback (else it is asked after a while).
+    PENDING = 3
+    # The supplier topped the recipient up.
+    SUCCEEDED = 4
+    # The supplier failed it definitely; the next supplier was tried.
+    FAILED = 5
+    # Asked about it, the supplier had never received it; the next supplier was tried.
+    NOT_FOUND = 6
+
+
 class ConfirmPaymentStatus(enum.IntEnum):
     """Outcome of ConfirmPayment, in precedence order."""
 
@@ -274,6 +302,15 @@ class ConfirmPaymentStatus(enum.IntEnum):
     # A reviewer rejected the order, or its review expired undecided; its codes went back to
     # stock: refund the buyer.
     RISK_REJECTED = 8
+    # A DIRECT_TOPUP order: a supplier topped the recipient up (order.attempts says which).
+    FULFILLED = 9
+    # A DIRECT_TOPUP order: paid, and its top-up's outcome is not known yet (the supplier answers
+    # later, or did not answer in time and is asked): follow it with GetOrder, or retry this call
+    # with the same payment reference. It is never topped up twice.
+    PENDING = 10
+    # A DIRECT_TOPUP order: every supplier failed it definitely (or none could be called);
+    # nobody topped it up: refund the buyer.
+    FAILED_REFUND_REQUIRED = 11
 
 
 class CancelOrderStatus(enum.IntEnum):
@@ -480,6 +517,33 @@ class CircuitState(enum.IntEnum):
     HALF_OPEN = 3
 
 
+class SupplierCallbackStatus(enum.IntEnum):
+    """Outcome of SupplierCallback, in precedence order."""
+
+    # The attempt's answer is recorded (a success fulfils the order; a failure moves it on to
+    # the next supplier).
+    ACCEPTED = 1
+    # No registered supplier has this id; nothing changed.
+    SUPPLIER_NOT_FOUND = 2
+    # The signature is not the supplier's over this timestamp and payload; nothing changed.
+    BAD_SIGNATURE = 3
+    # The timestamp is more than 5 minutes from kamicore's clock; nothing changed.
+    STALE_TIMESTAMP = 4
+    # No attempt of this supplier has the request id; nothing changed.
+    UNKNOWN_REQUEST = 5
+    # This very callback (its signature) was received before; nothing changed.
+    REPLAYED = 6
+    # The attempt already has another answer; nothing changed.
+    CONFLICT = 7
+    # The attempt already has this answer; nothing changed.
+    DUPLICATE = 8
+    # A success for an attempt the order had gone on from (it was fulfilled by another, or
+    # failed over): recorded and flagged for reconciliation, never a second fulfilment.
+    LATE = 9
+    # The data file is full; nothing changed: send it again later.
+    STORAGE_FULL = 10
+
+
 def wire_name(member: enum.IntEnum) -> str:
     """The proto value name of a member: RedeemStatus.NOT_FOUND -> "REDEEM_STATUS_NOT_FOUND"."""
     return _PREFIXES[type(member)] + member.name
@@ -502,6 +566,8 @@ _PREFIXES = {
     CreateOrderStatus: "CREATE_ORDER_STATUS_",
     RiskDecision: "RISK_DECISION_",
     OrderState: "ORDER_STATE_",
+    TopUpState: "TOP_UP_STATE_",
+    TopUpAttemptState: "TOP_UP_ATTEMPT_STATE_",
     ConfirmPaymentStatus: "CONFIRM_PAYMENT_STATUS_",
     CancelOrderStatus: "CANCEL_ORDER_STATUS_",
     OrderLookupStatus: "ORDER_LOOKUP_STATUS_",
@@ -517,14 +583,15 @@ _PREFIXES = {
     UpdateSupplierStatus: "UPDATE_SUPPLIER_STATUS_",
     SupplierLookupStatus: "SUPPLIER_LOOKUP_STATUS_",
     CircuitState: "CIRCUIT_STATE_",
+    SupplierCallbackStatus: "SUPPLIER_CALLBACK_STATUS_",
 }
 __all__ = [
     "ReserveStatus", "ConfirmStatus", "ReleaseStatus", "CodeState", "DeliveryKind",
     "RoutingStrategy", "CreateSkuStatus", "SkuLookupStatus", "ImportStatus", "ImportCodeStatus",
     "StockStatus", "CodeOpStatus", "RotateKeysStatus", "CreateOrderStatus", "RiskDecision",
-    "OrderState", "ConfirmPaymentStatus", "CancelOrderStatus", "OrderLookupStatus",
-    "ReportInvalidStatus", "RedeemStatus", "VerifyStatus", "UnlockTerminalStatus",
-    "SetRiskRulesStatus", "ReviewState", "DecideReviewStatus", "SupplierProtocol",
-    "RegisterSupplierStatus", "UpdateSupplierStatus", "SupplierLookupStatus", "CircuitState",
-    "wire_name",
+    "OrderState", "TopUpState", "TopUpAttemptState", "ConfirmPaymentStatus", "CancelOrderStatus",
+    "OrderLookupStatus", "ReportInvalidStatus", "RedeemStatus", "VerifyStatus",
+    "UnlockTerminalStatus", "SetRiskRulesStatus", "ReviewState", "DecideReviewStatus",
+    "SupplierProtocol", "RegisterSupplierStatus", "UpdateSupplierStatus", "SupplierLookupStatus",
+    "CircuitState", "SupplierCallbackStatus", "wire_name",
 ]

@@ -224,6 +224,18 @@ def test_a_new_data_dir_says_its_master_key_sits_beside_the_data(tmp_path):
     assert "master key" not in again.stderr  # first start only
 
 
+def test_sku_create_sets_replenishment_and_buying_on_payment(tmp_path):
+    created = kamicore(tmp_path / "var", "sku", "create", "s", "--name", "S", "--face-value",
+                       "1.00", "--low-stock", "10", "--replenish", "200")
+    assert json.loads(created.stdout)["sku"]["replenishQuantity"] == 200
+    bought = kamicore(tmp_path / "var", "sku", "create", "t", "--name", "T", "--face-value",
+                      "1.00", "--buy-on-payment")
+    assert json.loads(bought.stdout)["sku"]["buyOnPayment"] is True
+    refused = kamicore(tmp_path / "var", "sku", "create", "u", "--name", "U", "--face-value",
+                       "1.00", "--replenish", "5", check=False)
+    assert refused.returncode != 0 and "sku.replenish_quantity" in refused.stderr
+
+
 def test_version():
     from importlib.metadata import version
     result = subprocess.run([sys.executable, "-m", "kamicore.cli", "--version"],

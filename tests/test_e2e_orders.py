@@ -76,7 +76,9 @@ def test_create_order_each_refusal_reserves_nothing(c):
     table = [
         (order_request(key, sku_id, 1, account="bob"), O.CREATE_ORDER_STATUS_IDEMPOTENCY_CONFLICT),
         (order_request(uid("r"), uid("no-such-sku")), O.CREATE_ORDER_STATUS_SKU_NOT_FOUND),
-        (order_request(uid("r"), topup), O.CREATE_ORDER_STATUS_DELIVERY_NOT_SUPPORTED),
+        # a top-up SKU no supplier serves
+        (_with_recipient(order_request(uid("r"), topup)),
+         O.CREATE_ORDER_STATUS_DELIVERY_NOT_SUPPORTED),
         (order_request(uid("r"), partner_only), O.CREATE_ORDER_STATUS_NOT_SOLD_ON_CHANNEL),
         (order_request(uid("r"), sku_id, 1, account="bob"), O.CREATE_ORDER_STATUS_LIMIT_EXCEEDED),
         (order_request(uid("r"), sku_id, 3, account="carol"),
@@ -407,3 +409,8 @@ def test_two_hundred_concurrent_buyers_for_fifty_codes_never_oversell(server, ke
         delivery = c.web.orders.GetDelivery(orders_pb2.GetDeliveryRequest(
             order_id=order.order_id))
         assert delivery.status == FOUND and plaintexts(delivery.order) == plaintexts(order)
+
+
+def _with_recipient(request: O.CreateOrderRequest) -> O.CreateOrderRequest:
+    request.recipient = "+8613800138000"
+    return request

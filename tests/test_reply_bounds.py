@@ -52,6 +52,10 @@ TEXT_BYTES = {  # every string field of a reply -> its most bytes
     "RegisterSupplierResponse.sku_id": L.name_bytes_max,
     "UpdateSupplierResponse.sku_id": L.name_bytes_max,
     "ListSuppliersResponse.next_page_token": L.name_bytes_max,
+    "Order.recipient": L.recipient_bytes_max, "TopUpAttempt.supplier_id": L.name_bytes_max,
+    "TopUpAttempt.request_id": L.topup_request_id_bytes_max,
+    "TopUpAttempt.supplier_reference": L.supplier_reference_bytes_max,
+    "TopUpAttempt.message": L.supplier_message_bytes_max,
     "SupplierSkuStats.sku_id": L.name_bytes_max, "BatchInvalidCodes.batch_id": L.name_bytes_max,
 }
 ITEMS = {  # every repeated field of a reply -> its most items
@@ -61,7 +65,8 @@ ITEMS = {  # every repeated field of a reply -> its most items
     "GetStockResponse.counts": L.code_states_max, "BatchStock.counts": L.code_states_max,
     "GetStockResponse.batches": L.batches_listed_max,
     "CodeOpResponse.results": L.codes_per_batch_max,
-    "Order.lines": L.lines_per_order_max, "Order.codes": L.codes_per_reply_max,
+    "Order.attempts": L.topup_attempts_per_order_max, "Order.lines": L.lines_per_order_max,
+    "Order.codes": L.codes_per_reply_max,
     "RedeemBatchResponse.results": L.codes_per_batch_max,
     "RiskAssessment.fired": L.risk_rules_max,
     "RiskAssessment.verifications_required": L.risk_rules_max,
@@ -92,6 +97,7 @@ MODEL = {  # method -> the reply of kamicore.limits.reply_bytes_worst that bound
     "ListReviews": "Risk/ListReviews", "DecideReview": "Risk/DecideReview",
     "RegisterSupplier": "Suppliers/RegisterSupplier",
     "UpdateSupplier": "Suppliers/RegisterSupplier",
+    "SupplierCallback": "Suppliers/SupplierCallback",
     "ListSuppliers": "Suppliers/ListSuppliers", "GetSupplierStats": "Suppliers/GetSupplierStats",
 }
 LONGEST_VARINT = {  # the value of each scalar type whose encoding is longest

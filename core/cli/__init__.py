@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="TOML file (default $KAMICORE_CONFIG)")
     serve.add_argument("--listen", help="host:port (default 127.0.0.1:50051)")
     serve.add_argument("--metrics-listen", help="host:port of /metrics (default 127.0.0.1:9464)")
+    serve.add_argument("--callback-listen", help="host:port of the HTTP listener for supplier "
+                       "callbacks (default: off)")
     serve.add_argument("--workers", type=int, help="worker processes (default: CPU count)")
     serve.set_defaults(run_without_engine=remote.command_serve)
 
@@ -140,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     sku_create.add_argument("--routing", default="priority",
                             choices=["priority", "cheapest", "highest_success_rate", "fastest"],
                             help="how orders pick among supplier routes (README: Suppliers)")
+    sku_create.add_argument("--replenish", type=int, default=0, metavar="QUANTITY",
+                            help="buy this many codes from the preferred supplier whenever "
+                                 "sellable stock falls below --low-stock (README: Replenishment)")
+    sku_create.add_argument("--buy-on-payment", action="store_true",
+                            help="no pool: each paid order's codes are bought from a supplier")
     sku_create.set_defaults(run=catalog.command_sku_create, creates=True)
     sku_list = sku_commands.add_parser("list", help="every SKU as JSON lines")
     sku_list.set_defaults(run=catalog.command_sku_list)
@@ -196,7 +203,7 @@ def _unprintable(argv: list[str]) -> str | None:
 def _settings(args) -> config_module.Config:
     """The settings file and KAMICORE_* variables, then the options given."""
     overrides = {"data_dir": args.data_dir}
-    for name in ("listen", "metrics_listen", "workers"):
+    for name in ("listen", "metrics_listen", "callback_listen", "workers"):
         overrides[name] = getattr(args, name, None)
     return config_module.load(args.config, overrides)
 

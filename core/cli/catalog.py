@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -66,9 +67,11 @@ def _sku_json(sku: Sku | None) -> dict | None:
 
 
 def command_sku_create(engine: Engine, args) -> int:
-    sku = make_sku(args.sku_id, args.name, args.currency, args.face_value, args.price,
-                   args.limit, args.low_stock, args.region, args.delivery, args.supplier,
-                   args.routing)
+    sku = dataclasses.replace(
+        make_sku(args.sku_id, args.name, args.currency, args.face_value, args.price,
+                 args.limit, args.low_stock, args.region, args.delivery, args.supplier,
+                 args.routing),
+        replenish_quantity=args.replenish, buy_on_payment=args.buy_on_payment)
     status, stored = Catalog(engine).create(sku, actor="cli:sku")
     print(json.dumps({"status": wire_name(status), "sku": _sku_json(stored)}))
     return 0 if status == CreateSkuStatus.CREATED else 1

@@ -40,6 +40,11 @@ class Sku:
     supplier_ids: tuple[str, ...] = ()  # whose supplier keys may import into it
     # how orders pick among supplier routes (kamicore.domain.routing)
     routing_strategy: RoutingStrategy = RoutingStrategy.PRIORITY
+    # codes bought from the preferred supplier when sellable stock falls below
+    # low_stock_threshold; 0: never (kamicore.domain.replenishment)
+    replenish_quantity: int = 0
+    # no pool: CreateOrder reserves nothing and ConfirmPayment buys the codes from a supplier
+    buy_on_payment: bool = False
 
     def price_micros(self, channel: str) -> int | None:
         """The price on `channel`; None when the SKU is not sold there."""
@@ -112,10 +117,28 @@ def validate(sku: Sku, field: str = "sku") -> Sku:
     if sku.routing_strategy not in set(RoutingStrategy):
         raise InvalidArgument(f"{field}.routing_strategy",
                               "must be PRIORITY, CHEAPEST, HIGHEST_SUCCESS_RATE or FASTEST")
+    _validate_supply(sku, field)
     return dataclasses.replace(sku, delivery_kind=DeliveryKind(sku.delivery_kind),
                                routing_strategy=RoutingStrategy(sku.routing_strategy),
+                               buy_on_payment=bool(sku.buy_on_payment),
                                prices=tuple(sku.prices), regions=tuple(sku.regions),
                                supplier_ids=tuple(sku.supplier_ids), created_ms=0, updated_ms=0)
+
+
+def _validate_supply(sku: Sku, field: str) -> None:
+    """How a SKU gets its codes from suppliers: topped up below a threshold, or bought per
+    order; never both (a SKU bought per order keeps no pool to top up)."""
+    integer(sku.replenish_quantity, f"{field}.replenish_quantity", 0,
+            limits.codes_per_replenishment_max)
+    if sku.replenish_quantity and not sku.low_stock_threshold:
+        raise InvalidArgument(f"{field}.replenish_quantity",
+                              "needs a low_stock_threshold to replenish below")
+    if sku.buy_on_payment:
+        if sku.delivery_kind != DeliveryKind.CODE:
+            raise InvalidArgument(f"{field}.buy_on_payment", "only a CODE SKU buys codes")
+        if sku.replenish_quantity:
+            raise InvalidArgument(f"{field}.buy_on_payment",
+                                  "a SKU bought on payment keeps no pool to replenish")
 
 
 def _validate_supplier_ids(supplier_ids, field: str) -> None:

@@ -20,7 +20,7 @@ from ..statuses import (
     CancelOrderStatus, ConfirmPaymentStatus, ConfirmStatus, CreateOrderStatus, DecideReviewStatus,
     DeliveryKind, OrderState, ReserveStatus,
 )
-from . import catalog, risk, risk_reviews
+from . import catalog, code_purchases, replenishment, risk, risk_reviews, suppliers, topups
 
 ORDER_ID_SEPARATOR = "/"
 META_TABLE = "order_meta"
@@ -40,6 +40,7 @@ class OrderRequest:
     phone_bound: bool = False
     account_created_ms: int = 0  # when the storefront first saw the account; 0: unknown
     verifications: tuple[str, ...] = ()  # verifications the buyer passed (risk challenges)
+    recipient: str = ""  # the account a DIRECT_TOPUP order tops up (required for those only)
 
 
 def order_id_for(owner: str, idempotency_key: str) -> str:
@@ -79,7 +80,9 @@ def validate_create(request: OrderRequest, hold_seconds_default: int) -> dict:
                               f"has more than {limits.verifications_per_order_max} items")
     for index, name in enumerate(request.verifications):
         text(name, f"verifications_passed[{index}]", limits.name_bytes_max)
-    return {"account": request.account, "ip": request.ip, "device": request.device,
+    text(request.recipient, "recipient", limits.recipient_bytes_max, required=False)
+    return {"recipient": request.recipient, "account": request.account, "ip": request.ip,
+            "device": request.device,
             "lines": lines, "hold_ms": hold_seconds * 1000,
             "phone_bound": bool(request.phone_bound),
             "account_created_ms": request.account_created_ms,
@@ -131,15 +134,23 @@ def _buyer(owner: str, channel: str, request: dict) -> risk.Buyer:
                       frozenset(request["verifications"]))
 
 
-def _priced(transaction, channel: str, lines):
-    """-> (status or None, skus, prices, currency) of an order's lines on a channel."""
+def _priced(transaction, channel: str, request: dict):
+    """-> (status or None, skus, prices, currency) of an order's lines on a channel. A top-up
+    SKU no enabled supplier route serves is not deliverable."""
     skus = {}
+    lines = request["lines"]
     for sku_id, _ in lines:
         sku = catalog.read(transaction, sku_id)
         if sku is None:
             return CreateOrderStatus.SKU_NOT_FOUND, None, None, None
         skus[sku_id] = sku
-    if any(sku.delivery_kind != DeliveryKind.CODE for sku in skus.values()):
+    if topups.check_order(skus, request) and not suppliers.routes(transaction, lines[0][0]):
+        return CreateOrderStatus.DELIVERY_NOT_SUPPORTED, None, None, None
+    if code_purchases.check_order(skus, request) \
+            and not suppliers.routes(transaction, lines[0][0]):  # nobody to buy them from
+        return CreateOrderStatus.DELIVERY_NOT_SUPPORTED, None, None, None
+    if any(sku.delivery_kind not in (DeliveryKind.CODE, DeliveryKind.DIRECT_TOPUP)
+           for sku in skus.values()):
         return CreateOrderStatus.DELIVERY_NOT_SUPPORTED, None, None, None
     prices = {sku_id: sku.price_micros(channel) for sku_id, sku in skus.items()}
     if any(price is None for price in prices.values()):
@@ -163,7 +174,7 @@ def _risk_refusal(assessment: dict | None):
 def dry_run(snapshot, scorer: risk.Risk, owner: str, channel: str, request: dict):
     """-> (status, assessment): the order scored on a read snapshot; nothing is written.
     SCORED when scoring would let it through (stock and purchase limits are not checked)."""
-    status, _, prices, _ = _priced(snapshot, channel, request["lines"])
+    status, _, prices, _ = _priced(snapshot, channel, request)
     if status is not None:
         return status, None
     assessment = scorer.assess(snapshot, _buyer(owner, channel, request),
@@ -177,7 +188,7 @@ def create_order(transaction, order_id: bytes, owner: str, channel: str, request
     """-> (status, meta or None, risk assessment or None). Ladder in CreateOrderStatus
     order; the order is scored before anything is reserved."""
     fingerprint = [request["account"], request["ip"], request["device"], request["lines"],
-                   request["hold_ms"]]
+                   request["hold_ms"], *([request["recipient"]] if request["recipient"] else [])]
     existing = _meta(transaction, order_id)
     if existing is not None:
         same = existing["fingerprint"] == json.loads(json.dumps(fingerprint))
@@ -185,7 +196,7 @@ def create_order(transaction, order_id: bytes, owner: str, channel: str, request
             return CreateOrderStatus.IDEMPOTENCY_CONFLICT, None, None
         return (CreateOrderStatus.IN_REVIEW if existing.get("review") else
                 CreateOrderStatus.CREATED), existing, existing.get("risk")
-    status, skus, prices, currency = _priced(transaction, channel, request["lines"])
+    status, skus, prices, currency = _priced(transaction, channel, request)
     if status is not None:
         return status, None, None
     meta = {"owner": owner, "channel": channel, "account": request["account"],
@@ -204,11 +215,15 @@ def create_order(transaction, order_id: bytes, owner: str, channel: str, request
         limit = skus[sku_id].purchase_limit_per_account
         if limit and _held_units(transaction, meta, sku_id) + quantity > limit:
             return CreateOrderStatus.LIMIT_EXCEEDED, None, assessment
-    status = transaction.reserve(order_id, [(sku.encode(), quantity)
-                                            for sku, quantity in request["lines"]],
-                                 request["hold_ms"])
-    if status != ReserveStatus.RESERVED:
+    if request["recipient"]:  # a top-up: nothing to reserve, a supplier credits it once paid
+        topups.new_order(meta, skus, request)
+    elif code_purchases.check_order(skus, request):  # no pool: bought once paid
+        code_purchases.new_order(meta)
+    elif transaction.reserve(order_id, [(sku.encode(), quantity)
+                                        for sku, quantity in request["lines"]],
+                             request["hold_ms"]) != ReserveStatus.RESERVED:
         return CreateOrderStatus.INSUFFICIENT_STOCK, None, assessment
+    replenishment.after_reserve(transaction, skus)  # in this commit: one request per SKU
     status = CreateOrderStatus.CREATED
     if assessment is not None:
         scorer.record(transaction, buyer, units)
@@ -225,36 +240,64 @@ def create_order(transaction, order_id: bytes, owner: str, channel: str, request
 
 def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
                     amount_micros: int):
-    """-> (status, late). Ladder in ConfirmPaymentStatus order."""
+    """-> (status, late, top-up attempts to call now). Ladder in ConfirmPaymentStatus order;
+    a top-up order (kamicore.domain.topups) answers FULFILLED, PENDING or
+    FAILED_REFUND_REQUIRED past the shared rungs, and a retry its current state."""
     meta = _meta(transaction, order_id)
     if meta is None:
-        return ConfirmPaymentStatus.ORDER_NOT_FOUND, False
+        return ConfirmPaymentStatus.ORDER_NOT_FOUND, False, []
+    paid = (topups.ORDER_STATUS.get(meta["topup"]["state"]) if topups.is_topup(meta)
+            else code_purchases.ORDER_STATUS.get(meta["purchase"]["state"])
+            if code_purchases.is_purchase(meta) else ConfirmPaymentStatus.PAID)
     if meta["payment_reference"]:
-        return ((ConfirmPaymentStatus.PAID if meta["payment_reference"] == reference
-                 else ConfirmPaymentStatus.ALREADY_PAID), False)
+        return ((paid if meta["payment_reference"] == reference
+                 else ConfirmPaymentStatus.ALREADY_PAID), False, [])
     if meta.get("review"):  # paid only once a person approved it
         state = risk_reviews.get(transaction, order_id)["state"]
         if state in (risk_reviews.REJECTED, risk_reviews.EXPIRED):
-            return ConfirmPaymentStatus.RISK_REJECTED, False
+            return ConfirmPaymentStatus.RISK_REJECTED, False, []
         if state == risk_reviews.PENDING:
-            return ConfirmPaymentStatus.IN_REVIEW, False
+            return ConfirmPaymentStatus.IN_REVIEW, False, []
     if currency != meta["currency"] or amount_micros != meta["total_micros"]:
-        return ConfirmPaymentStatus.AMOUNT_MISMATCH, False
+        return ConfirmPaymentStatus.AMOUNT_MISMATCH, False, []
+    if topups.is_topup(meta):
+        if meta.get("cancelled_ms"):
+            return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
+        status, calls = topups.pay(transaction, order_id, meta, reference)
+        _put_meta(transaction, order_id, meta)
+        return status, False, calls
+    if code_purchases.is_purchase(meta):  # its codes are bought now (same attempt path)
+        if meta.get("cancelled_ms"):
+            return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
+        status, calls = code_purchases.pay(transaction, order_id, meta, reference)
+        _put_meta(transaction, order_id, meta)
+        return status, False, calls
     status, late = transaction.confirm(order_id)
     if status != ConfirmStatus.SOLD:
-        return ConfirmPaymentStatus.REFUND_REQUIRED, False
+        return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
     if late:  # its release had given the units back; paid for, so counted even past a limit
         _adjust_purchases(transaction, meta, +1)
     meta["payment_reference"] = reference
     meta["paid_ms"] = transaction.now_ms
     _put_meta(transaction, order_id, meta)
-    return ConfirmPaymentStatus.PAID, late
+    return ConfirmPaymentStatus.PAID, late, []
 
 
 def cancel(transaction, order_id: bytes) -> CancelOrderStatus:
     meta = _meta(transaction, order_id)
     if meta is None:
         return CancelOrderStatus.ORDER_NOT_FOUND
+    if topups.is_topup(meta) or code_purchases.is_purchase(meta):
+        # nothing reserved: the order is marked, its units given back
+        if meta["payment_reference"]:
+            return CancelOrderStatus.ALREADY_PAID
+        if not meta.get("cancelled_ms"):
+            meta["cancelled_ms"] = transaction.now_ms
+            _adjust_purchases(transaction, meta, -1)
+            _put_meta(transaction, order_id, meta)
+            if meta.get("review"):
+                risk_reviews.expire(transaction, order_id)
+        return CancelOrderStatus.CANCELLED
     state = transaction.order_state(order_id)
     if state == OrderState.PAID:
         return CancelOrderStatus.ALREADY_PAID
@@ -325,7 +368,7 @@ class Orders:
                               amount_micros: int, actor: str):
         return await self.engine.run_async(self.engine.plan(
             confirm_payment, (order_id.encode(), reference, currency, amount_micros), actor,
-            full=lambda: (ConfirmPaymentStatus.STORAGE_FULL, False)))
+            full=lambda: (ConfirmPaymentStatus.STORAGE_FULL, False, [])))
 
     async def decide_review(self, order_id: str, approve: bool, actor: str):
         """-> (status, review or None)."""
@@ -358,3 +401,7 @@ class Orders:
     def meta(self, order_id: str) -> dict | None:
         value = self.engine.get(META_TABLE, order_id.encode())
         return json.loads(value) if value is not None else None
+
+    def attempts(self, meta: dict) -> list[dict]:
+        """A top-up order's attempts, read without waiting for the writer."""
+        return topups.attempts_of(self.engine, meta)

@@ -11,8 +11,10 @@ from .results import BatchStock, CodeView, OrderView, Stock, TerminalState, Veri
 from .transaction import TABLES
 
 
-def _count_range(txn, db, prefix: bytes, start: bytes, end: bytes | None) -> int:
-    """Keys in [start, end) that begin with `prefix` (end None: to the prefix's end)."""
+def _count_range(txn, db, prefix: bytes, start: bytes, end: bytes | None,
+                 most: int | None = None) -> int | None:
+    """Keys in [start, end) that begin with `prefix` (end None: to the prefix's end); None
+    when there are more than `most`."""
     count = 0
     with txn.cursor(db=db) as cursor:
         if cursor.set_range(start):
@@ -20,7 +22,39 @@ def _count_range(txn, db, prefix: bytes, start: bytes, end: bytes | None) -> int
                 if key[:len(prefix)] != prefix or (end is not None and key >= end):
                     break
                 count += 1
+                if most is not None and count > most:
+                    return None
     return count
+
+
+def unsellable(txn, dbs, codec, sku_no: int, now_ms: int,
+               most: int | None = None) -> tuple[int, int, int] | None:
+    """-> (expired, not yet valid, soonest valid_until of a sellable code or 0) of a SKU's
+    AVAILABLE codes; sellable = the AVAILABLE counter - expired - not yet valid. With `most`:
+    None when counting would pass that many index entries, and soonest is not looked for."""
+    prefix = codec.sku_prefix(sku_no)
+    now_key = codec.available_key(sku_no, now_ms, 2**64 - 1)  # past every code at now
+    expired = _count_range(txn, dbs.available, prefix, prefix, now_key, most)
+    if expired is None:
+        return None
+    # a code with a start still ahead cannot have expired (valid_until > valid_from)
+    not_yet_valid = _count_range(txn, dbs.pending, prefix, now_key, None,
+                                 None if most is None else most - expired)
+    if not_yet_valid is None:
+        return None
+    soonest = 0
+    if most is not None:
+        return expired, not_yet_valid, soonest
+    with txn.cursor(db=dbs.available) as cursor:
+        if cursor.set_range(now_key):
+            for key in cursor.iternext(keys=True, values=False):
+                if key[:4] != prefix:
+                    break
+                record = codec.unpack_record(txn.get(key[12:], db=dbs.codes))
+                if record.valid_from_ms <= now_ms:
+                    soonest = codec.unpack_available_key(key)[1]
+                    break
+    return expired, not_yet_valid, soonest
 
 
 class Reads:
@@ -94,21 +128,7 @@ class Reads:
             for state in CodeState:
                 value = txn.get(codec.counter_key(sku_no, state), db=self.dbs.counters)
                 counts[state] = codec.unpack_u64(value) if value is not None else 0
-            prefix = codec.sku_prefix(sku_no)
-            now_key = codec.available_key(sku_no, now_ms, 2**64 - 1)  # past every code at now
-            expired = _count_range(txn, self.dbs.available, prefix, prefix, now_key)
-            # a code with a start still ahead cannot have expired (valid_until > valid_from)
-            not_yet_valid = _count_range(txn, self.dbs.pending, prefix, now_key, None)
-            soonest = 0
-            with txn.cursor(db=self.dbs.available) as cursor:
-                if cursor.set_range(now_key):
-                    for key in cursor.iternext(keys=True, values=False):
-                        if key[:4] != prefix:
-                            break
-                        record = codec.unpack_record(txn.get(key[12:], db=self.dbs.codes))
-                        if record.valid_from_ms <= now_ms:
-                            soonest = codec.unpack_available_key(key)[1]
-                            break
+            expired, not_yet_valid, soonest = unsellable(txn, self.dbs, codec, sku_no, now_ms)
             sellable = counts[CodeState.AVAILABLE] - expired - not_yet_valid
             return Stock(sku.decode(), counts, sellable, expired, soonest)
 

@@ -8,7 +8,11 @@ a second storage backend implements the same methods.
 
 from __future__ import annotations
 
-from ..statuses import ConfirmStatus, OrderState, ReleaseStatus, ReserveStatus
+from .. import limits
+from ..statuses import (
+    CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState, ReleaseStatus,
+    ReserveStatus,
+)
 
 # The domain layers' tables: name -> what it holds. Each is a sub-database of the data file,
 # opened by the engine package; a new layer adds its tables here.
@@ -24,8 +28,12 @@ TABLES = {
     "risk_review_queue": "created ms + order id of each pending review, oldest first",
     "suppliers": "supplier id -> its definition, signing secret sealed (kamicore.domain.suppliers)",
     "supplier_routes": "sku id + supplier id -> the route: product, cost, priority, enabled",
+    "topup_attempts": "request id -> a direct top-up attempt: order, supplier, state, answer "
+                      "(kamicore.domain.topups)",
+    "topup_unsettled": "due ms + request id of each attempt whose outcome is not known",
     "supplier_stats": "per supplier: circuit breaker; per supplier and sku: outcomes, latency "
                       "buckets, recent window; per batch: codes reported invalid",
+    "replenishments": "sku id -> its latest purchase request (kamicore.domain.replenishment)",
 }
 
 
@@ -98,6 +106,17 @@ class Transaction:
         """Give a SKU its engine number now, so orders and imports can name it at once."""
         self._tx.sku_no(sku_id, True)
 
+    def import_codes(self, sku: bytes, batch: bytes, supplier: bytes, unit_cost_micros: int,
+                     valid_from_ms: int, valid_until_ms: int, codes: list[bytes]) -> tuple:
+        """Import codes in this transaction, on terms the caller checked
+        (Engine.check_import_terms) -> (ImportStatus, [ImportCodeStatus per code], [code id or
+        0]); as idempotent per code as the engine's own import."""
+        status, statuses, code_ids = self._ops.import_codes(
+            self._tx, sku, batch, supplier, unit_cost_micros, valid_from_ms, valid_until_ms,
+            codes)
+        return (ImportStatus(status), [ImportCodeStatus(value) for value in statuses],
+                list(code_ids))
+
     def reserve(self, order_id: bytes, lines: list[tuple[bytes, int]],
                 hold_ms: int) -> ReserveStatus:
         """Hold codes for every line of one order, or for none."""
@@ -116,6 +135,28 @@ class Transaction:
     def expire_holds(self, limit: int) -> list[bytes]:
         """Release up to `limit` orders whose hold is past -> their ids."""
         return self._ops.expire_holds(self._tx, limit)
+
+    def sellable(self, sku_id: bytes, most_keys: int | None = limits.sellable_keys_counted_max
+                 ) -> int | None:
+        """Codes of a SKU that could be sold at this commit's time, as this transaction sees
+        them (after the plan's own transitions); 0 for a SKU without codes. O(1) unless codes
+        are expired or not yet valid: None when more than `most_keys` of those would have to
+        be counted (most_keys None: no bound)."""
+        from .reads import unsellable  # reads imports TABLES from here
+        sku_no = self._tx.sku_no(sku_id, False)
+        if not sku_no:
+            return 0
+        codec = self._codec
+        value = self._txn.get(codec.counter_key(sku_no, CodeState.AVAILABLE),
+                              db=self._tx.dbs.counters)
+        available = codec.unpack_u64(value) if value is not None else 0
+        if not available:
+            return 0
+        counted = unsellable(self._txn, self._tx.dbs, codec, sku_no, self.now_ms, most_keys)
+        if counted is None:
+            return None
+        expired, not_yet_valid, _ = counted
+        return available - expired - not_yet_valid
 
     def order_state(self, order_id: bytes) -> OrderState | None:
         value = self._txn.get(order_id, db=self._tx.dbs.orders)

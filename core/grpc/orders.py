@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import limits
-from ..domain import orders, supplier_stats
+from ..domain import code_purchases, orders, supplier_stats
 from ..engine.validate import integer, text
 from ..statuses import (
     CancelOrderStatus, ConfirmPaymentStatus, CreateOrderStatus, OrderLookupStatus, OrderState,
@@ -12,8 +12,13 @@ from ..statuses import (
 from ..v1 import orders_pb2, orders_pb2_grpc
 from .gate import actor, principal
 from .risk import assessment_to_wire
+from . import purchases, topups
 from .services import Services
 from .wire import order_to_wire
+
+
+TOPUP_ANSWERS = (ConfirmPaymentStatus.FULFILLED, ConfirmPaymentStatus.PENDING,
+                 ConfirmPaymentStatus.FAILED_REFUND_REQUIRED)
 
 
 class OrdersService(orders_pb2_grpc.OrdersServicer):
@@ -30,12 +35,20 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
                codes_max: int = limits.codes_per_reply_max) -> orders_pb2.Order | None:
         """The order with `codes_max` of its codes from `codes_offset` on: every reply stays
         within its bound (kamicore.limits) however many codes replacements added."""
+        meta = self.s.orders.meta(order_id)
+        if meta is not None and "topup" in meta:
+            return topups.order_to_wire(order_id, meta, self.s.orders.attempts(meta))
         view = self.s.engine.order(order_id, reveal=reveal, codes_offset=codes_offset,
                                    codes_max=codes_max)
-        meta = self.s.orders.meta(order_id)
+        if view is None and code_purchases.is_purchase(meta):  # its codes not bought yet
+            return purchases.undelivered_to_wire(order_id, meta,
+                                                 code_purchases.attempts_of(self.s.engine, meta))
         if view is None or meta is None:
             return None
-        return order_to_wire(order_id, view, meta)
+        order = order_to_wire(order_id, view, meta)
+        if code_purchases.is_purchase(meta):  # delivered: its codes, and how they were bought
+            purchases.add_purchase(order, meta, code_purchases.attempts_of(self.s.engine, meta))
+        return order
 
     async def CreateOrder(self, request, context):
         caller = principal()
@@ -43,7 +56,8 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
         checked = orders.validate_create(orders.OrderRequest(
             request.idempotency_key, buyer.account_id, buyer.ip, buyer.device_id,
             [(line.sku_id, line.quantity) for line in request.lines], request.hold_seconds,
-            buyer.phone_bound, buyer.account_created_ms, tuple(request.verifications_passed)),
+            buyer.phone_bound, buyer.account_created_ms, tuple(request.verifications_passed),
+            request.recipient),
             self.s.config.hold_seconds_default)
         if request.dry_run:
             status, assessment = self.s.orders.dry_run(caller.owner, caller.channel, checked)
@@ -65,12 +79,13 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
         order_id = self._order_id(request.order_id)
         if order_id is None:
             return orders_pb2.ConfirmPaymentResponse(status=ConfirmPaymentStatus.ORDER_NOT_FOUND)
-        status, late = await self.s.orders.confirm_payment(
+        # a top-up order's first supplier call is awaited here (never blocking the worker)
+        status, late = await self.s.topups.confirm_payment(
             order_id, request.payment_reference, request.amount.currency,
             request.amount.amount_micros, actor())
         self.s.outcome("ConfirmPayment", status)
         response = orders_pb2.ConfirmPaymentResponse(status=status, late=late)
-        if status == ConfirmPaymentStatus.PAID:
+        if status in (ConfirmPaymentStatus.PAID, *TOPUP_ANSWERS):
             response.order.CopyFrom(self._order(order_id, reveal=True))
         return response
 

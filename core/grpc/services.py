@@ -10,6 +10,8 @@ from ..domain.catalog import Catalog
 from ..domain.orders import Orders
 from ..domain.risk import RiskStore
 from ..engine import AsyncEngine, Engine
+from ..runtime.callbacks import CallbackHandler
+from ..runtime.topups import Driver, connector_of
 from ..statuses import wire_name
 
 
@@ -22,6 +24,12 @@ class Services:
         self.risk = RiskStore(engine, self.orders.risk)
         self.config = config
         self.metrics = worker_metrics
+        # direct top-ups: ConfirmPayment's calls to suppliers and gRPC callbacks (created in
+        # the worker's event loop)
+        self.topups = Driver(engine, connector_of,
+                             follow_up_seconds=config.topup_follow_up_seconds,
+                             callback_base=config.callback_base())
+        self.callbacks = CallbackHandler(engine, self.topups)
 
     def outcome(self, method: str, status: enum.IntEnum) -> None:
         """Count a business outcome by its proto value name."""

@@ -9,6 +9,7 @@ from ..domain import supplier_stats, suppliers
 from ..domain.suppliers import Route, Supplier
 from ..statuses import SupplierLookupStatus, SupplierProtocol
 from ..v1 import common_pb2, suppliers_pb2, suppliers_pb2_grpc
+from . import topups
 from .gate import actor
 from .services import Services
 
@@ -92,6 +93,11 @@ class SuppliersService(suppliers_pb2_grpc.SuppliersServicer):
                 break
             page.append(message)
         return suppliers_pb2.ListSuppliersResponse(suppliers=page, next_page_token=token)
+
+    async def SupplierCallback(self, request, context):
+        status = await topups.supplier_callback(self.s.callbacks, request)
+        self.s.outcome("SupplierCallback", status)
+        return suppliers_pb2.SupplierCallbackResponse(status=status)
 
     async def GetSupplierStats(self, request, context):
         report = supplier_stats.report(self.s.engine, request.supplier_id, request.sku_id)

@@ -34,7 +34,7 @@ def sku_seen_by(caller: Principal, sku: Sku) -> Sku:
         return sku
     return dataclasses.replace(
         sku, prices=tuple(price for price in sku.prices if price.channel == caller.channel),
-        supplier_ids=())
+        supplier_ids=(), replenish_quantity=0)
 
 
 def stock_seen_by(caller: Principal, sku: Sku, stock: Stock,

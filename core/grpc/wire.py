@@ -52,7 +52,9 @@ def sku_from_wire(message: catalog_pb2.Sku) -> Sku:
                low_stock_threshold=message.low_stock_threshold,
                regions=tuple(message.regions), supplier_ids=tuple(message.supplier_ids),
                # UNSPECIFIED is PRIORITY; a number outside the enum is refused by validate
-               routing_strategy=message.routing_strategy or RoutingStrategy.PRIORITY)
+               routing_strategy=message.routing_strategy or RoutingStrategy.PRIORITY,
+               replenish_quantity=message.replenish_quantity,
+               buy_on_payment=message.buy_on_payment)
 
 
 def sku_to_wire(sku: Sku | None) -> catalog_pb2.Sku | None:
@@ -67,7 +69,8 @@ def sku_to_wire(sku: Sku | None) -> catalog_pb2.Sku | None:
         purchase_limit_per_account=sku.purchase_limit_per_account,
         low_stock_threshold=sku.low_stock_threshold, regions=list(sku.regions),
         created_ms=sku.created_ms, updated_ms=sku.updated_ms,
-        supplier_ids=list(sku.supplier_ids), routing_strategy=sku.routing_strategy)
+        supplier_ids=list(sku.supplier_ids), routing_strategy=sku.routing_strategy,
+        replenish_quantity=sku.replenish_quantity, buy_on_payment=sku.buy_on_payment)
 
 
 def delivered(code: CodeView, plaintext: str) -> orders_pb2.DeliveredCode:

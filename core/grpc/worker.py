@@ -104,6 +104,7 @@ async def run_worker(config: Config, ready: multiprocessing.synchronize.Event | 
     await stopping.wait()
     await health_servicer.enter_graceful_shutdown()  # every service NOT_SERVING
     await server.stop(config.grace_seconds)  # refuse new calls, let in-flight ones finish
+    await services.topups.close()  # top-ups still calling are left to the dispatcher
     engine.close()  # the pending group commit lands first
 
 
