@@ -7,6 +7,7 @@ straight from the data file at scrape time. Names carry their units. No label ev
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -187,6 +188,68 @@ class StockCollector:
         yield sellable
 
 
+class SupplierCollector:
+    """Suppliers' figures, read from the data file at scrape time (kamicore.domain.routing
+    keeps them in the commits of the outcomes, whichever process recorded them): outcomes by
+    supplier, SKU and result, latency, late callbacks, cost, invalid codes, and each breaker's
+    state. Labels are supplier and SKU ids only."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def collect(self):
+        from prometheus_client.core import (
+            CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
+        )
+
+        from . import limits
+        from .domain import routing
+        from .statuses import CircuitState
+        attempts = CounterMetricFamily("kamicore_supplier_attempts", "Supplier call outcomes by "
+                                       "supplier, SKU and result", labels=["supplier", "sku",
+                                                                           "result"])
+        latency = HistogramMetricFamily("kamicore_supplier_latency_seconds", "Supplier call "
+                                        "latency", labels=["supplier", "sku"])
+        late = CounterMetricFamily("kamicore_supplier_late_callbacks", "Callbacks for attempts "
+                                   "already settled or failed over", labels=["supplier", "sku"])
+        cost = CounterMetricFamily("kamicore_supplier_cost_micros", "What successful supplier "
+                                   "calls cost", labels=["supplier", "sku", "currency"])
+        invalid = CounterMetricFamily("kamicore_supplier_invalid_codes", "Codes reported "
+                                      "invalid, by the supplier of their batch",
+                                      labels=["supplier", "sku"])
+        circuit = GaugeMetricFamily("kamicore_supplier_circuit_state", "1 for the state each "
+                                    "supplier's circuit breaker is in", labels=["supplier",
+                                                                               "state"])
+        now_ms = self.engine.now_ms()
+        invalid_counts: dict = {}
+        for key, value in self.engine.scan(routing.TABLE):
+            kind, rest = key[:1], bytes(key[1:])
+            if kind == b"c":
+                state = routing.circuit_state(json.loads(value), now_ms)
+                for member in CircuitState:
+                    circuit.add_metric([rest.decode(), member.name], float(member == state))
+            elif kind == b"i":
+                labels = tuple(part.decode() for part in rest.split(b"\0")[:2])
+                invalid_counts[labels] = invalid_counts.get(labels, 0) + 1
+            elif kind == b"s":
+                labels = [part.decode() for part in rest.split(b"\0", 1)]
+                record = json.loads(value)
+                for result, name in (("SUCCEEDED", "successes"), ("FAILED", "failures"),
+                                     ("UNKNOWN", "unknown"), ("NOT_FOUND", "not_found")):
+                    attempts.add_metric([*labels, result], record[name])
+                cumulative, buckets = 0, []
+                for bound, count in zip((*limits.supplier_latency_buckets_ms, None),
+                                        record["buckets"], strict=True):
+                    cumulative += count
+                    buckets.append(("+Inf" if bound is None else str(bound / 1000), cumulative))
+                latency.add_metric(labels, buckets, record.get("latency_sum_ms", 0) / 1000)
+                late.add_metric(labels, record["late"])
+                cost.add_metric([*labels, record["currency"]], record["cost_micros"])
+        for labels, count in invalid_counts.items():
+            invalid.add_metric(list(labels), count)
+        yield from (attempts, latency, late, cost, invalid, circuit)
+
+
 def start_http(listen: str, engine) -> None:
     """Serve /metrics on host:port, merging every worker's files and the stock gauges."""
     from prometheus_client import CollectorRegistry, start_http_server
@@ -194,6 +257,7 @@ def start_http(listen: str, engine) -> None:
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
     registry.register(StockCollector(engine))
+    registry.register(SupplierCollector(engine))
     host, _, port = listen.rpartition(":")
     start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
 

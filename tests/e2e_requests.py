@@ -5,7 +5,9 @@ must refuse, naming the field, without changing anything."""
 from __future__ import annotations
 
 import grpc
-from kamicore.v1 import catalog_pb2, common_pb2, inventory_pb2, orders_pb2, risk_pb2
+from kamicore.v1 import (
+    catalog_pb2, common_pb2, inventory_pb2, orders_pb2, risk_pb2, suppliers_pb2,
+)
 
 from .e2e_support import NOT_FOUND, R, uid
 from .server_harness import CURRENCY, import_codes, order_request, pay_request, sku_message
@@ -71,7 +73,25 @@ def _minimal_requests() -> dict[str, tuple[str, object, object]]:
                                           risk_pb2.ListReviewsResponse),
         "/kamicore.v1.Risk/DecideReview": ("unary", risk_pb2.DecideReviewRequest(
             order_id=unknown_order.order_id), risk_pb2.DecideReviewResponse),
+        # the same supplier every time: answered REGISTERED again
+        "/kamicore.v1.Suppliers/RegisterSupplier": ("unary", suppliers_pb2.RegisterSupplierRequest(
+            supplier=_matrix_supplier("auth-matrix-supplier")),
+            suppliers_pb2.RegisterSupplierResponse),
+        "/kamicore.v1.Suppliers/UpdateSupplier": ("unary", suppliers_pb2.UpdateSupplierRequest(
+            supplier=_matrix_supplier("auth-matrix-none")), suppliers_pb2.UpdateSupplierResponse),
+        "/kamicore.v1.Suppliers/ListSuppliers": ("unary", suppliers_pb2.ListSuppliersRequest(
+            page_size=1), suppliers_pb2.ListSuppliersResponse),
+        "/kamicore.v1.Suppliers/GetSupplierStats": ("unary",
+                                                    suppliers_pb2.GetSupplierStatsRequest(
+                                                        supplier_id="auth-matrix-none"),
+                                                    suppliers_pb2.GetSupplierStatsResponse),
     }
+
+
+def _matrix_supplier(supplier_id: str) -> suppliers_pb2.Supplier:
+    return suppliers_pb2.Supplier(
+        supplier_id=supplier_id, protocol=suppliers_pb2.SUPPLIER_PROTOCOL_GRPC,
+        address="127.0.0.1:9", timeout_ms=1000, signing_secret=b"auth-matrix-secret-0123")
 
 
 MINIMAL_REQUESTS = _minimal_requests()

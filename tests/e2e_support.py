@@ -47,7 +47,8 @@ def largest_sku(sku_id: str, channel: str) -> catalog_pb2.Sku:
         regions=[sized(f"R{n}", limits.region_bytes_max, "0")
                  for n in range(limits.regions_per_sku_max)],
         supplier_ids=[sized(f"sup-{n}", limits.name_bytes_max, "p")
-                      for n in range(limits.suppliers_per_sku_max)])
+                      for n in range(limits.suppliers_per_sku_max)],
+        routing_strategy=catalog_pb2.ROUTING_STRATEGY_FASTEST)
 
 
 def rpc_error(call, *args, **kwargs) -> grpc.RpcError:

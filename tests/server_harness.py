@@ -24,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kamicore.v1 import (
     catalog_pb2, catalog_pb2_grpc, common_pb2, inventory_pb2, inventory_pb2_grpc, orders_pb2,
-    orders_pb2_grpc, redemption_pb2, redemption_pb2_grpc,
+    orders_pb2_grpc, redemption_pb2, redemption_pb2_grpc, suppliers_pb2_grpc,
 )
 
 HOST = "127.0.0.1"
@@ -90,7 +90,7 @@ def bearer(key: str) -> list[tuple[str, str]]:
 
 
 class Client:
-    """The four kamicore.v1 stubs over one channel, each call carrying `key`."""
+    """The kamicore.v1 stubs over one channel, each call carrying `key`."""
 
     def __init__(self, channel: grpc.Channel, key: str | None):
         self.channel = channel
@@ -100,6 +100,7 @@ class Client:
         self.inventory = _Bound(inventory_pb2_grpc.InventoryStub(channel), self.metadata)
         self.orders = _Bound(orders_pb2_grpc.OrdersStub(channel), self.metadata)
         self.redemption = _Bound(redemption_pb2_grpc.RedemptionStub(channel), self.metadata)
+        self.suppliers = _Bound(suppliers_pb2_grpc.SuppliersStub(channel), self.metadata)
 
     def stock(self, sku_id: str) -> inventory_pb2.GetStockResponse:
         return self.inventory.GetStock(inventory_pb2.GetStockRequest(sku_id=sku_id))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from kamicore.domain import routing
 from kamicore.domain.catalog import Catalog, ChannelPrice, Sku
 from kamicore.domain.suppliers import Route, Supplier, Suppliers
@@ -14,7 +16,9 @@ SECRET = b"s3cret-signing-key-0123456789"
 def topup_sku(engine, sku_id: str = SKU, strategy=RoutingStrategy.PRIORITY,
               currency: str = "CNY") -> Sku:
     sku = Sku(sku_id, "Phone credit 10", currency, 10_000_000, DeliveryKind.DIRECT_TOPUP,
-              (ChannelPrice("web", 10_000_000),), routing_strategy=strategy)
+              (ChannelPrice("web", 10_000_000),))
+    if strategy != RoutingStrategy.PRIORITY:  # else the default
+        sku = dataclasses.replace(sku, routing_strategy=strategy)
     Catalog(engine).create(sku)
     return sku
 

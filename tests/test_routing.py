@@ -179,6 +179,16 @@ def test_disabled_routes_suppliers_and_other_skus_are_not_ranked(engine):
     assert ranked_ids(engine, "no-such-sku") == []
 
 
+def test_every_route_of_a_sku_is_found_however_many_and_none_of_its_neighbours(engine):
+    for sku_id in ("topup-1", SKU, "topup-100"):  # neighbours in key order
+        topup_sku(engine, sku_id)
+    for number in range(40):
+        register(engine, supplier(f"s{number:02}", route(priority=40 - number),
+                                  route(sku_id="topup-1"), route(sku_id="topup-100")))
+    assert ranked_ids(engine) == [f"s{number:02}" for number in reversed(range(40))]
+    assert len(ranked_ids(engine, "topup-1")) == 40
+
+
 def test_the_statistics_strategies_forget_old_outcomes(engine, clock):
     """A supplier that failed long ago and succeeds now overtakes one that did the opposite."""
     _three(engine, S.HIGHEST_SUCCESS_RATE)
@@ -191,6 +201,37 @@ def test_the_statistics_strategies_forget_old_outcomes(engine, clock):
         record(engine, "charlie", "FAILED")
         record(engine, "alpha", "SUCCEEDED")
     assert ranked_ids(engine)[0] == "alpha"
+
+
+_EXAMPLES = iter(range(10**6))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans(), st.integers(0, 3)),
+                max_size=6), st.sampled_from(list(S)))
+def test_ranked_is_a_permutation_of_the_enabled_routes_whose_breaker_is_closed(
+        engine_for_examples, drawn, strategy):
+    engine = engine_for_examples
+    example = next(_EXAMPLES)
+    sku_id = f"sku-{example}"
+    topup_sku(engine, sku_id, strategy=strategy)
+    expected = set()
+    for number, (supplier_on, route_on, tripped, priority) in enumerate(drawn):
+        supplier_id = f"s{example}-{number}"
+        register(engine, supplier(supplier_id, route(sku_id, priority=priority,
+                                                     enabled=route_on), enabled=supplier_on))
+        for _ in range(TO_OPEN if tripped else 0):
+            record(engine, supplier_id, "UNKNOWN", sku_id=sku_id)
+        if supplier_on and route_on and not tripped:
+            expected.add(supplier_id)
+    ranked = ranked_ids(engine, sku_id)
+    assert len(ranked) == len(set(ranked)) and set(ranked) == expected
+
+
+@pytest.fixture(scope="module")
+def engine_for_examples(tmp_path_factory):
+    with Engine(tmp_path_factory.mktemp("examples") / "data", clock=FakeClock()) as opened:
+        yield opened
 
 
 # -- the circuit breaker --------------------------------------------------------------------------
@@ -312,3 +353,36 @@ def test_counts_by_outcome_late_callbacks_and_cost(engine):
     assert stats.success_rate == pytest.approx(0.4)
     assert report.circuit == CircuitState.CLOSED and report.consecutive_failures == 2
     assert supplier_stats.report(engine, "nobody") is None
+
+
+def test_the_metrics_are_read_from_the_data_file(engine):
+    """Whichever process recorded them: outcomes by result, latency, late callbacks, cost,
+    invalid codes and the breaker's state, labelled by supplier and SKU."""
+    from kamicore.metrics import SupplierCollector
+    _three(engine, S.CHEAPEST)
+    for _ in range(TO_OPEN):
+        record(engine, "bravo", "UNKNOWN", latency_ms=2_000)
+    record(engine, "alpha", "SUCCEEDED", latency_ms=40, cost_micros=9_500_000)
+    record(engine, "alpha", "SUCCEEDED", latency_ms=40, cost_micros=9_500_000, late=True)
+    for code_id in (1, 2, 2):
+        engine.run(engine.plan(routing.record_invalid_code, (SKU, "b-1", "alpha", code_id),
+                               "test", full=lambda: None))
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in SupplierCollector(engine).collect() for sample in family.samples}
+
+    def value(name, **labels):
+        return samples.get((name, tuple(sorted(labels.items()))))
+
+    assert value("kamicore_supplier_attempts_total", supplier="bravo", sku=SKU,
+                 result="UNKNOWN") == TO_OPEN
+    assert value("kamicore_supplier_attempts_total", supplier="alpha", sku=SKU,
+                 result="SUCCEEDED") == 1
+    assert value("kamicore_supplier_latency_seconds_bucket", supplier="alpha", sku=SKU,
+                 le="0.05") == 1
+    assert value("kamicore_supplier_latency_seconds_count", supplier="bravo", sku=SKU) == TO_OPEN
+    assert value("kamicore_supplier_late_callbacks_total", supplier="alpha", sku=SKU) == 1
+    assert value("kamicore_supplier_cost_micros_total", supplier="alpha", sku=SKU,
+                 currency="CNY") == 19_000_000
+    assert value("kamicore_supplier_invalid_codes_total", supplier="alpha", sku=SKU) == 2
+    assert value("kamicore_supplier_circuit_state", supplier="bravo", state="OPEN") == 1
+    assert value("kamicore_supplier_circuit_state", supplier="bravo", state="CLOSED") == 0

@@ -17,7 +17,7 @@ from ..auth import StorageFull
 from ..engine import InvalidArgument
 from ..keyring import DecryptionError
 from ..runtime.startup import StartupError, open_engine
-from . import catalog, data, remote
+from . import catalog, data, remote, suppliers
 
 DATA_DIR_ENV = "KAMICORE_DATA_DIR"
 DEBUG_ENV = "KAMICORE_DEBUG"  # set: an unexpected error shows its traceback
@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     sku_create.add_argument("--supplier", action="append", default=[],
                             help="a supplier id whose supplier keys may import into this SKU "
                                  "(repeat per supplier)")
+    sku_create.add_argument("--routing", default="priority",
+                            choices=["priority", "cheapest", "highest_success_rate", "fastest"],
+                            help="how orders pick among supplier routes (README: Suppliers)")
     sku_create.set_defaults(run=catalog.command_sku_create, creates=True)
     sku_list = sku_commands.add_parser("list", help="every SKU as JSON lines")
     sku_list.set_defaults(run=catalog.command_sku_list)
@@ -166,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--key", help="API key (or $KAMICORE_KEY, or --key-file)")
     call.add_argument("--key-file")
     call.set_defaults(run_without_engine=remote.command_call)
+    suppliers.add_commands(commands, TARGET_HELP)
     return parser
 
 

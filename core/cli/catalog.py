@@ -9,7 +9,7 @@ from .. import auth, limits
 from ..config import client_address
 from ..domain.catalog import Catalog, ChannelPrice, Sku
 from ..engine import Engine, InvalidArgument
-from ..statuses import CreateSkuStatus, DeliveryKind, wire_name
+from ..statuses import CreateSkuStatus, DeliveryKind, RoutingStrategy, wire_name
 
 
 def command_keys_create(engine: Engine, args) -> int:
@@ -37,7 +37,7 @@ def command_keys_revoke(engine: Engine, args) -> int:
 
 def make_sku(sku_id: str, name: str, currency: str, face_value: str, prices: list[str],
              limit: int, low_stock: int, regions: list[str], delivery: str,
-             suppliers: list[str] = ()) -> Sku:
+             suppliers: list[str] = (), routing: str = "priority") -> Sku:
     """A SKU from the command line's words (amounts like 49.90)."""
     return Sku(sku_id=sku_id, name=name, currency=currency,
                face_value_micros=_micros(face_value, "--face-value"),
@@ -45,7 +45,8 @@ def make_sku(sku_id: str, name: str, currency: str, face_value: str, prices: lis
                prices=tuple(ChannelPrice(channel, _micros(amount, "--price"))
                             for channel, _, amount in (entry.partition("=") for entry in prices)),
                purchase_limit_per_account=limit, low_stock_threshold=low_stock,
-               regions=tuple(regions), supplier_ids=tuple(suppliers))
+               regions=tuple(regions), supplier_ids=tuple(suppliers),
+               routing_strategy=RoutingStrategy[routing.upper()])
 
 
 def _micros(amount: str, field: str) -> int:
@@ -66,7 +67,8 @@ def _sku_json(sku: Sku | None) -> dict | None:
 
 def command_sku_create(engine: Engine, args) -> int:
     sku = make_sku(args.sku_id, args.name, args.currency, args.face_value, args.price,
-                   args.limit, args.low_stock, args.region, args.delivery, args.supplier)
+                   args.limit, args.low_stock, args.region, args.delivery, args.supplier,
+                   args.routing)
     status, stored = Catalog(engine).create(sku, actor="cli:sku")
     print(json.dumps({"status": wire_name(status), "sku": _sku_json(stored)}))
     return 0 if status == CreateSkuStatus.CREATED else 1

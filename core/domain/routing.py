@@ -68,8 +68,9 @@ def _save(transaction, key: bytes, record: dict) -> None:
 def new_stats() -> dict:
     return {"attempts": 0, "successes": 0, "failures": 0, "unknown": 0, "not_found": 0,
             "late": 0, "cost_micros": 0, "currency": "", "buckets": [0] * (len(_BUCKETS) + 1),
-            "latency_max_ms": 0, "recent": {"at_ms": 0, "outcomes": 0.0, "successes": 0.0,
-                                            "latency_ms": 0.0, "timed": 0.0}}
+            "latency_max_ms": 0, "latency_sum_ms": 0,
+            "recent": {"at_ms": 0, "outcomes": 0.0, "successes": 0.0, "latency_ms": 0.0,
+                       "timed": 0.0}}
 
 
 def stats(view, supplier_id: str, sku_id: str) -> dict | None:
@@ -185,6 +186,7 @@ def record_outcome(transaction, supplier_id: str, sku_id: str, result: str, late
     if latency_ms > 0:
         record["buckets"][bisect.bisect_left(_BUCKETS, latency_ms)] += 1
         record["latency_max_ms"] = max(record["latency_max_ms"], latency_ms)
+        record["latency_sum_ms"] += latency_ms
         recent["latency_ms"] += latency_ms
         recent["timed"] += 1
     record["recent"] = recent

@@ -14,7 +14,6 @@ from . import routing, suppliers
 from .suppliers import SEPARATOR
 
 _DELIVERED = (CodeState.SOLD, CodeState.REDEEMED, CodeState.INVALID)
-_SCAN_CHUNK = 1_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,16 +76,7 @@ def percentile(buckets: list[int], latency_max_ms: int, fraction: float) -> int:
 
 def _prefixed(engine: Engine, prefix: bytes):
     """Every (key, value) of supplier_stats whose key starts with `prefix`, in key order."""
-    start = prefix
-    while True:
-        found = engine.scan(routing.TABLE, start, _SCAN_CHUNK)
-        for key, value in found:
-            if not key.startswith(prefix):
-                return
-            yield key, value
-        if len(found) < _SCAN_CHUNK:
-            return
-        start = found[-1][0] + b"\0"
+    return suppliers.scan_prefix(engine, routing.TABLE, prefix, 2**62)
 
 
 def invalid_by_batch(engine: Engine, supplier_id: str, sku_id: str

@@ -160,11 +160,28 @@ def read(view, supplier_id: str) -> Supplier | None:
     return _decode(view, value) if value is not None else None
 
 
+def scan_prefix(view, table: str, prefix: bytes, limit: int):
+    """The first `limit` records of `table` whose key starts with `prefix`, in key order; read
+    in growing chunks, so a SKU with two routes reads a handful of keys, not `limit`."""
+    start, chunk, found = prefix, 8, 0
+    while found < limit:
+        asked = min(chunk, limit - found)
+        records = view.scan(table, start, asked)
+        for key, value in records:
+            if not bytes(key).startswith(prefix):
+                return
+            found += 1
+            yield bytes(key), value
+        if len(records) < asked:
+            return
+        start, chunk = bytes(records[-1][0]) + b"\0", min(chunk * 4, 1_000)
+
+
 def route_keys(view, sku_id: str) -> list[str]:
     """The ids of the suppliers with a route for `sku_id` (enabled or not), in id order."""
     prefix = sku_id.encode() + SEPARATOR
-    found = view.scan(ROUTES_TABLE, prefix, limits.routes_per_sku_max + 1)
-    return [bytes(key[len(prefix):]).decode() for key, _ in found if key.startswith(prefix)]
+    return [key[len(prefix):].decode()
+            for key, _ in scan_prefix(view, ROUTES_TABLE, prefix, limits.routes_per_sku_max)]
 
 
 def routes(view, sku_id: str) -> list[Route]:
