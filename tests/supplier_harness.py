@@ -37,10 +37,14 @@ class SupplierError(AssertionError):
 
 class SimulatedSupplierProcess:
     def __init__(self, process: subprocess.Popen, grpc_address: str, http_address: str,
-                 secret: bytes, log_path: str):
+                 secret: bytes, log_path: str, tls: bool = False):
         self.process = process
-        self.grpc_address = grpc_address  # "127.0.0.1:P"
-        self.http_address = http_address  # "http://127.0.0.1:Q" (the HTTP+JSON base URL)
+        self.grpc_address = grpc_address  # "127.0.0.1:P" ("grpcs://127.0.0.1:P" over TLS)
+        self.http_address = http_address  # "http://127.0.0.1:Q" (https://), the HTTP base URL
+        self.control_context = None
+        if tls:  # the control API is served over TLS too; a harness need not verify it
+            import ssl
+            self.control_context = ssl._create_unverified_context()
         self.secret = secret
         self.log_path = log_path
 
@@ -56,7 +60,8 @@ class SimulatedSupplierProcess:
         request = urllib.request.Request(self.http_address + path, data=data, method=method,
                                          headers={"content-type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=control_timeout_seconds) as answer:
+            with urllib.request.urlopen(request, timeout=control_timeout_seconds,
+                                        context=self.control_context) as answer:
                 return json.loads(answer.read())
         except urllib.error.HTTPError as error:
             raise SupplierError(f"{method} {path}: {error.code} {error.read()!r}") from None
@@ -96,12 +101,15 @@ def _read_ready_line(process: subprocess.Popen) -> str:
 
 
 @contextlib.contextmanager
-def simulated_supplier(**behaviour):
-    """A running simulated supplier with `behaviour` (simulated_supplier.Behaviour's fields)."""
+def simulated_supplier(tls: tuple[str, str] | None = None, **behaviour):
+    """A running simulated supplier with `behaviour` (simulated_supplier.Behaviour's fields);
+    tls = (certificate chain file, key file) serves both wires over TLS."""
     secret = secrets.token_bytes(32)
     arguments = [sys.executable, "-m", "kamicore.connectors.simulator",
                  "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
                  "--secret-hex", secret.hex()]
+    if tls is not None:
+        arguments += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     for name, value in behaviour.items():
         flag = "--" + name.replace("_", "-")
         if value is True:
@@ -126,8 +134,10 @@ def simulated_supplier(**behaviour):
             with open(log.name, errors="replace") as text:
                 raise SupplierError(f"the simulated supplier did not start: {text.read()}")
         fields = dict(part.split("=", 1) for part in ready.split()[1:])
-        handle = SimulatedSupplierProcess(process, fields["grpc"], "http://" + fields["http"],
-                                          secret, log.name)
+        grpc_scheme, http_scheme = ("grpcs://", "https://") if tls else ("", "http://")
+        handle = SimulatedSupplierProcess(process, grpc_scheme + fields["grpc"],
+                                          http_scheme + fields["http"], secret, log.name,
+                                          tls is not None)
         yield handle
     finally:
         if handle is not None:

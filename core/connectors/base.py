@@ -16,6 +16,8 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
+from kamicore import limits
+
 PROTOCOLS = ("grpc", "http")
 
 
@@ -77,7 +79,8 @@ class Endpoint:
 
     def __post_init__(self):
         assert self.protocol in PROTOCOLS, f"protocol {self.protocol!r} is not one of {PROTOCOLS}"
-        assert self.timeout_ms > 0 and self.address and self.secret
+        assert 0 < self.timeout_ms <= limits.supplier_timeout_ms_max, self.timeout_ms
+        assert self.address and self.secret
 
     def __repr__(self) -> str:  # the secret never reaches a log line or a traceback
         return (f"Endpoint(supplier_id={self.supplier_id!r}, protocol={self.protocol!r}, "

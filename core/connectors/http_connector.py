@@ -40,6 +40,7 @@ class HttpConnector:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # made on first use: a session belongs to a running loop
             self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=limits.supplier_http_connections_max),
                 timeout=aiohttp.ClientTimeout(total=self.endpoint.timeout_ms / 1000),
                 raise_for_status=False)
         return self._session
@@ -51,9 +52,10 @@ class HttpConnector:
                    **signed_headers(self.endpoint.secret, body)}
         started = time.monotonic()
         try:
-            async with self._client().post(self._base + path, data=body,
-                                           headers=headers) as response:
-                answer = await response.content.read(limits.supplier_answer_bytes_max + 1)
+            # no redirects: the signed call goes to the configured supplier or nowhere
+            async with self._client().post(self._base + path, data=body, headers=headers,
+                                           allow_redirects=False) as response:
+                answer = await _read_at_most(response, limits.supplier_answer_bytes_max)
                 status = response.status
                 received = {name.lower(): value for name, value in response.headers.items()}
         except TimeoutError:
@@ -63,7 +65,7 @@ class HttpConnector:
         latency_ms = _since(started)
         if status != 200:
             return None, f"HTTP status {status}", latency_ms
-        if len(answer) > limits.supplier_answer_bytes_max:
+        if answer is None:
             return None, "the answer is too long", latency_ms
         reason = verify_headers(self.endpoint.secret, received, answer)
         if reason is not None:
@@ -102,6 +104,17 @@ class HttpConnector:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, bytes_max: int) -> bytes | None:
+    """The whole body, or None as soon as it passes bytes_max."""
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(2**16):
+        size += len(chunk)
+        if size > bytes_max:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _since(started: float) -> int:

@@ -161,9 +161,17 @@ class SimulatedSupplier:
         return signed_headers(self.secret, body)
 
     # -- the calls -------------------------------------------------------------------------------
+    # Each is decided and recorded the moment it arrives, with no wait in between (so two
+    # copies of one request id never both top up); the latency comes after, before the answer,
+    # so a caller that dies or gives up meanwhile leaves the work done, as with a real supplier.
     async def top_up(self, request: dict) -> dict:
         self.calls["TopUp"] += 1
-        await self._latency()
+        try:
+            return self._top_up(request)
+        finally:
+            await self._latency()
+
+    def _top_up(self, request: dict) -> dict:
         request_id = request.get("request_id", "")
         known = self.topups.get(request_id)
         if known is not None:
@@ -199,7 +207,12 @@ class SimulatedSupplier:
 
     async def query(self, request: dict) -> dict:
         self.calls["QueryTopUp"] += 1
-        await self._latency()
+        try:
+            return self._query(request)
+        finally:
+            await self._latency()
+
+    def _query(self, request: dict) -> dict:
         request_id = request.get("request_id", "")
         record = self.topups.get(request_id)
         if record is None:
@@ -209,7 +222,12 @@ class SimulatedSupplier:
 
     async def purchase(self, request: dict) -> dict:
         self.calls["PurchaseCodes"] += 1
-        await self._latency()
+        try:
+            return self._purchase(request)
+        finally:
+            await self._latency()
+
+    def _purchase(self, request: dict) -> dict:
         request_id = request.get("request_id", "")
         known = self.purchases.get(request_id)
         if known is not None:

@@ -4,6 +4,7 @@
         --secret-hex HEX [--latency-ms N --failure-rate R --timeout-rate R --drop-rate R
         --pending-rate R --late-callback-ms N --duplicate-callbacks N --callback-on-final
         --bad-signature-rate R --bad-callback-signature-rate R --hang-ms N --seed N ...]
+        [--tls-cert CHAIN.pem --tls-key KEY.pem]
 
 gRPC: kamicore.supplier.v1.SupplierGateway on --grpc-listen. HTTP on --http-listen: the
 HTTP+JSON supplier API (POST /topup, /query, /purchase) and, for tests and demos, an inspection
@@ -24,7 +25,9 @@ import dataclasses
 import json
 import logging
 import signal
+import ssl
 import sys
+from pathlib import Path
 
 import grpc
 from aiohttp import web
@@ -161,16 +164,27 @@ def _split(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def serve(grpc_listen: str, http_listen: str, supplier: SimulatedSupplier) -> None:
+async def serve(grpc_listen: str, http_listen: str, supplier: SimulatedSupplier,
+                tls: tuple[str, str] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT; tls = (certificate chain PEM file, key PEM file) serves
+    both wires over TLS (grpcs:// and https:// for the connectors)."""
     servers = Servers(supplier)
     grpc_server = grpc.aio.server()
     grpc_server.add_generic_rpc_handlers((servers.grpc_handler(),))
-    grpc_port = grpc_server.add_insecure_port(grpc_listen)
+    ssl_context = None
+    if tls is None:
+        grpc_port = grpc_server.add_insecure_port(grpc_listen)
+    else:
+        chain, key = (Path(path).read_bytes() for path in tls)
+        grpc_port = grpc_server.add_secure_port(
+            grpc_listen, grpc.ssl_server_credentials([(key, chain)]))
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(*tls)
     await grpc_server.start()
     runner = web.AppRunner(servers.http_application(), access_log=None)
     await runner.setup()
     host, port = _split(http_listen)
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     http_port = runner.addresses[0][1]
     grpc_host = _split(grpc_listen)[0]
@@ -193,6 +207,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--grpc-listen", default="127.0.0.1:0")
     parser.add_argument("--http-listen", default="127.0.0.1:0")
     parser.add_argument("--secret-hex", required=True, help="the signing secret, in hex")
+    parser.add_argument("--tls-cert", default="", help="serve both wires over TLS: chain PEM")
+    parser.add_argument("--tls-key", default="", help="... and its private key PEM")
     defaults = Behaviour()
     for item in dataclasses.fields(Behaviour):
         flag = "--" + item.name.replace("_", "-")
@@ -224,8 +240,11 @@ def main(argv: list[str] | None = None) -> None:
         behaviour = Behaviour().updated(settings)
     except ValueError as error:
         raise SystemExit(f"--{str(error).replace('_', '-')}") from None
+    if bool(arguments.tls_cert) != bool(arguments.tls_key):
+        raise SystemExit("--tls-cert and --tls-key go together")
+    tls = (arguments.tls_cert, arguments.tls_key) if arguments.tls_cert else None
     asyncio.run(serve(arguments.grpc_listen, arguments.http_listen,
-                      SimulatedSupplier(secret, behaviour)))
+                      SimulatedSupplier(secret, behaviour), tls))
 
 
 if __name__ == "__main__":
