@@ -8,8 +8,12 @@ its answer, then recovery with exactly one top-up."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -229,6 +233,38 @@ def test_kill_9_between_the_call_and_its_answer_then_recovery_tops_up_once(tmp_p
         assert sim[1].state()["topups"] == {}
     finally:
         assert server.stop() == 0, server.logs()[-3000:]
+
+
+def test_the_supervisor_restarts_a_dead_dispatcher(server, shop, sim):
+    """kill -9 of the dispatcher alone: a new one serves the callback listener again."""
+    first = wait_until(lambda: _listener_pid(server), 10, "the callback listener's process")
+    os.kill(first, signal.SIGKILL)
+    second = wait_until(lambda: (lambda pid: pid if pid not in (None, first) else None)(
+        _listener_pid(server)), 30, "a new dispatcher")
+    assert second in server._worker_pids()
+    sku = topup_sku(server.client(server.admin_key))
+    register(server, sku, sim[0])
+    sim[0].configure(pending_rate=1.0, late_callback_ms=200)
+    placed = order(shop, sku)
+    assert pay(shop, placed).status == O.CONFIRM_PAYMENT_STATUS_PENDING
+    wait_state(shop, placed.order_id, O.TOP_UP_STATE_FULFILLED)
+
+
+def _listener_pid(server) -> int | None:
+    """The child of the supervisor listening on the callback port (from /proc)."""
+    port = int(server.callback_listen.rpartition(":")[2])
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rpartition(":")[2], 16) == port and fields[3] == "0A":  # LISTEN
+            inodes.add(fields[9])
+    for pid in server._worker_pids():
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return pid
+    return None
 
 
 def _answered_callbacks(simulator, request_id: str, count: int):
