@@ -85,10 +85,10 @@ def _minimal_requests() -> dict[str, tuple[str, object, object]]:
                                                     suppliers_pb2.GetSupplierStatsRequest(
                                                         supplier_id="auth-matrix-none"),
                                                     suppliers_pb2.GetSupplierStatsResponse),
-        # the supplier key's own supplier (S-1), badly signed: answered, nothing changes
+        # the supplier key's own id, never registered here: answered SUPPLIER_NOT_FOUND
         "/kamicore.v1.Suppliers/SupplierCallback": ("unary", suppliers_pb2.SupplierCallbackRequest(
-            supplier_id="S-1", payload=b'{"request_id": "x", "result": "SUCCEEDED"}',
-            timestamp_ms=1, signature="00"), suppliers_pb2.SupplierCallbackResponse),
+            supplier_id="S-1", payload=b"{}", timestamp_ms=1, signature="00"),
+            suppliers_pb2.SupplierCallbackResponse),
     }
 
 
