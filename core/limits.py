@@ -178,7 +178,6 @@ supplier_message_bytes_max = 500  # a supplier's message; longer ones are cut
 supplier_codes_per_purchase_max = 10_000  # codes one PurchaseCodes call may buy
 supplier_answer_bytes_max = 4 * 2**20  # an answer of a supplier (gRPC or HTTP) kamicore reads
 callback_bytes_max = 64 * 2**10  # a callback body the HTTP callback listener accepts
-supplier_timeout_ms_max = 60_000  # the deadline of one call to a supplier
 # HTTP calls in flight to one supplier at once (aiohttp's default of 100 would cap a supplier
 # answering in 200 ms at 500 calls/s); a PENDING top-up holds none
 supplier_http_connections_max = 1024

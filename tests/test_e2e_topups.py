@@ -38,6 +38,9 @@ def server(tmp_path_factory):
         yield running
     finally:
         assert running.stop() == 0, running.logs()[-3000:]
+        # SIGTERM stopped the dispatcher too, in time and cleanly
+        assert "did not stop in time" not in running.logs()
+        assert "Traceback" not in running.logs(), running.logs()[-3000:]
 
 
 @pytest.fixture(scope="module")

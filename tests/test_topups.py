@@ -210,6 +210,38 @@ def test_a_cancelled_top_up_is_not_topped_up(shop):
     assert shop.attempts(order_id) == []
 
 
+def held_units(shop) -> int:
+    """The units alice's open or paid top-up orders hold against purchase limits, once every
+    earlier test's lapsed order was swept."""
+    shop.run(orders.sweep, 1000)
+    value = shop.engine.get("purchases", f"storefront:web\0alice\0{SKU}".encode())
+    return int(value) if value is not None else 0
+
+
+def test_an_unpaid_top_up_lapses_gives_its_units_back_and_may_still_be_paid(shop):
+    held = held_units(shop)
+    _, order_id = shop.create()
+    assert held_units(shop) == held + 1
+    shop.clock.advance(900_000 + 1)
+    assert held_units(shop) == held and shop.meta(order_id)["expired_ms"]
+    status, late, calls = shop.run(orders.confirm_payment, order_id.encode(),
+                                   f"pay-{order_id}", "CNY", PRICE)
+    assert (status, late, len(calls)) == (P.PENDING, True, 1)
+    assert held_units(shop) == held + 1  # paid for: counted again
+    shop.clock.advance(900_000 + 1)
+    assert held_units(shop) == held + 1  # a paid order's hold never lapses
+
+
+def test_a_cancelled_top_up_gives_its_units_back_once(shop):
+    held = held_units(shop)
+    _, order_id = shop.create()
+    for _ in range(2):
+        assert shop.run(orders.cancel, order_id.encode()) == CancelOrderStatus.CANCELLED
+    assert held_units(shop) == held
+    shop.clock.advance(900_000 + 1)
+    assert held_units(shop) == held and not shop.meta(order_id).get("expired_ms")
+
+
 def limits_query_delay_ms_max() -> int:
     from kamicore import limits
     return limits.topup_query_delay_ms_max + 1

@@ -216,7 +216,7 @@ def create_order(transaction, order_id: bytes, owner: str, channel: str, request
         if limit and _held_units(transaction, meta, sku_id) + quantity > limit:
             return CreateOrderStatus.LIMIT_EXCEEDED, None, assessment
     if request["recipient"]:  # a top-up: nothing to reserve, a supplier credits it once paid
-        topups.new_order(meta, skus, request)
+        topups.new_order(transaction, order_id, meta, skus, request)
     elif code_purchases.check_order(skus, request):  # no pool: bought once paid
         code_purchases.new_order(meta)
     elif transaction.reserve(order_id, [(sku.encode(), quantity)
@@ -260,18 +260,17 @@ def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
             return ConfirmPaymentStatus.IN_REVIEW, False, []
     if currency != meta["currency"] or amount_micros != meta["total_micros"]:
         return ConfirmPaymentStatus.AMOUNT_MISMATCH, False, []
-    if topups.is_topup(meta):
+    supplied = (topups if topups.is_topup(meta) else
+                code_purchases if code_purchases.is_purchase(meta) else None)
+    if supplied is not None:  # topped up, or its codes bought, now (the same attempt path)
         if meta.get("cancelled_ms"):
             return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
-        status, calls = topups.pay(transaction, order_id, meta, reference)
+        status, calls = supplied.pay(transaction, order_id, meta, reference)
+        late = bool(meta.get("expired_ms"))  # only top-up orders have a hold that lapses
+        if late:  # its hold lapsed: its units were given back; paid for, so counted again
+            _adjust_purchases(transaction, meta, +1)
         _put_meta(transaction, order_id, meta)
-        return status, False, calls
-    if code_purchases.is_purchase(meta):  # its codes are bought now (same attempt path)
-        if meta.get("cancelled_ms"):
-            return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
-        status, calls = code_purchases.pay(transaction, order_id, meta, reference)
-        _put_meta(transaction, order_id, meta)
-        return status, False, calls
+        return status, late, calls
     status, late = transaction.confirm(order_id)
     if status != ConfirmStatus.SOLD:
         return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
@@ -283,6 +282,16 @@ def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
     return ConfirmPaymentStatus.PAID, late, []
 
 
+def _drop_topup(transaction, order_id: bytes, meta: dict) -> None:
+    """An unpaid top-up order cancelled or rejected: its units back (unless its hold lapsed,
+    which gave them back)."""
+    meta["cancelled_ms"] = transaction.now_ms
+    if not meta.get("expired_ms"):
+        _adjust_purchases(transaction, meta, -1)
+    topups.drop_hold(transaction, order_id, meta)
+    _put_meta(transaction, order_id, meta)
+
+
 def cancel(transaction, order_id: bytes) -> CancelOrderStatus:
     meta = _meta(transaction, order_id)
     if meta is None:
@@ -292,9 +301,7 @@ def cancel(transaction, order_id: bytes) -> CancelOrderStatus:
         if meta["payment_reference"]:
             return CancelOrderStatus.ALREADY_PAID
         if not meta.get("cancelled_ms"):
-            meta["cancelled_ms"] = transaction.now_ms
-            _adjust_purchases(transaction, meta, -1)
-            _put_meta(transaction, order_id, meta)
+            _drop_topup(transaction, order_id, meta)
             if meta.get("review"):
                 risk_reviews.expire(transaction, order_id)
         return CancelOrderStatus.CANCELLED
@@ -323,16 +330,19 @@ def decide_review(transaction, order_id: bytes, approve: bool, by: str):
     if review["state"] != risk_reviews.PENDING:
         return ((DecideReviewStatus.DECIDED if review["state"] == wanted
                  else DecideReviewStatus.ALREADY_DECIDED), review)
-    if not approve and transaction.order_state(order_id) == OrderState.RESERVED:
+    meta = _meta(transaction, order_id)
+    if not approve and topups.is_topup(meta) and not meta.get("cancelled_ms"):
+        _drop_topup(transaction, order_id, meta)
+    elif not approve and transaction.order_state(order_id) == OrderState.RESERVED:
         transaction.release(order_id)
-        _adjust_purchases(transaction, _meta(transaction, order_id), -1)
+        _adjust_purchases(transaction, meta, -1)
     return DecideReviewStatus.DECIDED, risk_reviews.close(transaction, order_id, review, wanted,
                                                           by)
 
 
 def sweep(transaction, limit: int) -> list[bytes]:
     """Give expired holds back to stock, and their units back to their buyers' limits."""
-    due = transaction.expire_holds(limit)
+    due = transaction.expire_holds(limit) + topups.expire_holds(transaction, limit)
     for order_id in due:
         meta = _meta(transaction, order_id)
         if meta is not None:

@@ -36,6 +36,7 @@ from . import routing, suppliers
 META_TABLE = "order_meta"  # kamicore.domain.orders' (which imports this module)
 ATTEMPTS_TABLE = "topup_attempts"
 UNSETTLED_TABLE = "topup_unsettled"
+HOLDS_TABLE = "topup_holds"
 
 # attempt states (TopUpAttemptState on the wire)
 CALLING = "CALLING"  # recorded; its call is being made: the outcome is not known
@@ -102,12 +103,41 @@ def check_order(skus: dict, request: dict) -> bool:
     return True
 
 
-def new_order(meta: dict, skus: dict, request: dict) -> None:
-    """A top-up order's own bookkeeping, in its order_meta record."""
+def new_order(transaction, order_id: bytes, meta: dict, skus: dict, request: dict) -> None:
+    """A top-up order's own bookkeeping, in its order_meta record. Nothing is reserved, but
+    its units count against purchase limits until it is paid, cancelled or its hold lapses
+    (the hold sweeper: expire_holds)."""
     [(sku_id, _)] = request["lines"]
     meta["recipient"] = request["recipient"]
     meta["topup"] = {"state": "", "attempts": [], "fulfilled_by": "", "reconcile": [],
-                     "amount_micros": skus[sku_id].face_value_micros}
+                     "amount_micros": skus[sku_id].face_value_micros,
+                     "hold_until_ms": transaction.now_ms + request["hold_ms"]}
+    transaction.put(HOLDS_TABLE, _hold_key(meta, order_id), b"")
+
+
+def _hold_key(meta: dict, order_id: bytes) -> bytes:
+    return meta["topup"]["hold_until_ms"].to_bytes(8, "big") + order_id
+
+
+def drop_hold(transaction, order_id: bytes, meta: dict) -> None:
+    """The order was paid, cancelled or rejected: its hold no longer lapses."""
+    transaction.delete(HOLDS_TABLE, _hold_key(meta, order_id))
+
+
+def expire_holds(transaction, limit: int) -> list[bytes]:
+    """Up to `limit` unpaid top-up orders whose hold lapsed, marked expired -> their ids (the
+    caller gives their units back). A payment after that still tops up (nothing was held)."""
+    due = []
+    for key, _ in transaction.scan(HOLDS_TABLE, b"", limit):
+        if int.from_bytes(key[:8], "big") > transaction.now_ms:
+            break
+        order_id = key[8:]
+        transaction.delete(HOLDS_TABLE, key)
+        meta = json.loads(transaction.get(META_TABLE, order_id))
+        meta["expired_ms"] = transaction.now_ms
+        transaction.put(META_TABLE, order_id, json.dumps(meta, sort_keys=True).encode())
+        due.append(order_id)
+    return due
 
 
 def is_topup(meta: dict | None) -> bool:
@@ -186,6 +216,7 @@ def pay(transaction, order_id: bytes, meta: dict, reference: str):
         return ORDER_STATUS[topup["state"]], []
     meta["payment_reference"] = reference
     meta["paid_ms"] = transaction.now_ms
+    drop_hold(transaction, order_id, meta)
     topup["state"] = ORDER_PENDING
     calls = _next_attempt(transaction, order_id, meta)
     return ORDER_STATUS[topup["state"]], calls

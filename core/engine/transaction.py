@@ -31,6 +31,7 @@ TABLES = {
     "topup_attempts": "request id -> a direct top-up attempt: order, supplier, state, answer "
                       "(kamicore.domain.topups)",
     "topup_unsettled": "due ms + request id of each attempt whose outcome is not known",
+    "topup_holds": "hold end ms + order id of each unpaid top-up order (the hold sweeper's)",
     "supplier_stats": "per supplier: circuit breaker; per supplier and sku: outcomes, latency "
                       "buckets, recent window; per batch: codes reported invalid",
     "replenishments": "sku id -> its latest purchase request (kamicore.domain.replenishment)",

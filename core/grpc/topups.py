@@ -42,13 +42,16 @@ def order_to_wire(order_id: str, meta: dict, attempts: list[dict]) -> orders_pb2
     """A top-up order: nothing is held, so its state comes from its own bookkeeping."""
     topup = meta["topup"]
     state = (OrderState.PAID if meta["payment_reference"]
-             else OrderState.CANCELLED if meta.get("cancelled_ms") else OrderState.RESERVED)
+             else OrderState.CANCELLED if meta.get("cancelled_ms")
+             else OrderState.EXPIRED if meta.get("expired_ms") else OrderState.RESERVED)
     order = orders_pb2.Order(
         order_id=order_id, state=state,
         buyer=orders_pb2.Buyer(account_id=meta["account"], ip=meta["ip"],
                                device_id=meta["device"]),
         total=common_pb2.Money(currency=meta["currency"], amount_micros=meta["total_micros"]),
-        created_ms=meta["created_ms"], payment_reference=meta["payment_reference"],
+        created_ms=meta["created_ms"], hold_until_ms=(
+            topup["hold_until_ms"] if state == OrderState.RESERVED else 0),
+        payment_reference=meta["payment_reference"],
         channel=meta["channel"], recipient=meta["recipient"],
         topup_state=TopUpState[topup["state"]] if topup["state"] else 0,
         attempts=[attempt_to_wire(attempt) for attempt in attempts],
