@@ -283,12 +283,13 @@ def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
 
 
 def _drop_topup(transaction, order_id: bytes, meta: dict) -> None:
-    """An unpaid top-up order cancelled or rejected: its units back (unless its hold lapsed,
-    which gave them back)."""
+    """An unpaid top-up or bought-code order cancelled or rejected: its units back (unless
+    its hold lapsed, which gave them back; bought-code orders have no hold)."""
     meta["cancelled_ms"] = transaction.now_ms
     if not meta.get("expired_ms"):
         _adjust_purchases(transaction, meta, -1)
-    topups.drop_hold(transaction, order_id, meta)
+    if topups.is_topup(meta):
+        topups.drop_hold(transaction, order_id, meta)
     _put_meta(transaction, order_id, meta)
 
 
