@@ -29,7 +29,7 @@ from ..engine import InvalidArgument
 from ..statuses import (
     ConfirmPaymentStatus, ConfirmStatus, ImportCodeStatus, ImportStatus, ReserveStatus,
 )
-from . import routing, suppliers, topups
+from . import routing, topups
 
 KIND = "purchase"
 META_TABLE = topups.META_TABLE
@@ -71,35 +71,10 @@ def _put_meta(transaction, order_key: bytes, meta: dict) -> None:
 
 
 def _next_attempt(transaction, order_id: bytes, meta: dict) -> list[dict]:
-    """Record the order's next attempt on the best ranked route not yet tried -> [attempt];
-    none left: the order is FAILED_REFUND_REQUIRED -> []."""
-    purchase = meta["purchase"]
-    [(sku_id, quantity)] = meta["lines"]
-    tried = {topups.get(transaction, rid)["supplier_id"] for rid in purchase["attempts"]}
-    if len(purchase["attempts"]) < limits.topup_attempts_per_order_max:
-        for route in routing.ranked(transaction, sku_id, transaction.now_ms):
-            if route.supplier_id in tried:
-                continue
-            supplier = suppliers.read(transaction, route.supplier_id)
-            if supplier is None or not routing.claim(transaction, route.supplier_id):
-                continue
-            number = len(purchase["attempts"]) + 1
-            attempt = {
-                "kind": KIND, "request_id": topups.request_id_for(
-                    order_id, route.supplier_id, number),
-                "order_id": order_id.decode(), "number": number, "sku_id": sku_id,
-                "quantity": quantity, "supplier_id": route.supplier_id,
-                "product": route.product, "cost_micros": route.cost_micros,
-                "currency": meta["currency"], "timeout_ms": supplier.timeout_ms,
-                "state": topups.CALLING, "created_ms": transaction.now_ms, "answered_ms": 0,
-                "supplier_reference": "", "message": "", "queries": 0, "late": False,
-                "callbacks": [], "batch_id": "", "codes": 0}
-            topups._put(transaction, attempt,
-                        topups._call_due_ms(transaction.now_ms, supplier.timeout_ms))
-            purchase["attempts"].append(attempt["request_id"])
-            return [attempt]
-    purchase["state"] = FAILED_REFUND_REQUIRED
-    return []
+    """The next attempt of a purchase, chosen like a top-up's (topups.next_attempt)."""
+    [(_, quantity)] = meta["lines"]
+    return topups.next_attempt(transaction, order_id, meta, meta["purchase"], {
+        "kind": KIND, "quantity": quantity, "batch_id": "", "codes": 0})
 
 
 def pay(transaction, order_id: bytes, meta: dict, reference: str):
@@ -153,7 +128,7 @@ def settle(transaction, request_id: str, result: str, message: str, latency_ms: 
                                    topups.UNKNOWN, latency_ms)
         attempt["state"] = result
         attempt["message"] = message[:limits.supplier_message_bytes_max]
-        topups._put(transaction, attempt, topups._query_due_ms(now, attempt["queries"]))
+        topups.put_attempt(transaction, attempt, topups.query_due_ms(now, attempt["queries"]))
         return topups.APPLIED, []
     order_key = attempt["order_id"].encode()
     meta = json.loads(transaction.get(META_TABLE, order_key))
@@ -168,7 +143,7 @@ def settle(transaction, request_id: str, result: str, message: str, latency_ms: 
             attempt.update(batch_id=answer["batch_id"], codes=len(answer["codes"]))
     attempt.update(state=result, answered_ms=now, late=late,
                    message=message[:limits.supplier_message_bytes_max])
-    topups._put(transaction, attempt, None)
+    topups.put_attempt(transaction, attempt, None)
     routing.record_outcome(transaction, attempt["supplier_id"], attempt["sku_id"], result,
                            latency_ms, attempt["cost_micros"] * attempt["quantity"]
                            if result == topups.SUCCEEDED else 0, late=late)

@@ -155,7 +155,7 @@ def get(view, request_id: str) -> dict | None:
     return json.loads(value) if value is not None else None
 
 
-def _put(transaction, attempt: dict, due_ms: int | None) -> None:
+def put_attempt(transaction, attempt: dict, due_ms: int | None) -> None:
     """Store an attempt; an unsettled one is indexed under `due_ms` (its old entry dropped)."""
     rid = attempt["request_id"]
     if attempt.get("due_ms"):
@@ -167,44 +167,52 @@ def _put(transaction, attempt: dict, due_ms: int | None) -> None:
     transaction.put(ATTEMPTS_TABLE, rid.encode(), json.dumps(attempt, sort_keys=True).encode())
 
 
-def _call_due_ms(now_ms: int, timeout_ms: int) -> int:
+def call_due_ms(now_ms: int, timeout_ms: int) -> int:
     """When an attempt being called is ownerless, if no answer was committed by then."""
     return now_ms + timeout_ms + limits.topup_answer_grace_ms
 
 
-def _query_due_ms(now_ms: int, queries: int) -> int:
+def query_due_ms(now_ms: int, queries: int) -> int:
     return now_ms + min(limits.topup_query_delay_ms_max,
                         limits.topup_query_delay_ms_min * 2 ** min(queries, 16))
 
 
-def _next_attempt(transaction, order_id: bytes, meta: dict) -> list[dict]:
+def next_attempt(transaction, order_id: bytes, meta: dict, progress: dict,
+                 fields: dict) -> list[dict]:
     """Record the order's next attempt on the best ranked route not yet tried -> [attempt],
-    or, when none is left, make the order FAILED_REFUND_REQUIRED -> []."""
-    topup = meta["topup"]
+    or, when none is left, mark `progress` (the order's topup or purchase record)
+    FAILED_REFUND_REQUIRED -> []. `fields`: what the attempt's kind adds to its record. Top-ups
+    and codes bought at payment (kamicore.domain.code_purchases) choose alike."""
     [(sku_id, _)] = meta["lines"]
-    tried = {get(transaction, rid)["supplier_id"] for rid in topup["attempts"]}
-    if len(topup["attempts"]) < limits.topup_attempts_per_order_max:
+    tried = {get(transaction, rid)["supplier_id"] for rid in progress["attempts"]}
+    if len(progress["attempts"]) < limits.topup_attempts_per_order_max:
         for route in routing.ranked(transaction, sku_id, transaction.now_ms):
             if route.supplier_id in tried:
                 continue
             supplier = suppliers.read(transaction, route.supplier_id)
             if supplier is None or not routing.claim(transaction, route.supplier_id):
                 continue
-            number = len(topup["attempts"]) + 1
+            number = len(progress["attempts"]) + 1
             attempt = {
+                **fields,
                 "request_id": request_id_for(order_id, route.supplier_id, number),
                 "order_id": order_id.decode(), "number": number, "sku_id": sku_id,
                 "supplier_id": route.supplier_id, "product": route.product,
-                "cost_micros": route.cost_micros, "recipient": meta["recipient"],
-                "amount_micros": topup["amount_micros"], "currency": meta["currency"],
+                "cost_micros": route.cost_micros, "currency": meta["currency"],
                 "timeout_ms": supplier.timeout_ms, "state": CALLING,
                 "created_ms": transaction.now_ms, "answered_ms": 0, "supplier_reference": "",
                 "message": "", "queries": 0, "late": False, "callbacks": []}
-            _put(transaction, attempt, _call_due_ms(transaction.now_ms, supplier.timeout_ms))
-            topup["attempts"].append(attempt["request_id"])
+            put_attempt(transaction, attempt, call_due_ms(transaction.now_ms, supplier.timeout_ms))
+            progress["attempts"].append(attempt["request_id"])
             return [attempt]
-    topup["state"] = FAILED_REFUND_REQUIRED
+    progress["state"] = FAILED_REFUND_REQUIRED
     return []
+
+
+def _next_attempt(transaction, order_id: bytes, meta: dict) -> list[dict]:
+    topup = meta["topup"]
+    return next_attempt(transaction, order_id, meta, topup, {
+        "recipient": meta["recipient"], "amount_micros": topup["amount_micros"]})
 
 
 def pay(transaction, order_id: bytes, meta: dict, reference: str):
@@ -258,7 +266,7 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
             routing.record_outcome(transaction, attempt["supplier_id"], attempt["sku_id"],
                                    SUCCEEDED, latency_ms, attempt["cost_micros"], late=True)
         if signature or outcome == LATE:
-            _put(transaction, attempt, None)
+            put_attempt(transaction, attempt, None)
         return outcome, []
     if result in (PENDING, UNKNOWN):
         if result == UNKNOWN:
@@ -269,10 +277,10 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
             attempt["state"] = PENDING if PENDING in (state, result) else UNKNOWN
         due = (attempt["due_ms"] if outcome == DUPLICATE
                else now + follow_up_ms if result == PENDING and follow_up_ms
-               else _query_due_ms(now, attempt["queries"]))
+               else query_due_ms(now, attempt["queries"]))
         attempt["supplier_reference"] = (_reference(supplier_reference)
                                          or attempt["supplier_reference"])
-        _put(transaction, attempt, due)
+        put_attempt(transaction, attempt, due)
         return outcome, []
     # a definite answer: SUCCEEDED, FAILED or NOT_FOUND
     order_key = attempt["order_id"].encode()
@@ -282,7 +290,7 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
     attempt.update(state=result, answered_ms=now, late=late,
                    supplier_reference=_reference(supplier_reference),
                    message=_cut(message, limits.supplier_message_bytes_max))
-    _put(transaction, attempt, None)
+    put_attempt(transaction, attempt, None)
     routing.record_outcome(transaction, attempt["supplier_id"], attempt["sku_id"], result,
                            latency_ms, attempt["cost_micros"] if result == SUCCEEDED else 0,
                            late=late)
@@ -311,7 +319,7 @@ def take_due(transaction, states: tuple[str, ...], limit: int) -> list[dict]:
             attempt = get(transaction, key[8:].decode())
             if attempt["state"] in states:
                 attempt["queries"] += 1
-                _put(transaction, attempt, _call_due_ms(now, attempt["timeout_ms"]))
+                put_attempt(transaction, attempt, call_due_ms(now, attempt["timeout_ms"]))
                 taken.append(attempt)
                 if len(taken) >= limit:
                     return taken
