@@ -38,27 +38,40 @@ def attempt_to_wire(attempt: dict) -> orders_pb2.TopUpAttempt:
         number=attempt["number"])
 
 
+def supplied_order_to_wire(order_id: str, meta: dict, progress: dict, attempts: list[dict],
+                           state: OrderState, **fields) -> orders_pb2.Order:
+    """An order a supplier delivers (a top-up, or codes bought at payment) as its own
+    bookkeeping shows it: `progress` is its topup or purchase record."""
+    order = orders_pb2.Order(
+        order_id=order_id, state=state,
+        buyer=orders_pb2.Buyer(account_id=meta["account"], ip=meta["ip"],
+                               device_id=meta["device"]),
+        total=common_pb2.Money(currency=meta["currency"], amount_micros=meta["total_micros"]),
+        created_ms=meta["created_ms"], payment_reference=meta["payment_reference"],
+        channel=meta["channel"], **fields)
+    add_progress(order, progress, attempts)
+    for sku_id, quantity in meta["lines"]:
+        order.lines.add(sku_id=sku_id, quantity=quantity)
+    return order
+
+
+def add_progress(order: orders_pb2.Order, progress: dict, attempts: list[dict]) -> None:
+    """The supplier's part of an order: its state, its attempts, and whether it needs
+    reconciling."""
+    order.topup_state = TopUpState[progress["state"]] if progress["state"] else 0
+    order.attempts.extend(attempt_to_wire(attempt) for attempt in attempts)
+    order.reconciliation_required = bool(progress["reconcile"])
+
+
 def order_to_wire(order_id: str, meta: dict, attempts: list[dict]) -> orders_pb2.Order:
     """A top-up order: nothing is held, so its state comes from its own bookkeeping."""
     topup = meta["topup"]
     state = (OrderState.PAID if meta["payment_reference"]
              else OrderState.CANCELLED if meta.get("cancelled_ms")
              else OrderState.EXPIRED if meta.get("expired_ms") else OrderState.RESERVED)
-    order = orders_pb2.Order(
-        order_id=order_id, state=state,
-        buyer=orders_pb2.Buyer(account_id=meta["account"], ip=meta["ip"],
-                               device_id=meta["device"]),
-        total=common_pb2.Money(currency=meta["currency"], amount_micros=meta["total_micros"]),
-        created_ms=meta["created_ms"], hold_until_ms=(
-            topup["hold_until_ms"] if state == OrderState.RESERVED else 0),
-        payment_reference=meta["payment_reference"],
-        channel=meta["channel"], recipient=meta["recipient"],
-        topup_state=TopUpState[topup["state"]] if topup["state"] else 0,
-        attempts=[attempt_to_wire(attempt) for attempt in attempts],
-        reconciliation_required=bool(topup["reconcile"]))
-    for sku_id, quantity in meta["lines"]:
-        order.lines.add(sku_id=sku_id, quantity=quantity)
-    return order
+    return supplied_order_to_wire(
+        order_id, meta, topup, attempts, state, recipient=meta["recipient"],
+        hold_until_ms=topup["hold_until_ms"] if state == OrderState.RESERVED else 0)
 
 
 async def supplier_callback(handler: callbacks.CallbackHandler,
