@@ -257,13 +257,16 @@ def test_demo_prints_the_address_it_uses_and_is_safe_to_run_twice(tmp_path):
     assert "already there" in second.stdout
     stock = json.loads(kamicore(data, "stock").stdout)
     assert {sku: report["sellable"] for sku, report in stock.items()} == {
-        "demo-steam-50": 100, "demo-netflix-1m": 100}
+        "demo-steam-50": 100, "demo-netflix-1m": 100, "demo-phone-30": 0}  # a top-up SKU
+    simulators = [[line for line in run.stdout.splitlines() if "connectors.simulator" in line]
+                  for run in (first, second)]
+    assert len(simulators[0]) == 1 and simulators[0] == simulators[1]  # its secret is kept
     keys = [json.loads(run.stdout[:run.stdout.index("\n}\n") + 3])["keys"]
             for run in (first, second)]
     assert keys[0]["storefront"] != keys[1]["storefront"]  # printed once each, both work
     tours = [line for run in (first, second) for line in run.stdout.splitlines()
              if "idempotencyKey" in line]
-    assert len(set(tours)) == 2  # the second tour's order is a new one, not a replay
+    assert len(tours) == 4 and len(set(tours)) == 4  # a second tour orders anew, no replay
 
 
 def test_a_file_longer_than_a_commit_group_names_each_rejected_line(tmp_path):

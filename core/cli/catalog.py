@@ -108,6 +108,7 @@ def command_demo(engine: Engine, args) -> int:
         engine.import_codes(sku_id, f"{sku_id}-demo-batch", codes, supplier="demo-supplier",
                             unit_cost_micros=40_000_000, actor="cli:demo")
         seeded.append(sku_id)
+    simulator = _demo_topup_supplier(engine)
     keys = {role: auth.create_key(engine, role, binding=binding, name="demo")[0]
             for role, binding in (("storefront", "web"), ("pos", "T-01"), ("partner", ""),
                                   ("supplier", "demo-supplier"))}
@@ -137,8 +138,44 @@ Next:
     '{{"code": "<the same code>", "requestId": "r-{run}-2"}}'
   {program}{f" --data-dir {args.data_dir}" if args.data_dir else ""} stock demo-steam-50
   curl -s http://{metrics_address}/metrics | grep kamicore_
+A direct top-up: start the simulated supplier the demo registered, then order and pay:
+  {simulator} &
+  {call} --key {keys['storefront']} Orders/CreateOrder \\
+    '{json.dumps({"idempotencyKey": f"demo-topup-{run}", "buyer": {"accountId": "alice"},
+                  "recipient": "13800138000",
+                  "lines": [{"skuId": DEMO_TOPUP_SKU, "quantity": 1}]})}'
+  {call} --key {keys['storefront']} Orders/ConfirmPayment \\
+    '{json.dumps({"orderId": f"storefront:web/demo-topup-{run}",
+                  "paymentReference": f"pay-topup-{run}",
+                  "amount": {"currency": "CNY", "amountMicros": "29500000"}})}'
 """)
     return 0
+
+
+DEMO_TOPUP_SKU = "demo-phone-30"
+DEMO_SUPPLIER = "demo-topup"
+DEMO_SIMULATOR_LISTEN = "127.0.0.1:50071"
+
+
+def _demo_topup_supplier(engine: Engine) -> str:
+    """A DIRECT_TOPUP SKU routed to a simulated supplier (kamicore.connectors.simulator) on
+    DEMO_SIMULATOR_LISTEN -> the command that starts that simulator. Its signing secret is
+    made on the first run and kept: a second run prints the same command."""
+    import secrets
+
+    from ..domain import suppliers
+    Catalog(engine).create(make_sku(
+        DEMO_TOPUP_SKU, "Phone credit 30 CNY", "CNY", "30.00", ["web=29.50", "partner=29.50"],
+        5, 0, [], "direct_topup"), actor="cli:demo")
+    supplier = suppliers.read(engine, DEMO_SUPPLIER)
+    if supplier is None:
+        supplier = suppliers.Supplier(
+            DEMO_SUPPLIER, "Demo top-up supplier (simulated)", "http",
+            f"http://{DEMO_SIMULATOR_LISTEN}", 5_000, True, secrets.token_bytes(32),
+            (suppliers.Route(DEMO_TOPUP_SKU, DEMO_SUPPLIER, "phone-30", 28_000_000, "CNY"),))
+        suppliers.Suppliers(engine).register(supplier, actor="cli:demo")
+    return (f"{sys.executable} -m kamicore.connectors.simulator --http-listen "
+            f"{DEMO_SIMULATOR_LISTEN} --secret-hex {supplier.secret.hex()}")
 
 
 def _client_address(listen: str) -> str:
