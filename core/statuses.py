@@ -85,8 +85,9 @@ class DeliveryKind(enum.IntEnum):
 
     # A code from the inventory is delivered.
     CODE = 1
-    # A supplier tops up the buyer's account directly (supplier integration is not served yet:
-    # orders for such SKUs answer CREATE_ORDER_STATUS_DELIVERY_NOT_SUPPORTED).
+    # A supplier tops up the buyer's account (CreateOrderRequest.recipient) directly once the
+    # order is paid, routed by the SKU's routing_strategy over its supplier routes (Suppliers
+    # service); a SKU no enabled supplier routes answers CREATE_ORDER_STATUS_DELIVERY_NOT_SUPPORTED.
     DIRECT_TOPUP = 2
 
 
