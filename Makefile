@@ -8,7 +8,7 @@ SOURCES := $(wildcard core/*.py core/*/*.py ext/kamicore/*.py ext/kamicore/*.pyx
 	setup.py pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: install serve test soak bench-engine bench-server bench-floor bench-topup bench clean
+.PHONY: install serve test docs soak bench-engine bench-server bench-floor bench-topup bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# docs/api.md from the proto comments (tests/test_api_docs.py fails when it is out of date)
+docs: $(STAMP)
+	$(BIN)/python proto/api_docs.py
 
 soak: $(STAMP)
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
