@@ -43,3 +43,15 @@ def test_every_message_field_and_value_says_what_it_means():
                 or line.endswith("| |")], "a field or enum value without a comment"
     assert not [line for line in text.splitlines() if line.endswith("`. ")], \
         "a message or enum without a comment"
+
+
+def test_every_public_proto_names_the_packages_other_languages_generate():
+    """Go, Java and C# partners generate from the same files; without these options their
+    generated code lands in packages derived from nothing we chose."""
+    protos = sorted((REPO / "proto" / "kamicore").glob("*/v1/*.proto")) + sorted(
+        (REPO / "proto" / "kamicore" / "v1").glob("*.proto"))
+    assert protos
+    for path in set(protos):
+        text = path.read_text()
+        for option in ("go_package", "java_package", "csharp_namespace"):
+            assert re.search(rf'^option {option} = "[^"]+";$', text, re.M), (path.name, option)
