@@ -42,9 +42,27 @@ function environment(): NodeJS.ProcessEnv {
   return env;
 }
 
+export interface ServerOptions {
+  /** Config settings, passed as KAMICORE_<NAME> variables (e.g. {tls_cert: path}). */
+  settings?: Record<string, string>;
+  /** How the tests' clients reach it (TLS when the settings serve it). */
+  clientOptions?: ClientOptions;
+}
+
+function settingsEnvironment(settings: Record<string, string>): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(settings).map(([name, value]) => [`KAMICORE_${name.toUpperCase()}`, value]));
+}
+
+/** `python` with the server's venv (for what Node cannot do alone, e.g. make certificates). */
+export function python(args: string[], cwd: string): string {
+  return execFileSync(PYTHON, args, { cwd, env: environment(), encoding: "utf8", timeout: 60_000 });
+}
+
 export class Server {
   readonly dataDir = mkdtempSync(path.join(tmpdir(), "kamicore-node-"));
   address = "";
+  constructor(private readonly options: ServerOptions = {}) {}
+
   private process?: ChildProcess;
   private output = "";
   readonly clients: Client[] = [];
@@ -58,7 +76,7 @@ export class Server {
     this.address = `${HOST}:${port}`;
     const child = spawn(PYTHON, ["-m", "kamicore.cli", "--data-dir", this.dataDir, "serve", "--workers", "1",
       "--listen", this.address, "--metrics-listen", `${HOST}:${metricsPort}`],
-    { env: environment(), cwd: this.dataDir, stdio: ["ignore", "pipe", "pipe"] });
+    { env: { ...environment(), ...settingsEnvironment(this.options.settings ?? {}) }, cwd: this.dataDir, stdio: ["ignore", "pipe", "pipe"] });
     this.process = child;
     child.stdout!.on("data", (data: Buffer) => { this.output += data.toString(); });
     child.stderr!.on("data", (data: Buffer) => { this.output += data.toString(); });
@@ -79,7 +97,7 @@ export class Server {
   }
 
   private async answers(): Promise<boolean> {
-    const probe = new Client(this.address, this.adminKey);
+    const probe = new Client(this.address, this.adminKey, this.options.clientOptions);
     try {
       await probe.listSkus({}, { deadlineMs: 2_000 });
       return true;
@@ -127,7 +145,7 @@ export class Server {
   }
 
   client(key: string, options: ClientOptions = {}, address = this.address): Client {
-    const client = new Client(address, key, options);
+    const client = new Client(address, key, { ...this.options.clientOptions, ...options });
     this.clients.push(client);
     return client;
   }
