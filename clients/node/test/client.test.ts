@@ -44,6 +44,19 @@ test("a streamed import reports its progress and stores every code once", async 
   assert.deepEqual([again.imported, again.duplicates], [0n, 5n]);
 });
 
+test("an import into a missing SKU answers SKU_NOT_FOUND; a failing source rejects with its error", async () => {
+  const missing = await admin.importCodes({ skuId: "node-missing", batchId: "b1" }, newCodes(3000), { chunkCodes: 100 });
+  assert.equal(missing.status, inventory.ImportStatus.IMPORT_STATUS_SKU_NOT_FOUND);
+  assert.equal(missing.imported, 0n);
+
+  async function* unreadable(): AsyncGenerator<string> {
+    yield* newCodes(3);
+    throw new Error("codes.csv: read failed");
+  }
+  await assert.rejects(admin.importCodes({ skuId: "node-import", batchId: "b1", unitCostMicros: 1n }, unreadable()),
+    /codes.csv: read failed/);
+});
+
 test("a bad chunk size is refused before anything is sent", async () => {
   await assert.rejects(admin.importCodes({ skuId: "node-import", batchId: "b1" }, ["X"], { chunkCodes: 0 }),
     /chunkCodes: must be 1-10000/);
