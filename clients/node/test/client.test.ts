@@ -106,11 +106,18 @@ test("redeem, one by one and over the stream, answers in order with the request 
   assert.equal(answers[2].requestId, "s-3");
 });
 
-test("a call's error carries its gRPC status", async () => {
+test("a call's error, streams included, carries its gRPC status", async () => {
   const stranger = server.client("kc_not-a-key");
   await assert.rejects(stranger.listSkus(), (error: { code: number }) => error.code === status.UNAUTHENTICATED);
   await assert.rejects(shop.createSku({ sku: { skuId: "nope" } }),
     (error: { code: number }) => error.code === status.PERMISSION_DENIED);
+  await assert.rejects(shop.importCodes({ skuId: "node-import", batchId: "b1" }, ["ND-X"]),
+    (error: { code: number }) => error.code === status.PERMISSION_DENIED);
+  await assert.rejects(async () => {
+    for await (const answer of stranger.redeemStream([{ code: "ND-X" }])) {
+      assert.fail(`answered ${answer.status}`);
+    }
+  }, (error: { code: number }) => error.code === status.UNAUTHENTICATED);
 });
 
 test("the example buys a code", async () => {
