@@ -179,13 +179,14 @@ export class Client {
   }
 
   /** RedeemStream: one answer per request, in order (each request without a request id gets a
-   * fresh one, echoed in its answer). Not retried: re-send the unanswered requests, with their
-   * ids, on a new stream. */
+   * fresh one, echoed in its answer). When the connection drops (UNAVAILABLE), the requests not
+   * answered yet are sent again with their ids on a new stream: answered once, redeemed once. */
   redeemStream(
     requests: Iterable<DeepPartial<redemption.RedeemRequest>> | AsyncIterable<DeepPartial<redemption.RedeemRequest>>,
     options?: StreamOptions,
   ): AsyncGenerator<redemption.RedeemResponse> {
-    return redeemStream(this.stubs.redemption, this.metadata(), requests, options);
+    const context = { metadata: () => this.metadata(), onRetry: this.onRetry, isClosed: () => this.closed };
+    return redeemStream(this.stubs.redemption, context, requests, options);
   }
 
   verifyCode(init: DeepPartial<redemption.VerifyCodeRequest>, options?: CallOptions): Promise<redemption.VerifyCodeResponse> {

@@ -8,8 +8,11 @@ import {
   ImportCodesRequest, ImportCodesResponse, ImportHeader, InventoryClient,
 } from "../gen/kamicore/v1/inventory";
 import { RedeemRequest, RedeemResponse, RedemptionClient } from "../gen/kamicore/v1/redemption";
-import { DeepPartial } from "./calls";
-import { IMPORT_CHUNK_CODES, IMPORT_CHUNK_CODES_MAX, IMPORT_DEADLINE_MS, REDEEM_STREAM_DEADLINE_MS } from "./limits";
+import { DeepPartial, RetryInfo } from "./calls";
+import {
+  IMPORT_CHUNK_CODES, IMPORT_CHUNK_CODES_MAX, IMPORT_DEADLINE_MS, REDEEM_STREAM_DEADLINE_MS, RETRY_ATTEMPTS_MAX,
+  RETRY_BACKOFF_INITIAL_MS, RETRY_BACKOFF_MAX_MS,
+} from "./limits";
 
 /** How far an import got, told after each chunk is handed to the stream. */
 export interface ImportProgress {
@@ -101,43 +104,106 @@ export function importCodes(
   });
 }
 
+/** What a resuming stream needs from its client. */
+export interface StreamContext {
+  metadata: () => grpc.Metadata;
+  onRetry?: (info: RetryInfo) => void;
+  isClosed: () => boolean;
+}
+
+type Sent = RedeemRequest & { generation?: number };
+
+/** RedeemStream that survives a dropped connection: every request carries a request id, so the
+ * requests not answered yet are sent again, in order, on a new stream (UNAVAILABLE only, at most
+ * RETRY_ATTEMPTS_MAX times in a row without an answer); the server answers a request id it has
+ * seen with its first answer, so nothing is redeemed twice. */
 export async function* redeemStream(
-  stub: RedemptionClient, metadata: grpc.Metadata,
+  stub: RedemptionClient, context: StreamContext,
   requests: Iterable<DeepPartial<RedeemRequest>> | AsyncIterable<DeepPartial<RedeemRequest>>,
   options: StreamOptions = {},
 ): AsyncGenerator<RedeemResponse> {
   const deadline = Date.now() + (options.deadlineMs ?? REDEEM_STREAM_DEADLINE_MS);
-  const call = stub.redeemStream(metadata, { deadline });
-  let markEnded: () => void = () => undefined;
-  const ended = new Promise<void>((settle) => { markEnded = settle; });
-  call.on("status", () => markEnded());
-  call.on("error", () => markEnded());
+  const source: AsyncIterator<DeepPartial<RedeemRequest>> = Symbol.asyncIterator in requests
+    ? requests[Symbol.asyncIterator]()
+    : (async function* () { yield* requests; })();
+  const pending: Sent[] = [];  // sent, not answered yet, in order
   let sendError: unknown;
-  const send = async (): Promise<void> => {
-    for await (const init of requests) {
-      const request = RedeemRequest.fromPartial(init);
-      request.requestId ||= randomUUID();
-      if (!await write(call, request, ended)) {
+  let sender: Promise<void> = Promise.resolve();
+  let failures = 0;
+  let backoffMs = RETRY_BACKOFF_INITIAL_MS;
+  for (let generation = 1; ; generation++) {
+    const call = stub.redeemStream(context.metadata(), { deadline });
+    let markEnded: () => void = () => undefined;
+    const ended = new Promise<void>((settle) => { markEnded = settle; });
+    call.on("status", () => markEnded());
+    call.on("error", () => markEnded());
+    const resend = async (): Promise<boolean> => {
+      for (const request of [...pending]) {
+        if ((request.generation ?? 0) < generation) {
+          request.generation = generation;
+          if (!await write(call, request, ended)) {
+            return false;
+          }
+        }
+      }
+      return true;
+    };
+    const previous = sender;
+    sender = (async () => {
+      // the unanswered requests first; then those the previous stream's sender took from the
+      // source after it broke; then the rest of the source
+      if (!await resend()) {
         return;
       }
+      await previous;
+      if (!await resend()) {
+        return;
+      }
+      for (;;) {
+        const next = await source.next();
+        if (next.done) {
+          call.end();
+          return;
+        }
+        const request: Sent = RedeemRequest.fromPartial(next.value);
+        request.requestId ||= randomUUID();
+        request.generation = generation;
+        pending.push(request);
+        if (!await write(call, request, ended)) {
+          return;  // it is pending: the next stream sends it
+        }
+      }
+    })().catch((error: unknown) => {
+      sendError = error;
+      call.cancel();
+    });
+    try {
+      for await (const response of call as AsyncIterable<RedeemResponse>) {
+        pending.shift();
+        failures = 0;
+        backoffMs = RETRY_BACKOFF_INITIAL_MS;
+        yield response;
+      }
+      await sender;
+      if (sendError) {
+        throw sendError;
+      }
+      return;
+    } catch (error) {
+      if (sendError) {
+        throw sendError;
+      }
+      const code = (error as grpc.ServiceError).code;
+      if (code !== grpc.status.UNAVAILABLE || ++failures >= RETRY_ATTEMPTS_MAX || context.isClosed()) {
+        throw error;
+      }
+      context.onRetry?.({ method: "kamicore.v1.Redemption/RedeemStream", attempt: failures, code,
+        key: pending.length ? pending[0].requestId : "" });
+      await new Promise((resolve) => setTimeout(resolve, backoffMs * (0.5 + Math.random() / 2)));
+      backoffMs = Math.min(backoffMs * 2, RETRY_BACKOFF_MAX_MS);
+    } finally {
+      markEnded();
+      call.cancel();
     }
-    call.end();
-  };
-  send().catch((error: unknown) => {
-    sendError = error;
-    call.cancel();
-  });
-  try {
-    for await (const response of call as AsyncIterable<RedeemResponse>) {
-      yield response;
-    }
-  } catch (error) {
-    throw sendError ?? error;
-  } finally {
-    markEnded();
-    call.cancel();
-  }
-  if (sendError) {
-    throw sendError;
   }
 }

@@ -78,6 +78,29 @@ test("Redeem retried after a lost reply answers REDEEMED, not ALREADY_REDEEMED",
   assert.equal(redeemed.requestId, retries[0].key);
 });
 
+test("RedeemStream resumes on a new stream after lost replies and redeems each code once", async () => {
+  await stockedSku(admin, "node-retry-stream", 2);
+  const created = await shop.createOrder({ buyer: { accountId: "gina" }, lines: [{ skuId: "node-retry-stream", quantity: 2 }] });
+  const paid = await shop.confirmPayment({ orderId: created.order!.orderId, amount: created.order!.total });
+  const codes = paid.order!.codes.map((code) => code.code);
+  await pos.verifyCode({ code: codes[0] });  // the proxied connection is up
+
+  const answers = await withLostReply(async () => {
+    const received = [];
+    for await (const answer of pos.redeemStream(codes.map((code, index) => ({ code, requestId: `gina-${index}` })))) {
+      received.push(answer);
+    }
+    return received;
+  }, async () => {
+    const states = await Promise.all(codes.map((code) => admin.verifyCode({ code })));
+    return states.every((state) => state.redeemedAtMs > 0n);
+  });
+  assert.deepEqual(answers.map((answer) => [redemption.RedeemStatus[answer.status], answer.requestId]),
+    [["REDEEM_STATUS_REDEEMED", "gina-0"], ["REDEEM_STATUS_REDEEMED", "gina-1"]]);
+  assert.equal(retries.length, 1);
+  assert.equal(retries[0].method, "kamicore.v1.Redemption/RedeemStream");
+});
+
 test("a call without a key is not retried: its DEADLINE_EXCEEDED reaches the caller", async () => {
   await stockedSku(admin, "node-no-retry", 1);
   const created = await shop.createOrder({ buyer: { accountId: "frank" }, lines: [{ skuId: "node-no-retry", quantity: 1 }] });
