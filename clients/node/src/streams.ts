@@ -33,17 +33,36 @@ export interface ImportOptions extends StreamOptions {
   onProgress?: (progress: ImportProgress) => void;
 }
 
+/** Whether a call ended (answered, failed or cancelled), and a promise of it. */
+interface Ending {
+  done: boolean;
+  promise: Promise<void>;
+  settle: () => void;
+}
+
+function ending(): Ending {
+  const state = { done: false } as Ending;
+  state.promise = new Promise<void>((resolve) => {
+    state.settle = () => {
+      state.done = true;
+      resolve();
+    };
+  });
+  return state;
+}
+
 /** Write one message, waiting for the stream to drain when grpc-js asks; false when the call
- * ended meanwhile (answered early, failed or cancelled). */
+ * ended before or meanwhile (answered early, failed or cancelled): stop sending then. */
 async function write<T>(stream: grpc.ClientWritableStream<T> | grpc.ClientDuplexStream<T, unknown>,
-  message: T, ended: Promise<void>): Promise<boolean> {
-  let done = false;
-  void ended.then(() => { done = true; });
-  if (stream.write(message)) {
-    return !done;
+  message: T, ended: Ending): Promise<boolean> {
+  if (ended.done) {
+    return false;
   }
-  await Promise.race([once(stream, "drain"), ended]);
-  return !done;
+  if (!stream.write(message)) {
+    // once() rejects on the stream's 'error': the call's own outcome reports that
+    await Promise.race([once(stream, "drain").catch(() => undefined), ended.promise]);
+  }
+  return !ended.done;
 }
 
 export function importCodes(
@@ -55,11 +74,10 @@ export function importCodes(
     return Promise.reject(new RangeError(`chunkCodes: must be 1-${IMPORT_CHUNK_CODES_MAX}, not ${chunkCodes}`));
   }
   return new Promise<ImportCodesResponse>((resolve, reject) => {
-    let markEnded: () => void = () => undefined;
-    const ended = new Promise<void>((settle) => { markEnded = settle; });
+    const ended = ending();
     const deadline = Date.now() + (options.deadlineMs ?? IMPORT_DEADLINE_MS);
     const call = stub.importCodes(metadata, { deadline }, (error, response) => {
-      markEnded();
+      ended.settle();
       if (error) {
         reject(error);
       } else {
@@ -133,10 +151,9 @@ export async function* redeemStream(
   let backoffMs = RETRY_BACKOFF_INITIAL_MS;
   for (let generation = 1; ; generation++) {
     const call = stub.redeemStream(context.metadata(), { deadline });
-    let markEnded: () => void = () => undefined;
-    const ended = new Promise<void>((settle) => { markEnded = settle; });
-    call.on("status", () => markEnded());
-    call.on("error", () => markEnded());
+    const ended = ending();
+    call.on("status", () => ended.settle());
+    call.on("error", () => ended.settle());
     const resend = async (): Promise<boolean> => {
       for (const request of [...pending]) {
         if ((request.generation ?? 0) < generation) {
@@ -202,7 +219,7 @@ export async function* redeemStream(
       await new Promise((resolve) => setTimeout(resolve, backoffMs * (0.5 + Math.random() / 2)));
       backoffMs = Math.min(backoffMs * 2, RETRY_BACKOFF_MAX_MS);
     } finally {
-      markEnded();
+      ended.settle();
       call.cancel();
     }
   }

@@ -45,9 +45,17 @@ test("a streamed import reports its progress and stores every code once", async 
 });
 
 test("an import into a missing SKU answers SKU_NOT_FOUND; a failing source rejects with its error", async () => {
-  const missing = await admin.importCodes({ skuId: "node-missing", batchId: "b1" }, newCodes(3000), { chunkCodes: 100 });
+  let pulled = 0;
+  function* endless(): Generator<string> {  // the server answers at the header: sending stops
+    for (;;) {
+      pulled += 1;
+      yield `ND-ENDLESS-${pulled}`;
+    }
+  }
+  const missing = await admin.importCodes({ skuId: "node-missing", batchId: "b1" }, endless(), { chunkCodes: 100 });
   assert.equal(missing.status, inventory.ImportStatus.IMPORT_STATUS_SKU_NOT_FOUND);
   assert.equal(missing.imported, 0n);
+  assert.ok(pulled > 0);
 
   async function* unreadable(): AsyncGenerator<string> {
     yield* newCodes(3);
