@@ -31,6 +31,7 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-node
 
 # docs/api.md from the proto comments (tests/test_api_docs.py fails when it is out of date)
 docs: $(STAMP)
@@ -69,6 +70,24 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(STAMP) $(BENCH_STAMP)
 	command -v h2load >/dev/null || $(BIN)/python -c "import sys; sys.path.insert(0, 'bench'); import server_bench; server_bench.ensure_h2load()"
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+# the TypeScript client, clients/node: its packages exactly as package-lock.json pins them (npm
+# ci, from the npm registry), then its tests (node --test) against a real server; node >= 20
+.PHONY: node-deps test-node sdk-node
+NODE_CLIENT := clients/node
+$(NODE_CLIENT)/node_modules/.package-lock.json: $(NODE_CLIENT)/package-lock.json $(NODE_CLIENT)/package.json
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && node -e 'process.exit(parseInt(process.versions.node) < 20 ? 1 : 0)' \
+		|| { echo "make: clients/node (the TypeScript client) needs node >= 20 and npm on PATH, e.g. apt-get install nodejs npm"; exit 1; }
+	cd $(NODE_CLIENT) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
+node-deps: $(NODE_CLIENT)/node_modules/.package-lock.json
+
+test-node: $(STAMP) node-deps
+	cd $(NODE_CLIENT) && KAMICORE_PYTHON=$(CURDIR)/$(BIN)/python KAMICORE_EXT_DIR=$(CURDIR)/ext npm test --silent
+
+# regenerate clients/node/gen from proto/ (buf from npm, its own compiler, and ts-proto); commit it
+sdk-node: node-deps
+	cd $(NODE_CLIENT) && npm run --silent generate
 
 clean:
 	rm -rf build dist *.egg-info ext/kamicore/*.c ext/kamicore/*.html $(VENV)
