@@ -767,6 +767,10 @@ export interface DeliveredCode {
   validUntilMs: bigint;
 }
 
+/**
+ * An order: its buyer, lines, total and state, its codes (masked but where the RPC says
+ * otherwise) or, for a direct top-up, its recipient and supplier attempts.
+ */
 export interface Order {
   /** The order's id (given by the server; use it in later calls). */
   orderId: string;

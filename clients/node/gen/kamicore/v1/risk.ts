@@ -290,8 +290,9 @@ export interface Review {
   createdMs: bigint;
   /** When the order's hold lapses, unix ms: an undecided review expires then. */
   expiresMs: bigint;
-  /** Who decided it, and when (unix ms), once decided. */
+  /** Who decided it, once decided. */
   decidedBy: string;
+  /** When it was decided (unix ms); 0 while undecided. */
   decidedMs: bigint;
 }
 

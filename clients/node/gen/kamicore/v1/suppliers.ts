@@ -524,11 +524,13 @@ export interface SupplierSkuStats {
   /** successes / attempts (0 when there were none). */
   successRate: number;
   /**
-   * Latency percentiles in ms, each the upper bound of the stored latency bucket it falls in
-   * (the slowest latency seen when it falls past the last bucket).
+   * Median latency in ms: the upper bound of the stored latency bucket it falls in (the
+   * slowest latency seen when it falls past the last bucket).
    */
   latencyP50Ms: number;
+  /** 90th percentile latency in ms, bucketed like latency_p50_ms. */
   latencyP90Ms: number;
+  /** 99th percentile latency in ms, bucketed like latency_p50_ms. */
   latencyP99Ms: number;
   /** Callbacks that arrived after their attempt's outcome was settled or failed over. */
   lateCallbacks: bigint;
