@@ -121,3 +121,44 @@ def test_keys_are_generated_on_a_copy_kept_when_given_and_a_payment_reference_ne
     assert batch.items[1].request_id == ""
     cancel = orders_pb2.CancelOrderRequest(order_id="o")
     assert policy.with_key("/kamicore.v1.Orders/CancelOrder", cancel) == (cancel, False)
+
+
+def _fresh_venv(path: Path) -> Path:
+    """A venv of the system's python with nothing of kamicore in it: the project venv's other
+    packages (grpcio, protobuf, ...) are reached through a .pth over symlinks, so pip installs
+    only the two packages under test (no downloads)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True,
+                   timeout=120)
+    deps = path / "deps"
+    deps.mkdir()
+    ours = Path(importlib.metadata.distribution("kamicore-client").locate_file(""))
+    for entry in ours.iterdir():
+        if not entry.name.startswith("kamicore") and entry.name != "__pycache__":
+            (deps / entry.name).symlink_to(entry)
+    [site] = path.glob("lib/python3*/site-packages")
+    (site / "deps.pth").write_text(f"{deps}\n")
+    return path / "bin" / "python"
+
+
+@pytest.mark.parametrize("order", [("client", "server"), ("server", "client")],
+                         ids=lambda order: " then ".join(order))
+def test_installed_in_either_order_into_a_fresh_venv_each_package_keeps_its_own(tmp_path, order):
+    python = _fresh_venv(tmp_path / "venv")
+    sources = {"client": str(CLIENT), "server": str(REPO)}
+    for package in order:  # the server's build reuses the tree's build/ of `make install`
+        subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
+                        "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+                        sources[package]], check=True, capture_output=True, timeout=600)
+    check = (
+        "import kamicore.v1.orders_pb2 as s, kamicore_client.v1.orders_pb2 as c, "
+        "kamicore_client.v1.orders_pb2_grpc as g\n"
+        "assert s.DESCRIPTOR.pool is not c.DESCRIPTOR.pool\n"
+        "assert g.OrdersStub.__module__ == 'kamicore_client.v1.orders_pb2_grpc'\n"
+        "print(s.__file__); print(c.__file__)")
+    result = subprocess.run([str(python), "-c", check], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    server_file, client_file = (Path(line) for line in result.stdout.split())
+    assert server_file.parent.parent.name == "kamicore" and server_file.is_relative_to(tmp_path)
+    assert client_file.parent.parent.name == "kamicore_client"
+    assert client_file.is_relative_to(tmp_path)
