@@ -26,9 +26,9 @@ $(STAMP): $(BIN)/python $(SOURCES)
 	touch $(STAMP)
 
 # the Python client (clients/python) beside the server in the same venv, as a partner would
-# install it (tests/test_client_python*.py), with the pinned generators of `make sdk`
+# install it (tests/test_client_python*.py), with the pinned generators of `make sdk` and mypy
 $(CLIENT_STAMP): $(STAMP) $(CLIENT_SOURCES)
-	$(BIN)/pip install --quiet --no-build-isolation "./clients/python[generate]"
+	$(BIN)/pip install --quiet --no-build-isolation "./clients/python[dev]"
 	touch $(CLIENT_STAMP)
 
 install: $(STAMP) $(CLIENT_STAMP)

@@ -162,3 +162,38 @@ def test_installed_in_either_order_into_a_fresh_venv_each_package_keeps_its_own(
     assert server_file.parent.parent.name == "kamicore" and server_file.is_relative_to(tmp_path)
     assert client_file.parent.parent.name == "kamicore_client"
     assert client_file.is_relative_to(tmp_path)
+
+
+TYPED_CALLER = '''
+from kamicore_client import AsyncClient, Client
+from kamicore_client.v1 import orders_pb2, redemption_pb2
+
+
+def sync(key: str) -> int:
+    with Client("127.0.0.1:1", key) as client:
+        reply = client.orders.create_order(orders_pb2.CreateOrderRequest())
+        order_id: str = reply.order.order_id
+        for answer in client.redemption.redeem_stream([redemption_pb2.RedeemRequest(code="A")]):
+            request_id: str = answer.request_id
+        return reply.status
+
+
+async def asynchronous(key: str) -> None:
+    async with AsyncClient("127.0.0.1:1", key) as client:
+        reply = await client.orders.get_order(orders_pb2.GetOrderRequest(order_id="o"))
+        wrong: int = reply.order.order_id
+        await client.orders.get_order(redemption_pb2.RedeemRequest())
+'''
+
+
+def test_the_typed_faces_type_a_callers_code(tmp_path):
+    """mypy over a caller's code: replies are typed through the wrapper (sync and asyncio), and
+    exactly the two planted mistakes are reported."""
+    (tmp_path / "caller.py").write_text(TYPED_CALLER)
+    result = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental",
+                             "--python-executable", sys.executable, "caller.py"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 2, result.stdout
+    assert "caller.py:18:" in errors[0] and '"str", variable has type "int"' in errors[0]
+    assert "caller.py:19:" in errors[1] and "RedeemRequest" in errors[1]
