@@ -81,4 +81,5 @@ bench: $(STAMP) $(BENCH_STAMP)
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf build dist *.egg-info ext/kamicore/*.c ext/kamicore/*.html $(VENV)
+	rm -rf build dist *.egg-info ext/kamicore/*.c ext/kamicore/*.html $(VENV) \
+		clients/python/build clients/python/*.egg-info

@@ -8,7 +8,8 @@ client generates the idempotency key and request ids the caller leaves empty. It
 a payment_reference: that is the payment provider's id of the money received, and a made-up
 one would make a later retry by the caller look like a second payment (ALREADY_PAID); without
 one the server answers INVALID_ARGUMENT. Other calls, reads included, are never retried: they
-carry no key (the issue's rule), so the caller decides.
+carry no key, so the caller decides. Every attempt gets the whole deadline (the method's
+default or the call's timeout=), so a keyed call may take up to RETRY_ATTEMPTS_MAX of them.
 """
 
 from __future__ import annotations
