@@ -6,9 +6,12 @@ STAMP := $(VENV)/.installed
 SOURCES := $(wildcard core/*.py core/*/*.py ext/kamicore/*.py ext/kamicore/*.pyx ext/kamicore/*.pxd ext/kamicore/*.pyi proto/kamicore/*/*.proto \
 	proto/kamicore/*/*/*.proto core/*/*/__init__.py) \
 	setup.py pyproject.toml
+CLIENT_STAMP := $(VENV)/.client-installed
+CLIENT_SOURCES := $(wildcard clients/python/pyproject.toml clients/python/kamicore_client/* \
+	clients/python/kamicore_client/v1/*)
 PYTEST_ARGS ?=
 
-.PHONY: install serve test docs soak bench-engine bench-server bench-floor bench-topup bench clean
+.PHONY: install sdk serve test docs soak bench-engine bench-server bench-floor bench-topup bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +25,26 @@ $(STAMP): $(BIN)/python $(SOURCES)
 	$(BIN)/pip install --quiet --no-build-isolation ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# the Python client (clients/python) beside the server in the same venv, as a partner would
+# install it (tests/test_client_python*.py), with the pinned generators of `make sdk` and mypy
+$(CLIENT_STAMP): $(STAMP) $(CLIENT_SOURCES)
+	$(BIN)/pip install --quiet --no-build-isolation "./clients/python[dev]"
+	touch $(CLIENT_STAMP)
+
+install: $(STAMP) $(CLIENT_STAMP)
+
+# regenerate the committed client code (clients/python/kamicore_client/v1, _services.py, and
+# clients/node/gen through sdk-node) from
+# proto/kamicore/v1; `make test` fails while it is out of date
+sdk: $(STAMP) $(CLIENT_STAMP)
+	$(BIN)/python clients/python/generate.py
+	$(MAKE) --no-print-directory sdk-node
 
 serve: $(STAMP)
 	$(BIN)/kamicore serve
 
 # lint first (ruff, configured in pyproject.toml), then the suite against the installed package
-test: $(STAMP)
+test: $(STAMP) $(CLIENT_STAMP)
 	$(BIN)/ruff check .
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-node
@@ -90,4 +106,5 @@ sdk-node: node-deps
 	cd $(NODE_CLIENT) && npm run --silent generate
 
 clean:
-	rm -rf build dist *.egg-info ext/kamicore/*.c ext/kamicore/*.html $(VENV)
+	rm -rf build dist *.egg-info ext/kamicore/*.c ext/kamicore/*.html $(VENV) \
+		clients/python/build clients/python/*.egg-info

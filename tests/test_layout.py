@@ -118,7 +118,7 @@ def test_the_compiled_engine_declares_only_its_own_sub_databases():
 
 
 HAND_WRITTEN = sorted(
-    path for folder in ("core", "ext", "tests", "bench", "proto")
+    path for folder in ("core", "ext", "tests", "bench", "proto", "clients/python")
     for pattern in ("*.py", "*.pyx", "*.pxd", "*.c") for path in (REPO / folder).rglob(pattern)
     if not (folder == "ext" and pattern == "*.c")  # Cython's output
     if "v1" not in path.parts and not path.read_text().startswith(GENERATED))
