@@ -26,13 +26,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x1fkamicore_client/v1/common.proto\x12\x0bkamicore.v1\"0\n\x05Money\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x15\n\ramount_micros\x18\x02 \x01(\x03*\xcc\x01\n\tCodeState\x12\x1a\n\x16\x43ODE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ODE_STATE_AVAILABLE\x10\x01\x12\x17\n\x13\x43ODE_STATE_RESERVED\x10\x02\x12\x13\n\x0f\x43ODE_STATE_SOLD\x10\x03\x12\x17\n\x13\x43ODE_STATE_REDEEMED\x10\x04\x12\x15\n\x11\x43ODE_STATE_FROZEN\x10\x05\x12\x16\n\x12\x43ODE_STATE_INVALID\x10\x06\x12\x13\n\x0f\x43ODE_STATE_VOID\x10\x07\x62\x06proto3')
+DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x1fkamicore_client/v1/common.proto\x12\x0bkamicore.v1\"0\n\x05Money\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x15\n\ramount_micros\x18\x02 \x01(\x03*\xcc\x01\n\tCodeState\x12\x1a\n\x16\x43ODE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ODE_STATE_AVAILABLE\x10\x01\x12\x17\n\x13\x43ODE_STATE_RESERVED\x10\x02\x12\x13\n\x0f\x43ODE_STATE_SOLD\x10\x03\x12\x17\n\x13\x43ODE_STATE_REDEEMED\x10\x04\x12\x15\n\x11\x43ODE_STATE_FROZEN\x10\x05\x12\x16\n\x12\x43ODE_STATE_INVALID\x10\x06\x12\x13\n\x0f\x43ODE_STATE_VOID\x10\x07\x42]\n\x0f\x63om.kamicore.v1P\x01Z:github.com/kamicore/kamicore/gen/go/kamicore/v1;kamicorev1\xaa\x02\x0bKamicore.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kamicore_client.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017com.kamicore.v1P\001Z:github.com/kamicore/kamicore/gen/go/kamicore/v1;kamicorev1\252\002\013Kamicore.V1'
   _globals['_CODESTATE']._serialized_start=99
   _globals['_CODESTATE']._serialized_end=303
   _globals['_MONEY']._serialized_start=48

@@ -634,6 +634,10 @@ Global___DeliveredCode: _TypeAlias = DeliveredCode  # noqa: Y015
 
 @_typing.final
 class Order(_message.Message):
+    """An order: its buyer, lines, total and state, its codes (masked but where the RPC says
+    otherwise) or, for a direct top-up, its recipient and supplier attempts.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDER_ID_FIELD_NUMBER: _builtins.int

@@ -338,8 +338,9 @@ class Review(_message.Message):
     expires_ms: _builtins.int
     """When the order's hold lapses, unix ms: an undecided review expires then."""
     decided_by: _builtins.str
-    """Who decided it, and when (unix ms), once decided."""
+    """Who decided it, once decided."""
     decided_ms: _builtins.int
+    """When it was decided (unix ms); 0 while undecided."""
     @_builtins.property
     def risk(self) -> _orders_pb2.RiskAssessment:
         """How the rules scored the order."""

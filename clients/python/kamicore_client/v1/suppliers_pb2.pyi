@@ -584,11 +584,13 @@ class SupplierSkuStats(_message.Message):
     success_rate: _builtins.float
     """successes / attempts (0 when there were none)."""
     latency_p50_ms: _builtins.int
-    """Latency percentiles in ms, each the upper bound of the stored latency bucket it falls in
-    (the slowest latency seen when it falls past the last bucket).
+    """Median latency in ms: the upper bound of the stored latency bucket it falls in (the
+    slowest latency seen when it falls past the last bucket).
     """
     latency_p90_ms: _builtins.int
+    """90th percentile latency in ms, bucketed like latency_p50_ms."""
     latency_p99_ms: _builtins.int
+    """99th percentile latency in ms, bucketed like latency_p50_ms."""
     late_callbacks: _builtins.int
     """Callbacks that arrived after their attempt's outcome was settled or failed over."""
     batches_omitted: _builtins.int
