@@ -171,20 +171,28 @@ class SimulatedSupplier:
         finally:
             await self._latency()
 
-    def _top_up(self, request: dict) -> dict:
+    def _arrived(self, records: dict, request: dict, answer) -> dict | None:
+        """A request id seen before -> the first answer again (409 when its parameters differ);
+        a new one -> None, unless it is lost on the way (drop_rate: it hangs, unrecorded)."""
         request_id = request.get("request_id", "")
-        known = self.topups.get(request_id)
+        known = records.get(request_id)
         if known is not None:
             if known.request != request:
                 raise Answer(409, "ALREADY_EXISTS", "request_id: reused with other parameters")
             known.received += 1
-            return self._top_up_answer(request_id, known)
+            return answer(request_id, known)
         if not request_id:
             raise Answer(400, "INVALID_ARGUMENT", "request_id: missing")
-        behaviour = self.behaviour
-        if self._chance(behaviour.drop_rate):
+        if self._chance(self.behaviour.drop_rate):
             self.dropped.append(request_id)
-            raise Hang(behaviour.hang_ms / 1000, None)
+            raise Hang(self.behaviour.hang_ms / 1000, None)
+        return None
+
+    def _top_up(self, request: dict) -> dict:
+        again = self._arrived(self.topups, request, self._top_up_answer)
+        if again is not None:
+            return again
+        request_id, behaviour = request["request_id"], self.behaviour
         final = Result.FAILED if (self._chance(behaviour.failure_rate)
                                   or not self._serves(request.get("product"))) \
             else Result.SUCCEEDED
@@ -228,19 +236,10 @@ class SimulatedSupplier:
             await self._latency()
 
     def _purchase(self, request: dict) -> dict:
-        request_id = request.get("request_id", "")
-        known = self.purchases.get(request_id)
-        if known is not None:
-            if known.request != request:
-                raise Answer(409, "ALREADY_EXISTS", "request_id: reused with other parameters")
-            known.received += 1
-            return self._purchase_answer(request_id, known)
-        if not request_id:
-            raise Answer(400, "INVALID_ARGUMENT", "request_id: missing")
-        behaviour = self.behaviour
-        if self._chance(behaviour.drop_rate):
-            self.dropped.append(request_id)
-            raise Hang(behaviour.hang_ms / 1000, None)
+        again = self._arrived(self.purchases, request, self._purchase_answer)
+        if again is not None:
+            return again
+        request_id, behaviour = request["request_id"], self.behaviour
         quantity = request.get("quantity")
         if not isinstance(quantity, int) or not \
                 1 <= quantity <= limits.supplier_codes_per_purchase_max:
