@@ -31,21 +31,44 @@ def _check_chunk_codes(chunk_codes: int) -> None:
         raise ValueError(f"chunk_codes: {chunk_codes} is not within 1-10,000")
 
 
+class _Chunker:
+    """Codes into ImportCodes chunk messages of `chunk_codes` (one piece for the sync and the
+    asyncio helper); `sent()` after a message was taken tells `progress` the codes sent so far."""
+
+    def __init__(self, chunk_codes: int, progress: Progress | None):
+        self.chunk_codes, self.progress = chunk_codes, progress
+        self.count, self.chunk = 0, []
+
+    def add(self, code: str) -> inventory_pb2.ImportCodesRequest | None:
+        self.chunk.append(code)
+        return self.flush() if len(self.chunk) == self.chunk_codes else None
+
+    def flush(self) -> inventory_pb2.ImportCodesRequest | None:
+        """The codes not sent yet as one message (None when there are none)."""
+        if not self.chunk:
+            return None
+        message = inventory_pb2.ImportCodesRequest(chunk=inventory_pb2.CodeChunk(codes=self.chunk))
+        self.count, self.chunk = self.count + len(self.chunk), []
+        return message
+
+    def sent(self) -> None:
+        if self.progress is not None:
+            self.progress(self.count)
+
+
 def _chunks(header: inventory_pb2.ImportHeader, codes: Iterable[str], chunk_codes: int,
             progress: Progress | None) -> Iterator[inventory_pb2.ImportCodesRequest]:
     yield inventory_pb2.ImportCodesRequest(header=header)
-    sent, chunk = 0, []
+    chunker = _Chunker(chunk_codes, progress)
     for code in codes:
-        chunk.append(code)
-        if len(chunk) == chunk_codes:
-            yield inventory_pb2.ImportCodesRequest(chunk=inventory_pb2.CodeChunk(codes=chunk))
-            sent, chunk = sent + len(chunk), []
-            if progress is not None:
-                progress(sent)
-    if chunk:
-        yield inventory_pb2.ImportCodesRequest(chunk=inventory_pb2.CodeChunk(codes=chunk))
-        if progress is not None:
-            progress(sent + len(chunk))
+        message = chunker.add(code)
+        if message is not None:
+            yield message
+            chunker.sent()
+    message = chunker.flush()
+    if message is not None:
+        yield message
+        chunker.sent()
 
 
 async def _async_codes(codes: Iterable[str] | AsyncIterable[str]):
@@ -124,19 +147,16 @@ class AsyncClient(AsyncServices):
 
         async def requests():
             yield inventory_pb2.ImportCodesRequest(header=header)
-            sent, chunk = 0, []
+            chunker = _Chunker(chunk_codes, progress)
             async for code in _async_codes(codes):
-                chunk.append(code)
-                if len(chunk) == chunk_codes:
-                    yield inventory_pb2.ImportCodesRequest(
-                        chunk=inventory_pb2.CodeChunk(codes=chunk))
-                    sent, chunk = sent + len(chunk), []
-                    if progress is not None:
-                        progress(sent)
-            if chunk:
-                yield inventory_pb2.ImportCodesRequest(chunk=inventory_pb2.CodeChunk(codes=chunk))
-                if progress is not None:
-                    progress(sent + len(chunk))
+                message = chunker.add(code)
+                if message is not None:
+                    yield message
+                    chunker.sent()
+            message = chunker.flush()
+            if message is not None:
+                yield message
+                chunker.sent()
 
         return await self.inventory.import_codes(requests(), timeout=timeout)
 
