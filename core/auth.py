@@ -16,7 +16,7 @@ import secrets
 from pathlib import Path
 
 from . import limits
-from .domain.orders import ORDER_ID_SEPARATOR
+from .domain.order_requests import ORDER_ID_SEPARATOR
 from .engine import Engine, InvalidArgument
 from .engine.validate import text
 from .keyring import constant_time_equal

@@ -115,7 +115,7 @@ assert terminal_misses_slow_min < terminal_misses_lock < 100
 map_size_bytes_default = 64 * 2**30  # address space reserved; the file grows as it fills
 map_size_bytes_min = 2**20
 map_size_bytes_max = 2**48
-sub_databases_max = 32
+sub_databases_max = 64  # the engine's own sub-databases and every domain table (TABLES)
 readers_max = 1024
 operations_per_commit_max = 4096  # one commit never holds more queued operations than this
 holds_per_sweep_max = 1_000  # orders one sweep commit expires; the sweeper repeats until done
@@ -319,3 +319,7 @@ assert _text(supplier_bytes_max) <= suppliers_page_bytes_max, \
     "a ListSuppliers page holds at least one supplier"
 assert _text(codes_per_chunk_max * _text(code_bytes_max)) + 1 + 5 \
     <= reply_bytes_max - reply_margin_bytes, "a chunk of the longest codes fits a message"
+
+# -- events (kamicore.domain.events) -------------------------------------------------------
+events_per_page_max = 256  # outbox entries one read looks at (a stream's or a webhook's page)
+events_pruned_per_commit_max = 1_000  # outbox records one pruning commit drops

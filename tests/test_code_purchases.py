@@ -15,9 +15,8 @@ from kamicore import connectors
 from kamicore.connectors import Endpoint
 from kamicore.domain import code_purchases, topups
 from kamicore.domain.catalog import Catalog, ChannelPrice, Sku
-from kamicore.domain.orders import (
-    OrderRequest, Orders, cancel, confirm_payment, create_order, validate_create,
-)
+from kamicore.domain.order_requests import OrderRequest, validate_create
+from kamicore.domain.orders import Orders, cancel, confirm_payment, create_order
 from kamicore.domain.suppliers import Route, Supplier, Suppliers
 from kamicore.engine import Engine, InvalidArgument
 from kamicore.runtime.topups import Driver

@@ -16,7 +16,8 @@ from kamicore import connectors
 from kamicore.config import Config
 from kamicore.domain import replenishment
 from kamicore.domain.catalog import Catalog, ChannelPrice, Sku
-from kamicore.domain.orders import OrderRequest, Orders, create_order, validate_create
+from kamicore.domain.order_requests import OrderRequest, validate_create
+from kamicore.domain.orders import Orders, create_order
 from kamicore.domain.suppliers import Route, Supplier, Suppliers
 from kamicore.engine import Engine
 from kamicore.runtime import replenisher

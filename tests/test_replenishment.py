@@ -15,7 +15,8 @@ from kamicore import limits
 from kamicore.domain import replenishment, routing
 from kamicore.domain.catalog import Catalog, ChannelPrice, Sku, validate
 from kamicore.domain.suppliers import Route, Supplier, Suppliers
-from kamicore.domain.orders import OrderRequest, Orders, create_order, validate_create
+from kamicore.domain.order_requests import OrderRequest, validate_create
+from kamicore.domain.orders import Orders, create_order
 from kamicore.engine import InvalidArgument
 from kamicore.statuses import (
     CreateOrderStatus, DeliveryKind, RegisterSupplierStatus, SkuLookupStatus,

@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from kamicore.domain import orders as orders_domain
 from kamicore.domain.catalog import Catalog, ChannelPrice, Sku
-from kamicore.domain.orders import OrderRequest, Orders, create_order, validate_create
+from kamicore.domain.order_requests import OrderRequest, validate_create
+from kamicore.domain.orders import Orders, create_order
 from kamicore.domain.risk import Risk, RiskStore
 from kamicore.engine import Engine, InvalidArgument
 from kamicore.statuses import CodeState, CreateOrderStatus as S, DeliveryKind, SetRiskRulesStatus
@@ -364,4 +364,4 @@ def test_bad_proof_is_refused_naming_the_field(shop):
     with pytest.raises(InvalidArgument) as raised:
         shop.request(account_created_ms=-1)
     assert raised.value.field == "buyer.account_created_ms"
-    assert orders_domain.OrderRequest.__dataclass_fields__["verifications"].default == ()
+    assert OrderRequest.__dataclass_fields__["verifications"].default == ()

@@ -13,8 +13,8 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from kamicore.domain import orders, topups
-from kamicore.domain.orders import OrderRequest, validate_create
+from kamicore.domain import order_requests, orders, topups
+from kamicore.domain.order_requests import OrderRequest, validate_create
 from kamicore.engine import Engine, InvalidArgument
 from kamicore.statuses import CancelOrderStatus, ConfirmPaymentStatus as P, CreateOrderStatus
 
@@ -44,7 +44,7 @@ class Shop:
         key = f"k{next(_keys)}"
         request = validate_create(OrderRequest(key, "alice", "", "", list(lines), 0,
                                                recipient=recipient), 900)
-        order_id = orders.order_id_for("storefront:web", key)
+        order_id = order_requests.order_id_for("storefront:web", key)
         status, _, _ = self.run(orders.create_order, order_id.encode(), "storefront:web",
                                 "web", request, self.orders.risk)
         return status, order_id

@@ -29,7 +29,7 @@ from ..engine import InvalidArgument
 from ..statuses import (
     ConfirmPaymentStatus, ConfirmStatus, ImportCodeStatus, ImportStatus, ReserveStatus,
 )
-from . import routing, topups
+from . import events, routing, topups
 
 KIND = "purchase"
 META_TABLE = topups.META_TABLE
@@ -139,6 +139,8 @@ def settle(transaction, request_id: str, result: str, message: str, latency_ms: 
         if refusal:  # bought, but not what kamicore can deliver: fail over, reconcile
             result, message = topups.FAILED, f"unusable answer: {refusal}"
             purchase["reconcile"].append(request_id)
+            events.emit_attempt(transaction, events.SUPPLIER_ATTEMPT_FLAGGED, attempt,
+                                "unusable_answer")
         else:
             attempt.update(batch_id=answer["batch_id"], codes=len(answer["codes"]))
     attempt.update(state=result, answered_ms=now, late=late,
@@ -150,9 +152,16 @@ def settle(transaction, request_id: str, result: str, message: str, latency_ms: 
     calls = []
     if late:
         purchase["reconcile"].append(request_id)
+        events.emit_attempt(transaction, events.SUPPLIER_ATTEMPT_FLAGGED, attempt,
+                            "late_success")
     elif result == topups.SUCCEEDED:
         purchase["state"], purchase["fulfilled_by"] = FULFILLED, request_id
-    elif purchase["state"] == PENDING and purchase["attempts"][-1] == request_id:
+        events.emit_order(transaction, events.ORDER_DELIVERED, order_key, meta,
+                          supplier_id=attempt["supplier_id"], request_id=request_id)
+    else:
+        events.emit_attempt(transaction, events.SUPPLIER_ATTEMPT_FAILED, attempt, result.lower())
+    if result != topups.SUCCEEDED and purchase["state"] == PENDING \
+            and purchase["attempts"][-1] == request_id:
         calls = _next_attempt(transaction, order_key, meta)  # fail over
     _put_meta(transaction, order_key, meta)
     return (topups.LATE if late else topups.APPLIED), calls

@@ -10,87 +10,20 @@ order of its status enum (kamicore.ladders).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 from .. import limits
 from ..engine import Engine, InvalidArgument
-from ..engine.validate import integer, text
 from ..statuses import (
     CancelOrderStatus, ConfirmPaymentStatus, ConfirmStatus, CreateOrderStatus, DecideReviewStatus,
     DeliveryKind, OrderState, ReserveStatus,
 )
-from . import catalog, code_purchases, replenishment, risk, risk_reviews, suppliers, topups
+from . import (
+    catalog, code_purchases, events, replenishment, risk, risk_reviews, suppliers, topups,
+)
 
-ORDER_ID_SEPARATOR = "/"
 META_TABLE = "order_meta"
 PURCHASES_TABLE = "purchases"
-
-
-@dataclasses.dataclass(frozen=True)
-class OrderRequest:
-    """A CreateOrder as the domain sees it."""
-
-    idempotency_key: str
-    account: str
-    ip: str
-    device: str
-    lines: list[tuple[str, int]]  # (sku id, quantity)
-    hold_seconds: int  # 0: the server's default
-    phone_bound: bool = False
-    account_created_ms: int = 0  # when the storefront first saw the account; 0: unknown
-    verifications: tuple[str, ...] = ()  # verifications the buyer passed (risk challenges)
-    recipient: str = ""  # the account a DIRECT_TOPUP order tops up (required for those only)
-
-
-def order_id_for(owner: str, idempotency_key: str) -> str:
-    """Orders live in their creator's namespace: another caller cannot name them. Owners never
-    contain the separator (kamicore.auth refuses such bindings), so the first one splits an
-    order id unambiguously."""
-    assert ORDER_ID_SEPARATOR not in owner
-    return f"{owner}{ORDER_ID_SEPARATOR}{idempotency_key}"
-
-
-def owns(owner: str, order_id: str) -> bool:
-    return order_id.partition(ORDER_ID_SEPARATOR)[0] == owner
-
-
-def validate_create(request: OrderRequest, hold_seconds_default: int) -> dict:
-    """The request checked, as the plan's arguments; InvalidArgument names the bad field."""
-    text(request.idempotency_key, "idempotency_key", limits.idempotency_key_bytes_max)
-    text(request.account, "buyer.account_id", limits.account_bytes_max)
-    text(request.ip, "buyer.ip", limits.buyer_field_bytes_max, required=False)
-    text(request.device, "buyer.device_id", limits.buyer_field_bytes_max, required=False)
-    if not request.lines:
-        raise InvalidArgument("lines", "must not be empty")
-    if len(request.lines) > limits.lines_per_order_max:
-        raise InvalidArgument("lines", f"has more than {limits.lines_per_order_max} items")
-    lines = []
-    for index, (sku_id, quantity) in enumerate(request.lines):
-        text(sku_id, f"lines[{index}].sku_id", limits.name_bytes_max)
-        integer(quantity, f"lines[{index}].quantity", 1, limits.codes_per_line_max)
-        lines.append((sku_id, quantity))
-    if sum(quantity for _, quantity in lines) > limits.codes_per_order_max:
-        raise InvalidArgument("lines", f"more than {limits.codes_per_order_max} codes in all")
-    hold_seconds = request.hold_seconds or hold_seconds_default
-    integer(hold_seconds, "hold_seconds", 1, limits.hold_seconds_max)
-    integer(request.account_created_ms, "buyer.account_created_ms", 0, limits.time_ms_max)
-    if len(request.verifications) > limits.verifications_per_order_max:
-        raise InvalidArgument("verifications_passed",
-                              f"has more than {limits.verifications_per_order_max} items")
-    for index, name in enumerate(request.verifications):
-        text(name, f"verifications_passed[{index}]", limits.name_bytes_max)
-    text(request.recipient, "recipient", limits.recipient_bytes_max, required=False)
-    return {"recipient": request.recipient, "account": request.account, "ip": request.ip,
-            "device": request.device,
-            "lines": lines, "hold_ms": hold_seconds * 1000,
-            "phone_bound": bool(request.phone_bound),
-            "account_created_ms": request.account_created_ms,
-            "verifications": sorted(set(request.verifications))}
-
-
-def validate_reference(reference: str) -> None:
-    text(reference, "payment_reference", limits.payment_reference_bytes_max)
 
 
 def _per_sku(lines) -> dict[str, int]:
@@ -235,6 +168,9 @@ def create_order(transaction, order_id: bytes, owner: str, channel: str, request
             status = CreateOrderStatus.IN_REVIEW
     _adjust_purchases(transaction, meta, +1)
     _put_meta(transaction, order_id, meta)
+    events.emit_order(transaction, events.ORDER_CREATED, order_id, meta)
+    if status == CreateOrderStatus.IN_REVIEW:
+        events.emit_order(transaction, events.REVIEW_NEEDED, order_id, meta)
     return status, meta, assessment
 
 
@@ -266,6 +202,7 @@ def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
         if meta.get("cancelled_ms"):
             return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
         status, calls = supplied.pay(transaction, order_id, meta, reference)
+        events.emit_order(transaction, events.ORDER_PAID, order_id, meta)
         late = bool(meta.get("expired_ms"))  # only top-up orders have a hold that lapses
         if late:  # its hold lapsed: its units were given back; paid for, so counted again
             _adjust_purchases(transaction, meta, +1)
@@ -279,6 +216,8 @@ def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
     meta["payment_reference"] = reference
     meta["paid_ms"] = transaction.now_ms
     _put_meta(transaction, order_id, meta)
+    events.emit_order(transaction, events.ORDER_PAID, order_id, meta)
+    events.emit_order(transaction, events.ORDER_DELIVERED, order_id, meta)
     return ConfirmPaymentStatus.PAID, late, []
 
 
@@ -303,6 +242,8 @@ def cancel(transaction, order_id: bytes) -> CancelOrderStatus:
             return CancelOrderStatus.ALREADY_PAID
         if not meta.get("cancelled_ms"):
             _drop_topup(transaction, order_id, meta)
+            events.emit_order(transaction, events.ORDER_RELEASED, order_id, meta,
+                              detail="cancelled")
             if meta.get("review"):
                 risk_reviews.expire(transaction, order_id)
         return CancelOrderStatus.CANCELLED
@@ -312,6 +253,8 @@ def cancel(transaction, order_id: bytes) -> CancelOrderStatus:
     if state == OrderState.RESERVED:
         transaction.release(order_id)
         _adjust_purchases(transaction, meta, -1)
+        events.emit_order(transaction, events.ORDER_RELEASED, order_id, meta,
+                          detail="cancelled")
     if meta.get("review"):
         risk_reviews.expire(transaction, order_id)
     return CancelOrderStatus.CANCELLED
@@ -334,9 +277,11 @@ def decide_review(transaction, order_id: bytes, approve: bool, by: str):
     meta = _meta(transaction, order_id)
     if not approve and topups.is_topup(meta) and not meta.get("cancelled_ms"):
         _drop_topup(transaction, order_id, meta)
+        events.emit_order(transaction, events.ORDER_RELEASED, order_id, meta, detail="rejected")
     elif not approve and transaction.order_state(order_id) == OrderState.RESERVED:
         transaction.release(order_id)
         _adjust_purchases(transaction, meta, -1)
+        events.emit_order(transaction, events.ORDER_RELEASED, order_id, meta, detail="rejected")
     return DecideReviewStatus.DECIDED, risk_reviews.close(transaction, order_id, review, wanted,
                                                           by)
 
@@ -348,6 +293,7 @@ def sweep(transaction, limit: int) -> list[bytes]:
         meta = _meta(transaction, order_id)
         if meta is not None:
             _adjust_purchases(transaction, meta, -1)
+            events.emit_order(transaction, events.ORDER_EXPIRED, order_id, meta)
             if meta.get("review"):  # undecided reviews expire with their hold
                 risk_reviews.expire(transaction, order_id)
     return due

@@ -24,7 +24,7 @@ import json
 
 from .. import limits
 from ..statuses import DeliveryKind, ImportCodeStatus, ImportStatus
-from . import catalog, routing
+from . import catalog, events, routing, stock_alerts
 
 TABLE = "replenishments"
 OPEN = "open"
@@ -75,6 +75,7 @@ def check(transaction, sku: catalog.Sku, bounded: bool = True) -> dict | None:
 def after_reserve(transaction, skus: dict) -> None:
     """CreateOrder's hook: the reservation just made may have crossed a threshold."""
     for sku in skus.values():
+        stock_alerts.check(transaction, sku)
         check(transaction, sku)
 
 
@@ -191,6 +192,8 @@ def record_failure(transaction, sku_id: str, request: str, result: str,
     if record is None:
         return None
     routing.record_outcome(transaction, record["supplier_id"], sku_id, result, latency_ms)
+    events.emit(transaction, events.SUPPLIER_ATTEMPT_FAILED, sku=sku_id,
+                supplier_id=record["supplier_id"], request_id=request, detail=result.lower())
     record["failures"] += 1
     record.update(request_id="", next_try_ms=transaction.now_ms + backoff_ms(record["failures"]),
                   last_result=result)

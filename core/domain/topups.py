@@ -31,7 +31,7 @@ import json
 from .. import limits
 from ..engine import InvalidArgument
 from ..statuses import ConfirmPaymentStatus, DeliveryKind
-from . import routing, suppliers
+from . import events, routing, suppliers
 
 META_TABLE = "order_meta"  # kamicore.domain.orders' (which imports this module)
 ATTEMPTS_TABLE = "topup_attempts"
@@ -206,6 +206,8 @@ def next_attempt(transaction, order_id: bytes, meta: dict, progress: dict,
             progress["attempts"].append(attempt["request_id"])
             return [attempt]
     progress["state"] = FAILED_REFUND_REQUIRED
+    events.emit_order(transaction, events.SUPPLIER_ATTEMPT_FLAGGED, order_id, meta,
+                      detail="refund_required")
     return []
 
 
@@ -265,6 +267,11 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
             transaction.put(META_TABLE, order_key, json.dumps(meta, sort_keys=True).encode())
             routing.record_outcome(transaction, attempt["supplier_id"], attempt["sku_id"],
                                    SUCCEEDED, latency_ms, attempt["cost_micros"], late=True)
+            events.emit_attempt(transaction, events.SUPPLIER_ATTEMPT_FLAGGED, attempt,
+                                "late_success")
+        elif outcome == CONFLICT:
+            events.emit_attempt(transaction, events.SUPPLIER_ATTEMPT_FLAGGED, attempt,
+                                f"conflict_{result.lower()}")
         if signature or outcome == LATE:
             put_attempt(transaction, attempt, None)
         return outcome, []
@@ -297,9 +304,16 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
     calls = []
     if late:
         topup["reconcile"].append(request_id)
+        events.emit_attempt(transaction, events.SUPPLIER_ATTEMPT_FLAGGED, attempt,
+                            "late_success")
     elif result == SUCCEEDED:
         topup["state"], topup["fulfilled_by"] = FULFILLED, request_id
-    elif topup["state"] == ORDER_PENDING and topup["attempts"][-1] == request_id:
+        events.emit_order(transaction, events.ORDER_DELIVERED, order_key, meta,
+                          supplier_id=attempt["supplier_id"], request_id=request_id)
+    else:
+        events.emit_attempt(transaction, events.SUPPLIER_ATTEMPT_FAILED, attempt, result.lower())
+    if result != SUCCEEDED and topup["state"] == ORDER_PENDING \
+            and topup["attempts"][-1] == request_id:
         calls = _next_attempt(transaction, order_key, meta)  # fail over
     transaction.put(META_TABLE, order_key, json.dumps(meta, sort_keys=True).encode())
     return (LATE if late else APPLIED), calls

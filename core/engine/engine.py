@@ -18,6 +18,7 @@ from ..statuses import ReleaseStatus
 from . import validate
 from .implementation import load_implementation
 from .integrity import Integrity
+from .outbox import Outbox
 from .keys import KeyService, load_lookup_key
 from .plans import Plans
 from .reads import Reads
@@ -42,7 +43,7 @@ def _same(raw):
     return raw
 
 
-class Engine(Plans, Reads, Integrity):
+class Engine(Plans, Reads, Outbox, Integrity):
     """The code inventory in one LMDB data dir. Every write returns after the commit (fsync)
     that holds it; `AsyncEngine` offers the same calls for asyncio. Open it in the process that
     uses it (after any fork); several processes may open the same dir at once."""

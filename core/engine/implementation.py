@@ -16,6 +16,8 @@ OPS = {
     "_engine": (
         "Dbs", "Tx", "append_audit", "unpack_audit_block", "audit_block_hash", "AUDIT_GENESIS",
         "OP_NAMES", "META_AUDIT_HEAD", "META_SKU_NO_NEXT", "SKU_NAME_PREFIX", "SKU_NUMBER_PREFIX",
+        "append_domain_event", "unpack_outbox", "META_OUTBOX_HEAD", "OUTBOX_AUDIT",
+        "OUTBOX_DOMAIN",
     ),
     "_inventory": ("import_codes", "freeze", "unfreeze", "void", "META_BATCH_NO_NEXT",
                    "META_CODE_ID_NEXT"),

@@ -35,6 +35,8 @@ TABLES = {
     "supplier_stats": "per supplier: circuit breaker; per supplier and sku: outcomes, latency "
                       "buckets, recent window; per batch: codes reported invalid",
     "replenishments": "sku id -> its latest purchase request (kamicore.domain.replenishment)",
+    "stock_alerts": "sku id -> b'' while its stock is below its threshold and alerted "
+                    "(kamicore.domain.stock_alerts)",
 }
 
 
@@ -100,6 +102,31 @@ class Transaction:
 
     def open_secret(self, purpose: bytes, sealed: bytes) -> bytes:
         return self._keys.open_secret(purpose, sealed)
+
+    # -- the outbox (kamicore.domain.events) ----------------------------------------------
+
+    def append_event(self, event: bytes) -> int:
+        """One business event in this commit's outbox -> its id."""
+        return self._ops.append_domain_event(self._txn, self._tx.dbs, self._tx.now_ms, event)
+
+    def prune_outbox(self, before_ms: int, up_to_id: int, limit: int) -> int:
+        """Delete up to `limit` of the oldest outbox records whose events all have ids up to
+        `up_to_id` and were committed before `before_ms` -> how many records."""
+        ops, codec, dbs = self._ops, self._codec, self._tx.dbs
+        due = []
+        with self._txn.cursor(db=dbs.outbox) as cursor:
+            for key, value in cursor:
+                if len(due) >= limit or codec.u64_of(key) > up_to_id:
+                    break
+                record = ops.unpack_outbox(value)
+                at_ms = (record[1] if record[0] == ops.OUTBOX_DOMAIN else ops.unpack_audit_block(
+                    self._txn.get(codec.u64_key(record[1]), db=dbs.audit))[2])
+                if at_ms >= before_ms:
+                    break
+                due.append(bytes(key))
+        for key in due:
+            self._txn.delete(key, db=dbs.outbox)
+        return len(due)
 
     # -- the engine's transitions, in the same transaction --------------------------------
 

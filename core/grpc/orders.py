@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import limits
-from ..domain import code_purchases, orders, supplier_stats
+from ..domain import code_purchases, order_requests, supplier_stats
 from ..engine.validate import integer, text
 from ..statuses import (
     CancelOrderStatus, ConfirmPaymentStatus, CreateOrderStatus, OrderLookupStatus, OrderState,
@@ -29,7 +29,8 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
         """The order id if this caller may see it (admins see every order)."""
         text(order_id, "order_id", limits.order_id_bytes_max)
         caller = principal()
-        return order_id if caller.role == "admin" or orders.owns(caller.owner, order_id) else None
+        mine = caller.role == "admin" or order_requests.owns(caller.owner, order_id)
+        return order_id if mine else None
 
     def _order(self, order_id: str, reveal: bool, codes_offset: int = 0,
                codes_max: int = limits.codes_per_reply_max) -> orders_pb2.Order | None:
@@ -53,7 +54,7 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
     async def CreateOrder(self, request, context):
         caller = principal()
         buyer = request.buyer
-        checked = orders.validate_create(orders.OrderRequest(
+        checked = order_requests.validate_create(order_requests.OrderRequest(
             request.idempotency_key, buyer.account_id, buyer.ip, buyer.device_id,
             [(line.sku_id, line.quantity) for line in request.lines], request.hold_seconds,
             buyer.phone_bound, buyer.account_created_ms, tuple(request.verifications_passed),
@@ -62,7 +63,7 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
         if request.dry_run:
             status, assessment = self.s.orders.dry_run(caller.owner, caller.channel, checked)
         else:
-            order_id = orders.order_id_for(caller.owner, request.idempotency_key)
+            order_id = order_requests.order_id_for(caller.owner, request.idempotency_key)
             status, _, assessment = await self.s.orders.create(
                 order_id, caller.owner, caller.channel, checked, actor())
         self.s.outcome("CreateOrder", status)
@@ -75,7 +76,7 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
         return response
 
     async def ConfirmPayment(self, request, context):
-        orders.validate_reference(request.payment_reference)
+        order_requests.validate_reference(request.payment_reference)
         order_id = self._order_id(request.order_id)
         if order_id is None:
             return orders_pb2.ConfirmPaymentResponse(status=ConfirmPaymentStatus.ORDER_NOT_FOUND)

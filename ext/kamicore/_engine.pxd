@@ -14,7 +14,7 @@ cdef int OP_UNFREEZE, OP_VOID, OP_REPORT_INVALID, OP_REVEAL, OP_LEAK
 cdef class Dbs:
     # the engine's own sub-databases (the domain layers' are kamicore.engine.transaction's)
     cdef public object codes, available, lookup, holds, counters, skus, batches, batch_names
-    cdef public object orders, redemptions, audit, meta, batch_counters
+    cdef public object orders, redemptions, audit, meta, batch_counters, outbox
     # (sku, valid_from, code id) of AVAILABLE codes with a start: not-yet-valid stock is
     # counted from here without reading records
     cdef public object pending

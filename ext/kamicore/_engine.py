@@ -66,6 +66,7 @@ OP_NAMES = {OP_IMPORT: "import", OP_RESERVE: "reserve", OP_CONFIRM: "confirm",
 # meta db keys (the operation modules keep the counters they alone allocate)
 META_SKU_NO_NEXT = b"sku_no_next"
 META_AUDIT_HEAD = b"audit_head"  # next sequence (u64 LE) + hash of the newest block
+META_OUTBOX_HEAD = b"outbox_head"  # the outbox's next event id (u64 LE)
 SKU_NAME_PREFIX = b"n"  # skus db: b"n" + name -> sku_no (u32 LE)
 SKU_NUMBER_PREFIX = b"#"  # skus db: b"#" + sku_no (u32 BE) -> name
 
@@ -73,6 +74,19 @@ SKU_NUMBER_PREFIX = b"#"  # skus db: b"#" + sku_no (u32 BE) -> name
 # actor | count x (code_id u64, from_state u8, to_state u8, sku_no u32)
 _AUDIT_HEADER = struct.Struct("<QqBBI")
 _AUDIT_EVENT = struct.Struct("<QBBI")
+# The outbox (kamicore.domain.events reads it): the business events of each commit, written in
+# that commit. Key: the record's LAST event id (u64 BE), so that a seek to an id finds the record
+# holding it; ids start at 1, only increase and are never reused.
+# Value: a kind byte, then
+#   OUTBOX_AUDIT: the first sequence (u64 LE) of an audit block of this commit whose operation
+#                 is one of _OUTBOX_OPS - one event id per event of that block (the reader tells
+#                 which transitions are business events: a redemption, a leak's freeze, ...);
+#   OUTBOX_DOMAIN: at_ms (i64 LE), then one event the domain layer wrote (kamicore.domain.events).
+OUTBOX_AUDIT = 1
+OUTBOX_DOMAIN = 2
+_OUTBOX_OPS = frozenset((OP_REDEEM, OP_LEAK, OP_REPORT_INVALID))
+_OUTBOX_AT = struct.Struct("<Bq")
+
 # kamicore.limits.batches_max as a C number for Tx.move's per-item check (batch numbers fit 24
 # bits of a transition key)
 _batches_max = cython.declare(cython.uint, limits.batches_max)
@@ -98,6 +112,7 @@ class Dbs:
         self.orders = env.open_db(b"orders")
         self.redemptions = env.open_db(b"redemptions")
         self.audit = env.open_db(b"audit")
+        self.outbox = env.open_db(b"outbox")
         self.meta = env.open_db(b"meta")
         self.batch_counters = env.open_db(b"batch_counters")
         self.pending = env.open_db(b"pending")
@@ -273,6 +288,32 @@ def append_audit(txn, dbs: Dbs, now_ms: cython.longlong, op: cython.int, actor: 
     block_hash = hashlib.sha256(prev_hash + body).digest()
     txn.put(u64_key(first_seq), prev_hash + body, db=dbs.audit, append=True)
     txn.put(META_AUDIT_HEAD, pack_u64(first_seq + len(events)) + block_hash, db=dbs.meta)
+    if op in _OUTBOX_OPS:
+        _append_outbox(txn, dbs, bytes((OUTBOX_AUDIT,)) + pack_u64(first_seq), len(events))
+
+
+def _append_outbox(txn, dbs: Dbs, record: bytes, count: cython.ulonglong) -> cython.ulonglong:
+    """Append one outbox record (see OUTBOX_AUDIT) holding `count` (> 0) event ids -> the
+    first."""
+    head = txn.get(META_OUTBOX_HEAD, db=dbs.meta)
+    first_id: cython.ulonglong = unpack_u64(head) if head is not None else 1
+    txn.put(u64_key(first_id + count - 1), record, db=dbs.outbox, append=True)
+    txn.put(META_OUTBOX_HEAD, pack_u64(first_id + count), db=dbs.meta)
+    return first_id
+
+
+def append_domain_event(txn, dbs: Dbs, now_ms: cython.longlong, event: bytes) -> int:
+    """One event of a domain layer in the outbox -> its id."""
+    return _append_outbox(txn, dbs, _OUTBOX_AT.pack(OUTBOX_DOMAIN, now_ms) + event, 1)
+
+
+def unpack_outbox(value: bytes) -> tuple:
+    """An outbox record -> (OUTBOX_AUDIT, audit block first seq) or (OUTBOX_DOMAIN, at_ms,
+    event bytes)."""
+    if value[0] == OUTBOX_AUDIT:
+        return OUTBOX_AUDIT, unpack_u64(value[1:9])
+    kind, at_ms = _OUTBOX_AT.unpack_from(value)
+    return kind, at_ms, value[_OUTBOX_AT.size:]
 
 
 def unpack_audit_block(value: bytes) -> tuple:

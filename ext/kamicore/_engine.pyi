@@ -11,6 +11,9 @@ from ._record import CodeRecord
 
 META_SKU_NO_NEXT: bytes
 META_AUDIT_HEAD: bytes
+META_OUTBOX_HEAD: bytes
+OUTBOX_AUDIT: int
+OUTBOX_DOMAIN: int
 SKU_NAME_PREFIX: bytes
 SKU_NUMBER_PREFIX: bytes
 AUDIT_GENESIS: bytes
@@ -28,6 +31,7 @@ class Dbs:
     orders: Any
     redemptions: Any
     audit: Any
+    outbox: Any
     meta: Any
     batch_counters: Any
     pending: Any
@@ -52,5 +56,7 @@ class Tx:
     def return_available(self, code_id: int, record: CodeRecord) -> None: ...
 
 def append_audit(txn: Any, dbs: Dbs, now_ms: int, op: int, actor: bytes, events: list) -> None: ...
+def append_domain_event(txn: Any, dbs: Dbs, now_ms: int, event: bytes) -> int: ...
+def unpack_outbox(value: bytes) -> tuple: ...
 def unpack_audit_block(value: bytes) -> tuple[bytes, int, int, int, bytes, list]: ...
 def audit_block_hash(value: bytes) -> bytes: ...

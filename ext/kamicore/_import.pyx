@@ -22,8 +22,8 @@ from kamicore._lmdb cimport (
     mdb_get, mdb_strerror,
 )
 from kamicore._native cimport (
-    DIGEST_BYTES, EVENT_BYTES, HEADER_BYTES, SHA256_CTX, _add_to_counter, _append_audit,
-    _check_code, _fold, _hmac, _hmac_states, _put, _put_big,
+    DIGEST_BYTES, EVENT_BYTES, HEADER_BYTES, NO_OUTBOX, SHA256_CTX, _add_to_counter,
+    _append_audit, _check_code, _fold, _hmac, _hmac_states, _put, _put_big,
 )
 from kamicore._statuses cimport (
     CODE_STATE_AVAILABLE, IMPORT_CODE_STATUS_DUPLICATE, IMPORT_CODE_STATUS_IMPORTED,
@@ -242,8 +242,8 @@ def import_codes(tx, bytes sku, bytes batch, bytes supplier, int64_t unit_cost_m
                     events = <uint8_t*>malloc(imported * EVENT_BYTES)
                     rc = -2 if events is NULL else _audit(work, count, events, sku_number)
                 if rc == 0:
-                    rc = _append_audit(txn, meta, audit, now_ms, OP_IMPORT, actor_bytes,
-                                       actor_length, events, imported)
+                    rc = _append_audit(txn, meta, audit, NO_OUTBOX, now_ms, OP_IMPORT,
+                                       actor_bytes, actor_length, events, imported)
         transaction.mutations += 1
         if rc:
             _raise(rc)

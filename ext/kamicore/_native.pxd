@@ -28,8 +28,10 @@ cdef extern from "openssl/sha.h" nogil:
 cdef extern from *:
     """
     static const char kamicore_audit_head_key[] = "audit_head";
+    static const char kamicore_outbox_head_key[] = "outbox_head";
     """
     const char* AUDIT_HEAD_KEY "kamicore_audit_head_key"  # meta db: the audit log's head
+    const char* OUTBOX_HEAD_KEY "kamicore_outbox_head_key"  # meta db: the outbox's next id
 
 cdef enum:
     HEADER_BYTES = 64  # a code record's fixed header (then order id, terminal, sealed code)
@@ -39,6 +41,10 @@ cdef enum:
     AUDIT_HEADER_BYTES = 22  # first seq u64, at_ms i64, op u8, actor length u8, count u32
     AUDIT_HEAD_KEY_BYTES = 10
     AUDIT_HEAD_BYTES = 40  # meta db "audit_head": next sequence u64 + newest block hash
+    OUTBOX_HEAD_KEY_BYTES = 11
+    OUTBOX_AUDIT = 1  # an outbox record pointing at an audit block (_engine.OUTBOX_AUDIT)
+    NO_OUTBOX = 0  # for _append_audit: the block is no business event (LMDB's dbi 0 is its
+                   # free-page table, never a named database)
 
 
 cdef inline uint64_t _big_u64(const uint8_t* p) noexcept nogil:
@@ -219,11 +225,38 @@ cdef inline void _hmac_states(bytes key, SHA256_CTX* inner, SHA256_CTX* outer):
     SHA256_Update(outer, outer_pad, HMAC_BLOCK_BYTES)
 
 
-cdef inline int _append_audit(MDB_txn* txn, MDB_dbi meta, MDB_dbi audit, int64_t now_ms,
-                              uint8_t op, const uint8_t* actor, size_t actor_length,
-                              const uint8_t* events, uint32_t count) noexcept nogil:
+cdef inline int _append_outbox_audit(MDB_txn* txn, MDB_dbi meta, MDB_dbi outbox,
+                                     uint64_t first_seq, uint32_t count) noexcept nogil:
+    """Point the outbox at the audit block `first_seq` of `count` events (_engine._append_outbox's
+    layout): one event id per audit event; 0 or an LMDB error."""
+    cdef uint64_t first_id = 1, next_id
+    cdef uint8_t key[8]
+    cdef uint8_t record[9]
+    cdef MDB_val k, v
+    cdef int rc
+    k.mv_size, k.mv_data = OUTBOX_HEAD_KEY_BYTES, <void*>OUTBOX_HEAD_KEY
+    rc = mdb_get(txn, meta, &k, &v)
+    if rc == 0 and v.mv_size == 8:
+        memcpy(&first_id, v.mv_data, 8)
+    elif rc != 0 and rc != MDB_NOTFOUND:
+        return rc
+    record[0] = OUTBOX_AUDIT
+    memcpy(record + 1, &first_seq, 8)
+    _put_big(key, first_id + count - 1, 8)  # keyed by its last id
+    rc = _put(txn, outbox, key, 8, record, 9, MDB_APPEND)
+    if rc == 0:
+        next_id = first_id + count
+        rc = _put(txn, meta, OUTBOX_HEAD_KEY, OUTBOX_HEAD_KEY_BYTES, &next_id, 8, 0)
+    return rc
+
+
+cdef inline int _append_audit(MDB_txn* txn, MDB_dbi meta, MDB_dbi audit, MDB_dbi outbox,
+                              int64_t now_ms, uint8_t op, const uint8_t* actor,
+                              size_t actor_length, const uint8_t* events,
+                              uint32_t count) noexcept nogil:
     """Append one hash-chained audit block (_engine.append_audit's layout) holding `count`
-    events of EVENT_BYTES each; 0, -2 (no memory) or an LMDB error."""
+    events of EVENT_BYTES each, and (outbox not NO_OUTBOX) its outbox record; 0, -2 (no
+    memory) or an LMDB error."""
     cdef uint64_t first_seq = 1, next_seq
     cdef uint8_t head[40]
     cdef uint8_t key[8]
@@ -258,6 +291,8 @@ cdef inline int _append_audit(MDB_txn* txn, MDB_dbi meta, MDB_dbi audit, int64_t
         _sha256(block, length, head + 8)
         rc = _put(txn, meta, AUDIT_HEAD_KEY, AUDIT_HEAD_KEY_BYTES, head, AUDIT_HEAD_BYTES, 0)
     free(block)
+    if rc == 0 and outbox != NO_OUTBOX:
+        rc = _append_outbox_audit(txn, meta, outbox, first_seq, count)
     return rc
 
 

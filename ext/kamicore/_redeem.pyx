@@ -295,9 +295,10 @@ cdef int _write(_Batch batch, MDB_txn* txn, MDB_dbi codes, MDB_dbi redemptions,
                         CODE_STATE_SOLD, CODE_STATE_REDEEMED)
 
 
-cdef int _audit(_Batch batch, MDB_txn* txn, MDB_dbi meta, MDB_dbi audit, int64_t now_ms,
-                const uint8_t* actor, size_t actor_length) noexcept nogil:
-    """One audit block with an event per redemption made now, in item order."""
+cdef int _audit(_Batch batch, MDB_txn* txn, MDB_dbi meta, MDB_dbi audit, MDB_dbi outbox,
+                int64_t now_ms, const uint8_t* actor, size_t actor_length) noexcept nogil:
+    """One audit block with an event per redemption made now, in item order, and its outbox
+    record (each redemption is a business event: kamicore.domain.events)."""
     cdef size_t i
     cdef uint32_t count = 0
     cdef Item* item
@@ -316,7 +317,7 @@ cdef int _audit(_Batch batch, MDB_txn* txn, MDB_dbi meta, MDB_dbi audit, int64_t
             event[8], event[9] = CODE_STATE_SOLD, CODE_STATE_REDEEMED
             memcpy(event + 10, batch.slots[item.slot].record + 4, 4)  # the sku number
             event += EVENT_BYTES
-    return _append_audit(txn, meta, audit, now_ms, OP_REDEEM, actor, actor_length,
+    return _append_audit(txn, meta, audit, outbox, now_ms, OP_REDEEM, actor, actor_length,
                          batch.events, count)
 
 
@@ -336,7 +337,7 @@ def redeem(tx, list items, bytes terminal, bint replay_only=False):
     cdef MDB_dbi redemptions = (<Database>dbs.redemptions).dbi
     cdef MDB_dbi counters = (<Database>dbs.counters).dbi, meta = (<Database>dbs.meta).dbi
     cdef MDB_dbi batch_counters = (<Database>dbs.batch_counters).dbi
-    cdef MDB_dbi audit = (<Database>dbs.audit).dbi
+    cdef MDB_dbi audit = (<Database>dbs.audit).dbi, outbox = (<Database>dbs.outbox).dbi
     cdef int64_t now_ms = tx.now_ms
     cdef bytes actor = tx.actor
     cdef size_t count = len(items), i, request_length
@@ -382,7 +383,7 @@ def redeem(tx, list items, bytes terminal, bint replay_only=False):
         if rc == 0 and not replay_only:
             rc = _write_misses(&batch.misses, txn, redemptions)
         if rc == 0 and not replay_only:
-            rc = _audit(batch, txn, meta, audit, now_ms, actor_bytes, actor_length)
+            rc = _audit(batch, txn, meta, audit, outbox, now_ms, actor_bytes, actor_length)
     if rc == NOT_A_REPLAY:
         return None
     if not replay_only:
