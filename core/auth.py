@@ -64,6 +64,7 @@ METHOD_ROLES = {
     "/kamicore.v1.Suppliers/ListSuppliers": ("admin",),
     "/kamicore.v1.Suppliers/GetSupplierStats": ("admin",),
     "/kamicore.v1.Suppliers/SupplierCallback": ("supplier",),
+    "/kamicore.v1.Events/WatchEvents": ROLES,  # each sees only its own (events.visible)
 }
 # Served without a key: health checks and reflection.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

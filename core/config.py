@@ -39,6 +39,8 @@ class Config:
     key_in_flight_rpcs_max: int = 0  # per key and worker; 0: a share of in_flight_rpcs_max
     key_streams_max: int = limits.key_streams_default  # open streams per key and worker
     stream_idle_seconds: float = limits.stream_idle_seconds_default  # client silent: UNAVAILABLE
+    # a WatchEvents write that cannot progress this long (the watcher stopped reading) ends it
+    watch_write_timeout_seconds: float = limits.watch_write_timeout_seconds_default
     message_bytes_max: int = limits.reply_bytes_max  # largest request or reply; not below it
     grace_seconds: float = 10.0  # on SIGTERM, how long in-flight calls may take to finish
     map_size_bytes: int = limits.map_size_bytes_default  # address space for the data file
@@ -138,7 +140,8 @@ def load(path: str | None = None, overrides: dict | None = None) -> Config:
 
 def _check_fair_use(config: Config) -> None:
     for name in ("in_flight_rpcs_max", "key_streams_max", "stream_idle_seconds",
-                 "dispatcher_interval_seconds", "topup_follow_up_seconds"):
+                 "watch_write_timeout_seconds", "dispatcher_interval_seconds",
+                 "topup_follow_up_seconds"):
         if getattr(config, name) <= 0:
             raise ValueError(f"{name} must be more than 0")
     if not 0 <= config.key_in_flight_rpcs_max <= config.in_flight_rpcs_max:

@@ -281,6 +281,7 @@ _batch_invalid = _text(_name + 2 * _number + _double)
 _supplier_sku_stats = _text(
     _name + 6 * _number + _double + 4 * _small_number + _text(_money)
     + supplier_stats_batches_listed_max * _batch_invalid)
+event_detail_bytes_max = 32  # an event's detail: a short machine reason ("late_success", ...)
 reply_bytes_worst = {  # method -> its largest reply
     "Catalog/CreateSku": _enum + _text(sku_bytes_max),  # also GetSku and UpdateSku
     "Catalog/ListSkus": skus_page_bytes_max + _name,
@@ -311,6 +312,10 @@ reply_bytes_worst = {  # method -> its largest reply
     "Suppliers/ListSuppliers": suppliers_page_bytes_max + _name,
     "Suppliers/GetSupplierStats": (2 * _enum + _number + 2 * _small_number
                                    + supplier_stats_skus_listed_max * _supplier_sku_stats),
+    "Events/WatchEvents": (  # each event of the stream
+        _number + _enum + _number + _name + _text(binding_bytes_max) + _text(owner_bytes_max)
+        + _text(order_id_bytes_max) + _number + _text(terminal_bytes_max) + _name
+        + _text(supplier_request_id_bytes_max) + _number + _text(event_detail_bytes_max)),
 }
 assert all(size <= reply_bytes_max - reply_margin_bytes for size in reply_bytes_worst.values()), \
     "every reply fits what a client accepts, with a margin"
@@ -323,3 +328,11 @@ assert _text(codes_per_chunk_max * _text(code_bytes_max)) + 1 + 5 \
 # -- events (kamicore.domain.events) -------------------------------------------------------
 events_per_page_max = 256  # outbox entries one read looks at (a stream's or a webhook's page)
 events_pruned_per_commit_max = 1_000  # outbox records one pruning commit drops
+# WatchEvents (kamicore.grpc.events): a watcher reads the outbox itself, after its own cursor,
+# so the outbox is its queue and a slow one costs the server no memory past one page
+events_poll_seconds = 0.05  # a watcher looks for other workers' commits this often
+watch_buffered_events_max = events_per_page_max  # events one stream holds: the page it writes
+# a write to a watcher that cannot progress this long (the client stopped reading and gRPC's
+# flow-control window is full) ends it RESOURCE_EXHAUSTED, naming the last event sent
+watch_write_timeout_seconds_default = 10.0
+watch_skus_max = 100  # SKU ids one WatchEvents request may filter by

@@ -31,7 +31,7 @@ class WorkerMetrics:
     """What a worker records. Created after PROMETHEUS_MULTIPROC_DIR is set."""
 
     def __init__(self):
-        from prometheus_client import Counter, Histogram
+        from prometheus_client import Counter, Gauge, Histogram
         self.rpcs = Counter("kamicore_rpcs_total", "RPCs by method and gRPC status code",
                             ["method", "code"])
         self.latency = Histogram("kamicore_rpc_latency_seconds", "RPC latency by method",
@@ -62,6 +62,14 @@ class WorkerMetrics:
         self.risk_rules_fired = Counter("kamicore_risk_rules_fired_total",
                                         "Risk rules that fired on an order, by rule and the "
                                         "order's decision", ["rule", "decision"])
+        self.watchers = Gauge("kamicore_event_watchers", "WatchEvents streams open",
+                              multiprocess_mode="livesum")
+        self.events_written = Counter("kamicore_events_sent_total",
+                                      "Events written to WatchEvents streams")
+        self.watchers_ended = Counter(
+            "kamicore_event_watchers_cut_off_total", "WatchEvents streams the server ended, by "
+            "reason: slow_reader (stopped reading), pruned (fell behind the outbox's pruning)",
+            ["reason"])
 
         self._children: dict = {}
 
@@ -104,6 +112,19 @@ class WorkerMetrics:
     def on_commit(self, operations: int, seconds: float) -> None:
         self.commit_operations.observe(operations)
         self.commit_latency.observe(seconds)
+
+    def watcher_opened(self) -> None:
+        self.watchers.inc()
+
+    def watcher_closed(self) -> None:
+        self.watchers.dec()
+
+    def events_sent(self, count: int) -> None:
+        if count:
+            self.events_written.inc(count)
+
+    def watcher_cut_off(self, reason: str) -> None:
+        self._child(self.watchers_ended, reason).inc()
 
 
 class SupervisorMetrics:

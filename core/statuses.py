@@ -2,6 +2,7 @@
 #   proto/kamicore/engine/statuses.proto
 #   proto/kamicore/v1/catalog.proto
 #   proto/kamicore/v1/common.proto
+#   proto/kamicore/v1/events.proto
 #   proto/kamicore/v1/inventory.proto
 #   proto/kamicore/v1/orders.proto
 #   proto/kamicore/v1/redemption.proto
@@ -127,6 +128,40 @@ class SkuLookupStatus(enum.IntEnum):
     NOT_FOUND = 2
     # UpdateSku only: the data file is full; nothing changed.
     STORAGE_FULL = 3
+
+
+class EventType(enum.IntEnum):
+    """What an event says happened, one value per kind in kamicore.domain.events.TYPES order."""
+
+    # An order was accepted (CREATED or IN_REVIEW); quantity = its units.
+    ORDER_CREATED = 1
+    # Payment was confirmed for an order (the first ConfirmPayment that took it).
+    ORDER_PAID = 2
+    # An order's codes are the buyer's: pool codes in the commit of the payment, bought codes
+    # when the supplier's codes land, a top-up on the supplier's success.
+    ORDER_DELIVERED = 3
+    # An order was cancelled or rejected before payment: its units went back to stock.
+    ORDER_RELEASED = 4
+    # An order's hold lapsed unpaid: its units went back to stock.
+    ORDER_EXPIRED = 5
+    # A terminal redeemed a code: code_id, terminal, sku and the order, channel and owner of its
+    # sale.
+    CODE_REDEEMED = 6
+    # A terminal presented a code never sold: it was frozen as leaked (code_id, terminal).
+    CODE_FROZEN = 7
+    # A buyer reported a sold code invalid (code_id of that code).
+    CODE_REPORTED_INVALID = 8
+    # A replacement was delivered for a code reported invalid (code_id of the NEW code).
+    CODE_REISSUED = 9
+    # A SKU's sellable stock crossed below its threshold; quantity = the sellable units left.
+    STOCK_LOW = 10
+    # A supplier attempt ended FAILED or was given up (supplier_id, request_id, detail).
+    SUPPLIER_ATTEMPT_FAILED = 11
+    # A supplier outcome kamicore must look at: a late success after a failure or refund, or an
+    # outcome still unknown past its deadline; detail says which.
+    SUPPLIER_ATTEMPT_FLAGGED = 12
+    # An order went to manual risk review (kamicore.v1.Risk/DecideReview decides it).
+    REVIEW_NEEDED = 13
 
 
 class ImportStatus(enum.IntEnum):
@@ -559,6 +594,7 @@ _PREFIXES = {
     RoutingStrategy: "ROUTING_STRATEGY_",
     CreateSkuStatus: "CREATE_SKU_STATUS_",
     SkuLookupStatus: "SKU_LOOKUP_STATUS_",
+    EventType: "EVENT_TYPE_",
     ImportStatus: "IMPORT_STATUS_",
     ImportCodeStatus: "IMPORT_CODE_STATUS_",
     StockStatus: "STOCK_STATUS_",
@@ -588,10 +624,10 @@ _PREFIXES = {
 }
 __all__ = [
     "ReserveStatus", "ConfirmStatus", "ReleaseStatus", "CodeState", "DeliveryKind",
-    "RoutingStrategy", "CreateSkuStatus", "SkuLookupStatus", "ImportStatus", "ImportCodeStatus",
-    "StockStatus", "CodeOpStatus", "RotateKeysStatus", "CreateOrderStatus", "RiskDecision",
-    "OrderState", "TopUpState", "TopUpAttemptState", "ConfirmPaymentStatus", "CancelOrderStatus",
-    "OrderLookupStatus", "ReportInvalidStatus", "RedeemStatus", "VerifyStatus",
+    "RoutingStrategy", "CreateSkuStatus", "SkuLookupStatus", "EventType", "ImportStatus",
+    "ImportCodeStatus", "StockStatus", "CodeOpStatus", "RotateKeysStatus", "CreateOrderStatus",
+    "RiskDecision", "OrderState", "TopUpState", "TopUpAttemptState", "ConfirmPaymentStatus",
+    "CancelOrderStatus", "OrderLookupStatus", "ReportInvalidStatus", "RedeemStatus", "VerifyStatus",
     "UnlockTerminalStatus", "SetRiskRulesStatus", "ReviewState", "DecideReviewStatus",
     "SupplierProtocol", "RegisterSupplierStatus", "UpdateSupplierStatus", "SupplierLookupStatus",
     "CircuitState", "SupplierCallbackStatus", "wire_name",

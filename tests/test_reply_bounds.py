@@ -15,7 +15,8 @@ from kamicore.engine import load_implementation
 from kamicore.grpc.worker import SERVICE_NAMES, _message_classes
 from kamicore.statuses import CodeState
 from kamicore.v1 import (
-    catalog_pb2, common_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2, suppliers_pb2,
+    catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2,
+    suppliers_pb2,
 )
 
 L = limits
@@ -45,6 +46,10 @@ TEXT_BYTES = {  # every string field of a reply -> its most bytes
     "RiskRule.skus": L.name_bytes_max, "RiskRule.values": L.buyer_field_bytes_max,
     "Review.order_id": L.order_id_bytes_max, "Review.decided_by": L.actor_bytes_max,
     "ListReviewsResponse.next_page_token": 2 * (8 + L.order_id_bytes_max),
+    "Event.sku_id": L.name_bytes_max, "Event.channel": L.binding_bytes_max,
+    "Event.owner": L.owner_bytes_max, "Event.order_id": L.order_id_bytes_max,
+    "Event.terminal": L.terminal_bytes_max, "Event.supplier_id": L.name_bytes_max,
+    "Event.request_id": L.supplier_request_id_bytes_max, "Event.detail": L.event_detail_bytes_max,
     "Supplier.supplier_id": L.name_bytes_max, "Supplier.name": L.display_name_bytes_max,
     "Supplier.address": L.supplier_address_bytes_max,
     "Supplier.signing_secret": 0,  # write-only: never in a reply (tests/test_suppliers.py)
@@ -99,6 +104,7 @@ MODEL = {  # method -> the reply of kamicore.limits.reply_bytes_worst that bound
     "UpdateSupplier": "Suppliers/RegisterSupplier",
     "SupplierCallback": "Suppliers/SupplierCallback",
     "ListSuppliers": "Suppliers/ListSuppliers", "GetSupplierStats": "Suppliers/GetSupplierStats",
+    "WatchEvents": "Events/WatchEvents",
 }
 LONGEST_VARINT = {  # the value of each scalar type whose encoding is longest
     FieldDescriptor.TYPE_INT64: -1, FieldDescriptor.TYPE_UINT64: 2**64 - 1,
@@ -144,7 +150,8 @@ def _largest(message_class):
     return message
 
 
-MODULES = (catalog_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2, suppliers_pb2)
+MODULES = (catalog_pb2, events_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2,
+           suppliers_pb2)
 METHODS = [(service.name, method) for module in MODULES
            for service in module.DESCRIPTOR.services_by_name.values()
            for method in service.methods]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import time
 
 import grpc
@@ -173,7 +174,11 @@ class _Method:
         """Responses are written here, not yielded to grpc, so that ending an idle stream
         (which cancels this task) always lands in this frame and gets its status."""
         async with _Admitted(self, context, raw) as raw:
-            async for response in self.behavior(self.request(raw), context):
+            replies = self.behavior(self.request(raw), context)
+            if inspect.isawaitable(replies):  # it writes its own replies (WatchEvents: each
+                await replies  # write with a deadline)
+                return
+            async for response in replies:
                 await context.write(response)
 
 

@@ -11,6 +11,7 @@ from ..domain.orders import Orders
 from ..domain.risk import RiskStore
 from ..engine import AsyncEngine, Engine
 from ..runtime.callbacks import CallbackHandler
+from ..runtime.event_feed import EventFeed
 from ..runtime.topups import Driver, connector_of
 from ..statuses import wire_name
 
@@ -30,6 +31,7 @@ class Services:
                              follow_up_seconds=config.topup_follow_up_seconds,
                              callback_base=config.callback_base())
         self.callbacks = CallbackHandler(engine, self.topups)
+        self.event_feed = EventFeed(engine)  # wakes WatchEvents streams (kamicore.grpc.events)
 
     def outcome(self, method: str, status: enum.IntEnum) -> None:
         """Count a business outcome by its proto value name."""

@@ -15,11 +15,12 @@ from .. import limits, metrics
 from ..config import Config
 from ..engine import Engine
 from ..v1 import (
-    catalog_pb2, common_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2,
+    catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2,
     suppliers_pb2,
 )
 from . import reflection
 from .catalog import CatalogService
+from .events import EventsService
 from .gate import Gate
 from .inventory import InventoryService
 from .orders import OrdersService
@@ -28,15 +29,16 @@ from .risk import RiskService
 from .services import Services
 from .suppliers import SuppliersService
 
-WIRE_MODULES = (catalog_pb2, common_pb2, inventory_pb2, orders_pb2, redemption_pb2,
-                risk_pb2, suppliers_pb2)
+WIRE_MODULES = (catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2,
+                redemption_pb2, risk_pb2, suppliers_pb2)
 # each kamicore.v1 service: the module that declares it, and the servicer that serves it
 SERVICERS = {"Catalog": (catalog_pb2, CatalogService),
              "Inventory": (inventory_pb2, InventoryService),
              "Orders": (orders_pb2, OrdersService),
              "Redemption": (redemption_pb2, RedemptionService),
              "Risk": (risk_pb2, RiskService),
-             "Suppliers": (suppliers_pb2, SuppliersService)}
+             "Suppliers": (suppliers_pb2, SuppliersService),
+             "Events": (events_pb2, EventsService)}
 SERVICE_NAMES = tuple(f"kamicore.v1.{name}" for name in SERVICERS)
 # Calls grpc-core holds until the event loop takes them (one per turn): one bound for its random
 # early drop and its hard limit, far above in_flight_rpcs_max, so that overload reaches the gate
@@ -76,8 +78,14 @@ async def run_worker(config: Config, ready: multiprocessing.synchronize.Event | 
     worker_metrics = metrics.WorkerMetrics()
     engine = Engine(config.data_dir, map_size_bytes=config.map_size_bytes,
                     master_key_file=config.master_key_file or None)
-    engine.on_commit = worker_metrics.on_commit
     services = Services(engine, config, worker_metrics)
+    feed = services.event_feed
+
+    def committed(operations: int, seconds: float) -> None:  # the writer's thread
+        worker_metrics.on_commit(operations, seconds)
+        feed.committed(operations, seconds)
+
+    engine.on_commit = committed
     server = grpc.aio.server(
         options=[("grpc.so_reuseport", 1),
                  ("grpc.max_receive_message_length", config.message_bytes_max),
@@ -103,6 +111,7 @@ async def run_worker(config: Config, ready: multiprocessing.synchronize.Event | 
         ready.set()
     await stopping.wait()
     await health_servicer.enter_graceful_shutdown()  # every service NOT_SERVING
+    feed.stop()  # watchers end UNAVAILABLE at once (they would hold the grace period)
     await server.stop(config.grace_seconds)  # refuse new calls, let in-flight ones finish
     await services.topups.close()  # top-ups still calling are left to the dispatcher
     engine.close()  # the pending group commit lands first

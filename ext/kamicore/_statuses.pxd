@@ -2,6 +2,7 @@
 #   proto/kamicore/engine/statuses.proto
 #   proto/kamicore/v1/catalog.proto
 #   proto/kamicore/v1/common.proto
+#   proto/kamicore/v1/events.proto
 #   proto/kamicore/v1/inventory.proto
 #   proto/kamicore/v1/orders.proto
 #   proto/kamicore/v1/redemption.proto
@@ -59,6 +60,21 @@ cdef enum SkuLookupStatus:
     SKU_LOOKUP_STATUS_FOUND = 1
     SKU_LOOKUP_STATUS_NOT_FOUND = 2
     SKU_LOOKUP_STATUS_STORAGE_FULL = 3
+
+cdef enum EventType:
+    EVENT_TYPE_ORDER_CREATED = 1
+    EVENT_TYPE_ORDER_PAID = 2
+    EVENT_TYPE_ORDER_DELIVERED = 3
+    EVENT_TYPE_ORDER_RELEASED = 4
+    EVENT_TYPE_ORDER_EXPIRED = 5
+    EVENT_TYPE_CODE_REDEEMED = 6
+    EVENT_TYPE_CODE_FROZEN = 7
+    EVENT_TYPE_CODE_REPORTED_INVALID = 8
+    EVENT_TYPE_CODE_REISSUED = 9
+    EVENT_TYPE_STOCK_LOW = 10
+    EVENT_TYPE_SUPPLIER_ATTEMPT_FAILED = 11
+    EVENT_TYPE_SUPPLIER_ATTEMPT_FLAGGED = 12
+    EVENT_TYPE_REVIEW_NEEDED = 13
 
 cdef enum ImportStatus:
     IMPORT_STATUS_OK = 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable, Iterator
 from typing import Any
 from kamicore_client.v1 import catalog_pb2
+from kamicore_client.v1 import events_pb2
 from kamicore_client.v1 import inventory_pb2
 from kamicore_client.v1 import orders_pb2
 from kamicore_client.v1 import redemption_pb2
@@ -87,6 +88,86 @@ class AsyncCatalog:
         Roles: admin.
         """
         return await self._call.unary('/kamicore.v1.Catalog/UpdateSku', request, catalog_pb2.UpdateSkuResponse, timeout)
+
+
+class Events:
+    """Every business event is written in the same commit as the change that causes it (an outbox),
+    with an id that starts at 1, strictly increases, is never reused and has no gaps. No event
+    carries a code in plaintext: a code is named by its numeric code id.
+
+    Each role sees only its own events: admin all of them; a storefront those of its channel
+    (the one its key is bound to) and stock.low; a partner those of its own orders and
+    stock.low; a pos terminal the redemptions and leak freezes at that terminal; a supplier the
+    failed and flagged attempts addressed to it. Each RPC's comment names the roles it admits
+    (kamicore.auth.METHOD_ROLES; a test holds the two equal).
+    """
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def watch_events(self, request: events_pb2.WatchEventsRequest, *, timeout: float | None = None) -> Iterator[events_pb2.Event]:
+        """The caller's events in id order: first those kept after after_id (read in pages), then
+        each new one as it commits, on any worker, until the caller cancels or its deadline ends.
+        Resuming: keep the id of the last event you processed and reconnect with after_id = that
+        id; you get every later event exactly once. The call counts as an open stream of its key
+        (key_streams_max) and is never ended for being quiet: a watcher sends nothing after its
+        request.
+
+        Ends with:
+        - INVALID_ARGUMENT naming the field: an unknown type, too many or bad skus, a channel from
+        a non-admin key, after_id together with from_now;
+        - OUT_OF_RANGE: events after after_id have been pruned (the message names the oldest id
+        still kept; after_id = that id - 1 resumes there, accepting the loss), or after_id is
+        past the newest event (a cursor from another data directory); also mid-stream, when a
+        watcher fell so far behind that pruning passed it;
+        - RESOURCE_EXHAUSTED: the caller stopped reading (a write could not progress for 10 s, the
+        server holds no more for a slow reader): the message names the id of the last event sent
+        on the stream, which the caller receives before the status; resume after the last event
+        you processed;
+        - UNAVAILABLE: the server is shutting down; reconnect with after_id.
+        Roles: admin, storefront, partner, pos, supplier.
+        """
+        return self._call.unary_stream('/kamicore.v1.Events/WatchEvents', request, events_pb2.Event, timeout)
+
+
+class AsyncEvents:
+    """Every business event is written in the same commit as the change that causes it (an outbox),
+    with an id that starts at 1, strictly increases, is never reused and has no gaps. No event
+    carries a code in plaintext: a code is named by its numeric code id.
+
+    Each role sees only its own events: admin all of them; a storefront those of its channel
+    (the one its key is bound to) and stock.low; a partner those of its own orders and
+    stock.low; a pos terminal the redemptions and leak freezes at that terminal; a supplier the
+    failed and flagged attempts addressed to it. Each RPC's comment names the roles it admits
+    (kamicore.auth.METHOD_ROLES; a test holds the two equal).
+    """
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def watch_events(self, request: events_pb2.WatchEventsRequest, *, timeout: float | None = None) -> AsyncIterable[events_pb2.Event]:
+        """The caller's events in id order: first those kept after after_id (read in pages), then
+        each new one as it commits, on any worker, until the caller cancels or its deadline ends.
+        Resuming: keep the id of the last event you processed and reconnect with after_id = that
+        id; you get every later event exactly once. The call counts as an open stream of its key
+        (key_streams_max) and is never ended for being quiet: a watcher sends nothing after its
+        request.
+
+        Ends with:
+        - INVALID_ARGUMENT naming the field: an unknown type, too many or bad skus, a channel from
+        a non-admin key, after_id together with from_now;
+        - OUT_OF_RANGE: events after after_id have been pruned (the message names the oldest id
+        still kept; after_id = that id - 1 resumes there, accepting the loss), or after_id is
+        past the newest event (a cursor from another data directory); also mid-stream, when a
+        watcher fell so far behind that pruning passed it;
+        - RESOURCE_EXHAUSTED: the caller stopped reading (a write could not progress for 10 s, the
+        server holds no more for a slow reader): the message names the id of the last event sent
+        on the stream, which the caller receives before the status; resume after the last event
+        you processed;
+        - UNAVAILABLE: the server is shutting down; reconnect with after_id.
+        Roles: admin, storefront, partner, pos, supplier.
+        """
+        return self._call.unary_stream('/kamicore.v1.Events/WatchEvents', request, events_pb2.Event, timeout)
 
 
 class Inventory:
@@ -576,10 +657,11 @@ class AsyncSuppliers:
 
 
 class Services:
-    """Every service as an attribute: catalog, inventory, orders, redemption, risk, suppliers."""
+    """Every service as an attribute: catalog, events, inventory, orders, redemption, risk, suppliers."""
 
     def __init__(self, call: Any) -> None:
         self.catalog = Catalog(call)
+        self.events = Events(call)
         self.inventory = Inventory(call)
         self.orders = Orders(call)
         self.redemption = Redemption(call)
@@ -588,10 +670,11 @@ class Services:
 
 
 class AsyncServices:
-    """Every service as an attribute: catalog, inventory, orders, redemption, risk, suppliers."""
+    """Every service as an attribute: catalog, events, inventory, orders, redemption, risk, suppliers."""
 
     def __init__(self, call: Any) -> None:
         self.catalog = AsyncCatalog(call)
+        self.events = AsyncEvents(call)
         self.inventory = AsyncInventory(call)
         self.orders = AsyncOrders(call)
         self.redemption = AsyncRedemption(call)
@@ -605,6 +688,7 @@ METHODS = (
     '/kamicore.v1.Catalog/GetSku',
     '/kamicore.v1.Catalog/ListSkus',
     '/kamicore.v1.Catalog/UpdateSku',
+    '/kamicore.v1.Events/WatchEvents',
     '/kamicore.v1.Inventory/ImportCodes',
     '/kamicore.v1.Inventory/GetStock',
     '/kamicore.v1.Inventory/FreezeCodes',
