@@ -1,0 +1,121 @@
+"""WatchEvents over a server of two workers: a watcher hears of orders another worker commits
+(its own worker commits nothing meanwhile), a watch holds its key's share of the worker, and a
+watcher that stops reading is cut off with RESOURCE_EXHAUSTED naming the last event it was sent,
+while orders go on being served.
+
+Which worker a connection reached is found out with the fair-use limit, which is per worker:
+with key_in_flight_rpcs_max = 1, a key whose watch is open on a worker is refused there, so a
+connection on which the same key's next call is answered is on the OTHER worker."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from kamicore.domain.risk_rules import DEFAULT_RULES
+from kamicore.v1 import catalog_pb2, events_pb2, events_pb2_grpc
+
+from .e2e_support import metric_samples, metric_value, rpc_error, uid, wait_until
+from .events_support import METHOD, take, type_name, until, watch
+from .server_harness import (
+    Client, Server, bearer, buy, risk_settings_file, stocked_sku,
+)
+
+WRITE_TIMEOUT_SECONDS = 1.0
+FRESH_CONNECTIONS_MAX = 32  # fresh connections tried to reach the other worker (2^-31 to fail)
+# a client that reads nothing: it offers the server a flow-control window of about one small
+# message, and never lets it grow (no BDP probing)
+NON_READER_OPTIONS = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)]
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    base = tmp_path_factory.mktemp("events-workers")
+    rules = {**DEFAULT_RULES, "rules": [rule for rule in DEFAULT_RULES["rules"]
+                                        if rule["kind"] not in ("velocity", "quantity")]}
+    running = Server(base / "data", base, "events-workers", settings={
+        "config": str(risk_settings_file(base / "kamicore.toml", rules)),
+        "key_in_flight_rpcs_max": "1",
+        "watch_write_timeout_seconds": str(WRITE_TIMEOUT_SECONDS)}).start()
+    try:
+        yield running
+    finally:
+        assert running.stop() == 0, running.logs()[-3000:]
+
+
+def _elsewhere(server: Server, key: str) -> grpc.Channel:
+    """A connection to the worker other than the one where `key` has a watch open."""
+    for _ in range(FRESH_CONNECTIONS_MAX):
+        channel = server.channel(fresh=True)
+        try:
+            Client(channel, key).catalog.GetSku(catalog_pb2.GetSkuRequest(sku_id="none"))
+            return channel
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+            assert "key_in_flight_rpcs_max" in error.details(), error
+            channel.close()
+    raise AssertionError("every fresh connection reached the watcher's worker")
+
+
+def test_a_watcher_hears_of_orders_committed_by_the_other_worker(workers):
+    admin = workers.client(workers.admin_key)
+    sku = uid("ev-workers")
+    stocked_sku(admin, sku, 4)
+    watcher_key, _ = workers.create_key("admin")
+    shop_key, _ = workers.create_key("storefront", "web")
+    here = watch(workers.channel(fresh=True), watcher_key, skus=[sku], from_now=True)
+    shop = Client(_elsewhere(workers, watcher_key), shop_key)
+    orders = [buy(shop, sku, account=f"buyer-{n}").order.order_id for n in range(2)]
+    got = until(here, lambda event: type_name(event.type) == "order.delivered"
+                and event.order_id == orders[-1])
+    assert [(type_name(event.type), event.order_id) for event in got] == [
+        (kind, order) for order in orders
+        for kind in ("order.created", "order.paid", "order.delivered")]
+    here.cancel()
+
+
+def test_a_watcher_that_stops_reading_is_cut_off_and_told_where_to_resume(workers):
+    admin = workers.client(workers.admin_key)
+    sku = uid("ev-slow")
+    orders_made = 30
+    stocked_sku(admin, sku, orders_made)
+    slow_key, _ = workers.create_key("admin")
+    shop_key, _ = workers.create_key("storefront", "web")
+    channel = grpc.insecure_channel(workers.target, options=NON_READER_OPTIONS)
+    slow = watch(channel, slow_key, skus=[sku], from_now=True)
+    shop = workers.client(shop_key, fresh=True)
+    for n in range(orders_made):  # every order is served while the watcher reads nothing
+        buy(shop, sku, account=f"buyer-{n}")
+
+    def cut_off() -> float:
+        return metric_value(metric_samples(workers.metrics()),
+                            "kamicore_event_watchers_cut_off_total", reason="slow_reader")
+    wait_until(cut_off, 30, "the watcher to be cut off")
+    received = []
+    with pytest.raises(grpc.RpcError) as ended:
+        received.extend(slow)  # keeps what came before the status
+    error = ended.value
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+    assert received and len(received) < 3 * orders_made, len(received)
+    assert f"the last event sent on this stream is {received[-1].id} " in error.details(), \
+        error.details()
+    resumed = watch(workers.channel(fresh=True), slow_key, skus=[sku], after_id=received[-1].id)
+    rest = take(resumed, 3 * orders_made - len(received))
+    assert len({event.id for event in received + rest}) == 3 * orders_made
+    resumed.cancel()
+    channel.close()
+
+
+def test_a_watch_holds_its_keys_share_of_the_worker(workers):
+    """It is a call in flight like any other: with one call per key and worker, the key's next
+    call on that worker is refused RESOURCE_EXHAUSTED; once the watch ends, it is answered."""
+    key, _ = workers.create_key("admin")
+    channel = workers.channel(fresh=True)
+    watcher = watch(channel, key, from_now=True)
+    stub = events_pb2_grpc.EventsStub(channel)
+    refused = rpc_error(lambda: next(stub.WatchEvents(
+        events_pb2.WatchEventsRequest(from_now=True), metadata=bearer(key), timeout=30)))
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused
+    watcher.cancel()
+    wait_until(lambda: metric_value(metric_samples(workers.metrics()), "kamicore_rpcs_total",
+                                    method=METHOD, code="CANCELLED"), 30, "the watch to end")
+    Client(channel, key).catalog.GetSku(catalog_pb2.GetSkuRequest(sku_id="none"))
