@@ -13,12 +13,12 @@ import grpc
 import pytest
 from kamicore.domain.risk_rules import DEFAULT_RULES
 from kamicore.v1 import catalog_pb2, events_pb2, events_pb2_grpc
+from kamicore_client import Client
 
 from .e2e_support import metric_samples, metric_value, rpc_error, uid, wait_until
 from .events_support import METHOD, take, type_name, until, watch
-from .server_harness import (
-    Client, Server, bearer, buy, risk_settings_file, stocked_sku,
-)
+from .server_harness import Client as Stubs
+from .server_harness import Server, bearer, buy, risk_settings_file, stocked_sku
 
 WRITE_TIMEOUT_SECONDS = 1.0
 FRESH_CONNECTIONS_MAX = 32  # fresh connections tried to reach the other worker (2^-31 to fail)
@@ -47,7 +47,7 @@ def _elsewhere(server: Server, key: str) -> grpc.Channel:
     for _ in range(FRESH_CONNECTIONS_MAX):
         channel = server.channel(fresh=True)
         try:
-            Client(channel, key).catalog.GetSku(catalog_pb2.GetSkuRequest(sku_id="none"))
+            Stubs(channel, key).catalog.GetSku(catalog_pb2.GetSkuRequest(sku_id="none"))
             return channel
         except grpc.RpcError as error:
             assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
@@ -63,7 +63,7 @@ def test_a_watcher_hears_of_orders_committed_by_the_other_worker(workers):
     watcher_key, _ = workers.create_key("admin")
     shop_key, _ = workers.create_key("storefront", "web")
     here = watch(workers.channel(fresh=True), watcher_key, skus=[sku], from_now=True)
-    shop = Client(_elsewhere(workers, watcher_key), shop_key)
+    shop = Stubs(_elsewhere(workers, watcher_key), shop_key)
     orders = [buy(shop, sku, account=f"buyer-{n}").order.order_id for n in range(2)]
     got = until(here, lambda event: type_name(event.type) == "order.delivered"
                 and event.order_id == orders[-1])
@@ -82,14 +82,12 @@ def test_a_watcher_that_stops_reading_is_cut_off_and_told_where_to_resume(worker
     shop_key, _ = workers.create_key("storefront", "web")
     channel = grpc.insecure_channel(workers.target, options=NON_READER_OPTIONS)
     slow = watch(channel, slow_key, skus=[sku], from_now=True)
+    before = _cut_off(workers)
     shop = workers.client(shop_key, fresh=True)
     for n in range(orders_made):  # every order is served while the watcher reads nothing
         buy(shop, sku, account=f"buyer-{n}")
 
-    def cut_off() -> float:
-        return metric_value(metric_samples(workers.metrics()),
-                            "kamicore_event_watchers_cut_off_total", reason="slow_reader")
-    wait_until(cut_off, 30, "the watcher to be cut off")
+    wait_until(lambda: _cut_off(workers) > before, 30, "the watcher to be cut off")
     received = []
     with pytest.raises(grpc.RpcError) as ended:
         received.extend(slow)  # keeps what came before the status
@@ -105,6 +103,30 @@ def test_a_watcher_that_stops_reading_is_cut_off_and_told_where_to_resume(worker
     channel.close()
 
 
+def _cut_off(server: Server) -> float:
+    return metric_value(metric_samples(server.metrics()), "kamicore_event_watchers_cut_off_total",
+                        reason="slow_reader")
+
+
+def test_the_python_clients_watch_resumes_by_itself_after_being_cut_off(workers):
+    admin = workers.client(workers.admin_key)
+    sku = uid("ev-slow-sdk")
+    orders_made = 30
+    stocked_sku(admin, sku, orders_made)
+    watcher_key, _ = workers.create_key("admin")
+    shop = workers.client(workers.create_key("storefront", "web")[0], fresh=True)
+    before = _cut_off(workers)
+    with Client(workers.target, watcher_key, options=NON_READER_OPTIONS) as client, \
+            client.watch_events(skus=[sku], from_now=True) as stream:
+        orders = [buy(shop, sku, account=f"buyer-{n}").order.order_id
+                  for n in range(orders_made)]
+        wait_until(lambda: _cut_off(workers) > before, 30, "the watcher to be cut off")
+        got = [next(stream) for _ in range(3 * orders_made)]
+    assert [(type_name(event.type), event.order_id) for event in got] == [
+        (kind, order) for order in orders
+        for kind in ("order.created", "order.paid", "order.delivered")]
+
+
 def test_a_watch_holds_its_keys_share_of_the_worker(workers):
     """It is a call in flight like any other: with one call per key and worker, the key's next
     call on that worker is refused RESOURCE_EXHAUSTED; once the watch ends, it is answered."""
@@ -118,4 +140,4 @@ def test_a_watch_holds_its_keys_share_of_the_worker(workers):
     watcher.cancel()
     wait_until(lambda: metric_value(metric_samples(workers.metrics()), "kamicore_rpcs_total",
                                     method=METHOD, code="CANCELLED"), 30, "the watch to end")
-    Client(channel, key).catalog.GetSku(catalog_pb2.GetSkuRequest(sku_id="none"))
+    Stubs(channel, key).catalog.GetSku(catalog_pb2.GetSkuRequest(sku_id="none"))

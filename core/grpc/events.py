@@ -27,6 +27,7 @@ from .gate import principal
 from .services import Services
 
 METHOD = "/kamicore.v1.Events/WatchEvents"
+CURSOR_HEADER = "kamicore-after-id"  # response header: the id the stream starts after
 SLOW_READER = "watch_write_timeout_seconds"  # the limit a cut-off watcher is counted under
 
 
@@ -65,9 +66,9 @@ class EventsService(events_pb2_grpc.EventsServicer):
             cursor = watching.start(engine, request.after_id, request.from_now)
         except watching.OutOfRange as error:
             await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(error))
-        # headers now: a client that has them knows its cursor is fixed, so every event
-        # committed from then on is in the stream (from_now included)
-        await context.send_initial_metadata(())
+        # headers now, naming the cursor: a client that has them knows every event committed
+        # from then on is in the stream, and where to resume should it drop before one came
+        await context.send_initial_metadata(((CURSOR_HEADER, str(cursor)),))
         self.feed.opened()
         self.s.metrics.watcher_opened()
         try:

@@ -12,5 +12,6 @@ proto/kamicore/v1 under a name of their own, so they never collide with the serv
 """
 
 from kamicore_client.client import IMPORT_CHUNK_CODES, AsyncClient, Client
+from kamicore_client.events import AsyncEventStream, EventStream
 
-__all__ = ["IMPORT_CHUNK_CODES", "AsyncClient", "Client"]
+__all__ = ["IMPORT_CHUNK_CODES", "AsyncClient", "AsyncEventStream", "Client", "EventStream"]

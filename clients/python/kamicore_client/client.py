@@ -11,6 +11,7 @@ import grpc
 
 from kamicore_client._calls import AsyncCaller, SyncCaller, bearer
 from kamicore_client._services import AsyncServices, Services
+from kamicore_client.events import AsyncEventStream, EventStream, EventType, _Resume
 from kamicore_client.v1 import inventory_pb2
 
 IMPORT_CHUNK_CODES = 1000  # codes per ImportCodes message (the server takes 1-10,000)
@@ -111,6 +112,17 @@ class Client(Services):
         return self.inventory.import_codes(_chunks(header, codes, chunk_codes, progress),
                                            timeout=timeout)
 
+    def watch_events(self, after_id: int = 0, *, types: Iterable[EventType] = (),
+                     skus: Iterable[str] = (), channel: str = "", from_now: bool = False,
+                     timeout: float | None = None) -> EventStream:
+        """Events after `after_id` (0: from the oldest kept; from_now: only new ones) that this
+        key may see, filtered by `types` ("order.paid" or EventType values), `skus` and, for
+        admins, `channel`: an iterator that yields each event once, reconnecting from the last
+        one it yielded when the stream breaks (kamicore_client.events). Live when it returns.
+        `timeout`: each connection's deadline (it then reconnects)."""
+        return EventStream(self.events, _Resume(after_id, types, skus, channel, from_now,
+                                                timeout))
+
     def close(self) -> None:
         self.channel.close()
 
@@ -159,6 +171,13 @@ class AsyncClient(AsyncServices):
                 chunker.sent()
 
         return await self.inventory.import_codes(requests(), timeout=timeout)
+
+    async def watch_events(self, after_id: int = 0, *, types: Iterable[EventType] = (),
+                           skus: Iterable[str] = (), channel: str = "", from_now: bool = False,
+                           timeout: float | None = None) -> AsyncEventStream:
+        """Client.watch_events for asyncio: `async for event in await client.watch_events()`."""
+        return await AsyncEventStream(self.events, _Resume(
+            after_id, types, skus, channel, from_now, timeout)).open()
 
     async def close(self) -> None:
         await self.channel.close()

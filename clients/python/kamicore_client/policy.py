@@ -31,7 +31,7 @@ CONFIRM_PAYMENT_DEADLINE_SECONDS = 75.0
 # a terminal that keeps missing gets every answer delayed, by up to 2 s
 REDEEM_DEADLINE_SECONDS = 10.0
 REDEEM_BATCH_DEADLINE_SECONDS = 30.0  # up to 1,000 codes, each possibly a delayed miss
-STREAM_DEADLINE_SECONDS = 3600.0  # a whole ImportCodes or RedeemStream stream
+STREAM_DEADLINE_SECONDS = 3600.0  # a whole ImportCodes, RedeemStream or WatchEvents stream
 ROTATE_KEYS_DEADLINE_SECONDS = 300.0  # re-wraps every batch key
 
 _WRITES = {"CreateSku", "UpdateSku", "FreezeCodes", "UnfreezeCodes", "VoidCodes", "CancelOrder",
@@ -41,6 +41,7 @@ _SPECIAL = {"CreateOrder": CREATE_ORDER_DEADLINE_SECONDS,
             "ConfirmPayment": CONFIRM_PAYMENT_DEADLINE_SECONDS,
             "Redeem": REDEEM_DEADLINE_SECONDS, "RedeemBatch": REDEEM_BATCH_DEADLINE_SECONDS,
             "ImportCodes": STREAM_DEADLINE_SECONDS, "RedeemStream": STREAM_DEADLINE_SECONDS,
+            "WatchEvents": STREAM_DEADLINE_SECONDS,  # Client.watch_events renews it
             "RotateKeys": ROTATE_KEYS_DEADLINE_SECONDS}
 
 

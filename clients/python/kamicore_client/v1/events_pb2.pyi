@@ -171,7 +171,7 @@ class Event(_message.Message):
     QUANTITY_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     id: _builtins.int
-    """The event id: 1, 2, 3... in commit order, never reused. Resume after the last one you
+    """The event id: increasing in commit order, never reused. Resume after the last one you
     processed (WatchEventsRequest.after_id); a webhook receiver de-duplicates by it.
     """
     type: Global___EventType.ValueType

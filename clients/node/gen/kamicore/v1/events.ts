@@ -180,7 +180,7 @@ export interface WatchEventsRequest {
 /** One business event. Fields that do not apply to its type are empty or 0. */
 export interface Event {
   /**
-   * The event id: 1, 2, 3... in commit order, never reused. Resume after the last one you
+   * The event id: increasing in commit order, never reused. Resume after the last one you
    * processed (WatchEventsRequest.after_id); a webhook receiver de-duplicates by it.
    */
   id: bigint;
@@ -675,8 +675,8 @@ export const Event: MessageFns<Event> = {
 
 /**
  * Every business event is written in the same commit as the change that causes it (an outbox),
- * with an id that starts at 1, strictly increases, is never reused and has no gaps. No event
- * carries a code in plaintext: a code is named by its numeric code id.
+ * with an id that only increases and is never reused (ids a caller does not see are skipped).
+ * No event carries a code in plaintext: a code is named by its numeric code id.
  *
  * Each role sees only its own events: admin all of them; a storefront those of its channel
  * (the one its key is bound to) and stock.low; a partner those of its own orders and
@@ -692,7 +692,9 @@ export const EventsService = {
    * Resuming: keep the id of the last event you processed and reconnect with after_id = that
    * id; you get every later event exactly once. The call counts as an open stream of its key
    * (key_streams_max) and is never ended for being quiet: a watcher sends nothing after its
-   * request.
+   * request. The response headers carry `kamicore-after-id`: the id the stream starts after
+   * (with from_now, the newest event when the call arrived); once they arrive, every later
+   * commit is in the stream, and a client that drops before its first event resumes there.
    *
    * Ends with:
    * - INVALID_ARGUMENT naming the field: an unknown type, too many or bad skus, a channel from
@@ -726,7 +728,9 @@ export interface EventsServer extends UntypedServiceImplementation {
    * Resuming: keep the id of the last event you processed and reconnect with after_id = that
    * id; you get every later event exactly once. The call counts as an open stream of its key
    * (key_streams_max) and is never ended for being quiet: a watcher sends nothing after its
-   * request.
+   * request. The response headers carry `kamicore-after-id`: the id the stream starts after
+   * (with from_now, the newest event when the call arrived); once they arrive, every later
+   * commit is in the stream, and a client that drops before its first event resumes there.
    *
    * Ends with:
    * - INVALID_ARGUMENT naming the field: an unknown type, too many or bad skus, a channel from
@@ -752,7 +756,9 @@ export interface EventsClient extends Client {
    * Resuming: keep the id of the last event you processed and reconnect with after_id = that
    * id; you get every later event exactly once. The call counts as an open stream of its key
    * (key_streams_max) and is never ended for being quiet: a watcher sends nothing after its
-   * request.
+   * request. The response headers carry `kamicore-after-id`: the id the stream starts after
+   * (with from_now, the newest event when the call arrived); once they arrive, every later
+   * commit is in the stream, and a client that drops before its first event resumes there.
    *
    * Ends with:
    * - INVALID_ARGUMENT naming the field: an unknown type, too many or bad skus, a channel from
