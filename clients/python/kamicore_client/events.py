@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -33,14 +33,14 @@ STREAM_DEADLINE_SECONDS = policy.STREAM_DEADLINE_SECONDS
 EventType = int | str  # an EventType value, or its name as kamicore names it ("order.paid")
 
 
-def event_type(value: EventType) -> int:
+def event_type(value: EventType) -> events_pb2.EventType.ValueType:
     """EventType of "order.paid" (or of EVENT_TYPE_ORDER_PAID itself)."""
     if isinstance(value, str):
         return events_pb2.EventType.Value("EVENT_TYPE_" + value.upper().replace(".", "_"))
-    return value
+    return cast(events_pb2.EventType.ValueType, value)
 
 
-def type_name(value: int) -> str:
+def type_name(value: events_pb2.EventType.ValueType) -> str:
     """"order.paid" for EVENT_TYPE_ORDER_PAID; the inverse of event_type."""
     return events_pb2.EventType.Name(value).removeprefix("EVENT_TYPE_").lower().replace(
         "_", ".", 1)
