@@ -3,6 +3,7 @@
 import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import * as catalog from "../gen/kamicore/v1/catalog";
+import * as events from "../gen/kamicore/v1/events";
 import * as inventory from "../gen/kamicore/v1/inventory";
 import * as orders from "../gen/kamicore/v1/orders";
 import * as redemption from "../gen/kamicore/v1/redemption";
@@ -13,6 +14,7 @@ import {
   CONFIRM_PAYMENT_DEADLINE_MS, CREATE_ORDER_DEADLINE_MS, DEFAULT_DEADLINE_MS, REDEEM_BATCH_DEADLINE_MS,
   REDEEM_DEADLINE_MS, ROTATE_KEYS_DEADLINE_MS,
 } from "./limits";
+import { EventStream, WatchOptions } from "./events";
 import { importCodes, ImportOptions, redeemStream, StreamOptions } from "./streams";
 
 /** TLS: `true` for the system's root certificates, or PEM buffers (a private CA, mutual TLS). */
@@ -45,6 +47,7 @@ export class Client {
    * cover (pass `client.metadata()` and a deadline yourself). */
   readonly stubs: {
     catalog: catalog.CatalogClient;
+    events: events.EventsClient;
     inventory: inventory.InventoryClient;
     orders: orders.OrdersClient;
     redemption: redemption.RedemptionClient;
@@ -70,6 +73,7 @@ export class Client {
     const shared = { channelOverride: this.channel };
     this.stubs = {
       catalog: new catalog.CatalogClient(address, credentials, shared),
+      events: new events.EventsClient(address, credentials, shared),
       inventory: new inventory.InventoryClient(address, credentials, shared),
       orders: new orders.OrdersClient(address, credentials, shared),
       redemption: new redemption.RedemptionClient(address, credentials, shared),
@@ -197,6 +201,17 @@ export class Client {
   unlockTerminal(init: DeepPartial<redemption.UnlockTerminalRequest>, options?: CallOptions): Promise<redemption.UnlockTerminalResponse> {
     const stub = this.stubs.redemption;
     return this.once(stub, stub.unlockTerminal, redemption.UnlockTerminalRequest, init, options, DEFAULT_DEADLINE_MS);
+  }
+
+  // -- Events -----------------------------------------------------------------------------------
+
+  /** The events this key may see after `afterId` (0: from the oldest kept; `fromNow`: only new
+   * ones), filtered by types, SKUs and (admins) channel. Resolves once the stream is live;
+   * iterate it with `for await`: each event once, reconnecting from the last one yielded when
+   * the stream breaks (see ./events). `close()` it, or break out of the loop, to end it. */
+  watchEvents(options: WatchOptions = {}): Promise<EventStream> {
+    const context = { metadata: () => this.metadata(), onRetry: this.onRetry, isClosed: () => this.closed };
+    return new EventStream(this.stubs.events, context, options).open();
   }
 
   // -- Inventory --------------------------------------------------------------------------------

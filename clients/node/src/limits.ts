@@ -14,6 +14,10 @@ export const REDEEM_BATCH_DEADLINE_MS = 60_000;
 export const IMPORT_DEADLINE_MS = 600_000;
 /** A whole RedeemStream (a busy terminal's session). */
 export const REDEEM_STREAM_DEADLINE_MS = 3_600_000;
+/** One WatchEvents connection; EventStream then reconnects from its cursor, so a watch runs on. */
+export const WATCH_DEADLINE_MS = 3_600_000;
+/** A watch gives up after this many failures in a row with no event and no headers between. */
+export const WATCH_RECONNECTS_MAX = 8;
 /** RotateKeys re-wraps every batch key. */
 export const ROTATE_KEYS_DEADLINE_MS = 60_000;
 
