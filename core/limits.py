@@ -162,7 +162,7 @@ topup_calls_in_flight_max = 64  # supplier calls one dispatcher task makes at on
 # -- fair use of a worker (defaults of settings in core/config.py; see core/grpc/gate.py) ---------
 in_flight_rpcs_default = 512  # calls in flight in one worker; the excess gets RESOURCE_EXHAUSTED
 key_in_flight_fraction_default = 0.25  # of them, one key's most: the rest stays for other keys
-key_streams_default = 16  # RedeemStream and ImportCodes calls one key has open in one worker
+key_streams_default = 16  # RedeemStream, ImportCodes and WatchEvents calls of one key in one worker
 stream_idle_seconds_default = 60.0  # a stream whose client sent nothing for this long is ended
 idle_checks_per_timeout = 4  # a stream is ended 1 to 1.25 timeouts after its last message
 busy_retry_after_ms = 100  # grpc-retry-pushback-ms sent with a refusal for calls in flight
