@@ -59,6 +59,7 @@ INT_RANGES = {  # field type -> (low, high)
 }
 depth_max = 4  # every kamicore request nests fewer messages than this
 call_timeout_seconds = 30.0
+WATCH_CURSOR_HEADER = "kamicore-after-id"  # the headers of an admitted WatchEvents
 
 
 @dataclasses.dataclass
@@ -354,6 +355,13 @@ def call(channel, method: Method, sent: list[bytes], key: str | None) -> Outcome
             replies.extend(channel.stream_stream(method.name)(iter(sent), **options))
         elif method.client_streaming:
             replies.append(channel.stream_unary(method.name)(iter(sent), **options))
+        elif method.server_streaming:  # WatchEvents: admitted, it streams until cancelled
+            stream = channel.unary_stream(method.name)(sent[0], **options)
+            if any(name == WATCH_CURSOR_HEADER for name, _ in stream.initial_metadata()):
+                stream.cancel()  # its headers came: the request was taken (the server counts
+                return Outcome(grpc.StatusCode.CANCELLED, "taken", replies)  # it CANCELLED)
+            else:
+                replies.extend(stream)  # refused: raises its status
         else:
             replies.append(channel.unary_unary(method.name)(sent[0], **options))
     except grpc.RpcError as error:

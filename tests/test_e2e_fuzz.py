@@ -49,7 +49,10 @@ FIELD_PATH = re.compile(r"[a-z_]+(\[\d+\])?")
 # refusals a servicer makes itself, as the proto documents them: (method, role) -> codes
 SERVICER_REFUSALS = {("/kamicore.v1.Inventory/ImportCodes", "supplier"): {"PERMISSION_DENIED"},
                      ("/kamicore.v1.Suppliers/SupplierCallback", "supplier"):
-                         {"PERMISSION_DENIED"}}
+                         {"PERMISSION_DENIED"},
+                     # a cursor past the newest event (or pruned)
+                     **{("/kamicore.v1.Events/WatchEvents", role): {"OUT_OF_RANGE"}
+                        for role in auth.ROLES}}
 REFUSED_LINE = re.compile(r"refused (/\S+) from (a caller without a valid key|\w+ key \w+): "
                           r"(\w+) \(")
 
@@ -183,6 +186,8 @@ def _allowed_codes(method: Method, key_kind: str, sent: list[bytes]) -> set[str]
         codes = {"PERMISSION_DENIED"}
     else:
         codes = {"OK", "INVALID_ARGUMENT", *SERVICER_REFUSALS.get((method.name, key_kind), ())}
+        if method.server_streaming and not method.client_streaming:
+            codes.add("CANCELLED")  # WatchEvents taken: the fuzzer ends it (fuzz_requests.call)
     return codes | ({"RESOURCE_EXHAUSTED"} if oversized else set())
 
 
@@ -225,7 +230,8 @@ def _check_replies(method: Method, sent: list[bytes], raw_replies: list[bytes]) 
             if answers in reply.DESCRIPTOR.fields_by_name and \
                     asked in requests[0].DESCRIPTOR.fields_by_name:  # one result per item
                 assert len(getattr(reply, answers)) == len(getattr(requests[0], asked))
-    if method.server_streaming:  # RedeemStream: one answer per request, in order
+    if method.server_streaming and method.client_streaming:  # RedeemStream: one answer per
+        # request, in order (WatchEvents, taken, was cancelled before any event)
         assert [reply.request_id for reply in replies] == \
             [request.request_id for request in requests]
     if method.name == "/kamicore.v1.Inventory/ImportCodes":
@@ -375,7 +381,8 @@ def test_soak_every_rpc_answers_hostile_input_with_a_documented_status(fuzzed, m
 
 def test_the_fuzzer_reaches_every_rpc_of_every_service():
     assert {method.name for method in METHODS} == set(auth.METHOD_ROLES)
-    assert len(METHODS) == 30  # 25 before the Suppliers service (with SupplierCallback)
+    assert len(METHODS) == 31  # 25 before the Suppliers service (with SupplierCallback), then
+    # Events/WatchEvents
 
 
 def test_after_fuzzing_the_log_is_clean_and_small(fuzzed):

@@ -12,7 +12,7 @@ import dataclasses
 
 from .. import limits
 from ..engine import InvalidArgument
-from ..engine.validate import text, within
+from ..engine.validate import text
 from . import events
 
 
@@ -49,7 +49,7 @@ def watch(role: str, binding: str, owner: str, *, types=(), skus=(),
     if len(skus) > limits.watch_skus_max:
         raise InvalidArgument("skus", f"has more than {limits.watch_skus_max} items")
     for index, sku in enumerate(skus):
-        within("skus", index, text, sku, "sku_id", limits.name_bytes_max)
+        text(sku, f"skus[{index}]", limits.name_bytes_max)
     if channel:
         if role != "admin":
             raise InvalidArgument("channel", f"only an admin key chooses a channel; a {role} "
