@@ -21,6 +21,7 @@ from .server_harness import Client as Stubs
 from .server_harness import Server, bearer, buy, risk_settings_file, stocked_sku
 
 WRITE_TIMEOUT_SECONDS = 1.0
+ORDERS_MADE = 30  # while a watcher reads nothing: far more events than its window holds
 FRESH_CONNECTIONS_MAX = 32  # fresh connections tried to reach the other worker (2^-31 to fail)
 # a client that reads nothing: it offers the server a flow-control window of about one small
 # message, and never lets it grow (no BDP probing)
@@ -56,35 +57,45 @@ def _elsewhere(server: Server, key: str) -> grpc.Channel:
     raise AssertionError("every fresh connection reached the watcher's worker")
 
 
+def _scene(server: Server, prefix: str, codes: int) -> tuple[str, str, str]:
+    """(a SKU with `codes` codes, an admin key to watch with, a storefront key to buy with)."""
+    sku = uid(prefix)
+    stocked_sku(server.client(server.admin_key), sku, codes)
+    return sku, server.create_key("admin")[0], server.create_key("storefront", "web")[0]
+
+
+def _order_events(orders: list[str]) -> list[tuple[str, str]]:
+    return [(kind, order) for order in orders
+            for kind in ("order.created", "order.paid", "order.delivered")]
+
+
+def _seen(got) -> list[tuple[str, str]]:
+    return [(type_name(event.type), event.order_id) for event in got]
+
+
+def _cut_off(server: Server) -> float:
+    return metric_value(metric_samples(server.metrics()), "kamicore_event_watchers_cut_off_total",
+                        reason="slow_reader")
+
+
 def test_a_watcher_hears_of_orders_committed_by_the_other_worker(workers):
-    admin = workers.client(workers.admin_key)
-    sku = uid("ev-workers")
-    stocked_sku(admin, sku, 4)
-    watcher_key, _ = workers.create_key("admin")
-    shop_key, _ = workers.create_key("storefront", "web")
+    sku, watcher_key, shop_key = _scene(workers, "ev-workers", 4)
     here = watch(workers.channel(fresh=True), watcher_key, skus=[sku], from_now=True)
     shop = Stubs(_elsewhere(workers, watcher_key), shop_key)
     orders = [buy(shop, sku, account=f"buyer-{n}").order.order_id for n in range(2)]
     got = until(here, lambda event: type_name(event.type) == "order.delivered"
                 and event.order_id == orders[-1])
-    assert [(type_name(event.type), event.order_id) for event in got] == [
-        (kind, order) for order in orders
-        for kind in ("order.created", "order.paid", "order.delivered")]
+    assert _seen(got) == _order_events(orders)
     here.cancel()
 
 
 def test_a_watcher_that_stops_reading_is_cut_off_and_told_where_to_resume(workers):
-    admin = workers.client(workers.admin_key)
-    sku = uid("ev-slow")
-    orders_made = 30
-    stocked_sku(admin, sku, orders_made)
-    slow_key, _ = workers.create_key("admin")
-    shop_key, _ = workers.create_key("storefront", "web")
+    sku, slow_key, shop_key = _scene(workers, "ev-slow", ORDERS_MADE)
     channel = grpc.insecure_channel(workers.target, options=NON_READER_OPTIONS)
     slow = watch(channel, slow_key, skus=[sku], from_now=True)
     before = _cut_off(workers)
     shop = workers.client(shop_key, fresh=True)
-    for n in range(orders_made):  # every order is served while the watcher reads nothing
+    for n in range(ORDERS_MADE):  # every order is served while the watcher reads nothing
         buy(shop, sku, account=f"buyer-{n}")
 
     wait_until(lambda: _cut_off(workers) > before, 30, "the watcher to be cut off")
@@ -93,38 +104,27 @@ def test_a_watcher_that_stops_reading_is_cut_off_and_told_where_to_resume(worker
         received.extend(slow)  # keeps what came before the status
     error = ended.value
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
-    assert received and len(received) < 3 * orders_made, len(received)
+    assert received and len(received) < 3 * ORDERS_MADE, len(received)
     assert f"the last event sent on this stream is {received[-1].id} " in error.details(), \
         error.details()
     resumed = watch(workers.channel(fresh=True), slow_key, skus=[sku], after_id=received[-1].id)
-    rest = take(resumed, 3 * orders_made - len(received))
-    assert len({event.id for event in received + rest}) == 3 * orders_made
+    rest = take(resumed, 3 * ORDERS_MADE - len(received))
+    assert len({event.id for event in received + rest}) == 3 * ORDERS_MADE
     resumed.cancel()
     channel.close()
 
 
-def _cut_off(server: Server) -> float:
-    return metric_value(metric_samples(server.metrics()), "kamicore_event_watchers_cut_off_total",
-                        reason="slow_reader")
-
-
 def test_the_python_clients_watch_resumes_by_itself_after_being_cut_off(workers):
-    admin = workers.client(workers.admin_key)
-    sku = uid("ev-slow-sdk")
-    orders_made = 30
-    stocked_sku(admin, sku, orders_made)
-    watcher_key, _ = workers.create_key("admin")
-    shop = workers.client(workers.create_key("storefront", "web")[0], fresh=True)
+    sku, watcher_key, shop_key = _scene(workers, "ev-slow-sdk", ORDERS_MADE)
+    shop = workers.client(shop_key, fresh=True)
     before = _cut_off(workers)
     with Client(workers.target, watcher_key, options=NON_READER_OPTIONS) as client, \
             client.watch_events(skus=[sku], from_now=True) as stream:
         orders = [buy(shop, sku, account=f"buyer-{n}").order.order_id
-                  for n in range(orders_made)]
+                  for n in range(ORDERS_MADE)]
         wait_until(lambda: _cut_off(workers) > before, 30, "the watcher to be cut off")
-        got = [next(stream) for _ in range(3 * orders_made)]
-    assert [(type_name(event.type), event.order_id) for event in got] == [
-        (kind, order) for order in orders
-        for kind in ("order.created", "order.paid", "order.delivered")]
+        got = [next(stream) for _ in range(3 * ORDERS_MADE)]
+    assert _seen(got) == _order_events(orders)
 
 
 def test_a_watch_holds_its_keys_share_of_the_worker(workers):
@@ -141,3 +141,20 @@ def test_a_watch_holds_its_keys_share_of_the_worker(workers):
     wait_until(lambda: metric_value(metric_samples(workers.metrics()), "kamicore_rpcs_total",
                                     method=METHOD, code="CANCELLED"), 30, "the watch to end")
     Stubs(channel, key).catalog.GetSku(catalog_pb2.GetSkuRequest(sku_id="none"))
+
+
+def test_a_server_that_stops_ends_its_watchers_at_once_unavailable(tmp_path):
+    """Not after the grace period given to calls in flight (here longer than the harness waits
+    for a stop before it kills): a watcher would never finish by itself."""
+    server = Server(tmp_path / "data", tmp_path, "events-stop", workers=1,
+                    settings={"grace_seconds": "600"}).start()
+    channel = grpc.insecure_channel(server.target)  # not the harness's: stop() closes those
+    try:
+        watcher = watch(channel, server.admin_key, from_now=True)
+        assert server.stop() == 0, server.logs()[-3000:]
+        error = rpc_error(next, watcher)
+        assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+        assert error.details().startswith("the server is shutting down"), error.details()
+    finally:
+        channel.close()
+        server.kill()

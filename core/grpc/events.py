@@ -81,13 +81,13 @@ class EventsService(events_pb2_grpc.EventsServicer):
         engine, feed, metrics = self.s.engine, self.feed, self.s.metrics
         last_sent = 0
         while True:
+            if feed.stopping:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, self._ended(
+                    "the server is shutting down", last_sent, cursor))
             change = feed.next_change()
             page, after = events.read(engine, cursor, limits.watch_buffered_events_max)
             if after == cursor:  # nothing newer: wait for a commit, here or elsewhere
                 await asyncio.shield(change)
-                if feed.stopping:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, self._ended(
-                        "the server is shutting down", last_sent, cursor))
                 continue
             try:
                 watching.check_kept(engine, cursor)
