@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import grpc
 from kamicore.v1 import (
-    catalog_pb2, common_pb2, inventory_pb2, orders_pb2, risk_pb2, suppliers_pb2,
+    catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2, risk_pb2, suppliers_pb2,
 )
 
 from .e2e_support import NOT_FOUND, R, uid
+from .events_support import taken
 from .server_harness import CURRENCY, import_codes, order_request, pay_request, sku_message
 
 # -- a minimal valid request per method (for the auth matrix) -------------------------------------
@@ -89,6 +90,8 @@ def _minimal_requests() -> dict[str, tuple[str, object, object]]:
         "/kamicore.v1.Suppliers/SupplierCallback": ("unary", suppliers_pb2.SupplierCallbackRequest(
             supplier_id="S-1", payload=b"{}", timestamp_ms=1, signature="00"),
             suppliers_pb2.SupplierCallbackResponse),
+        "/kamicore.v1.Events/WatchEvents": ("unary_stream", events_pb2.WatchEventsRequest(
+            from_now=True), events_pb2.Event),
     }
 
 
@@ -111,6 +114,11 @@ def call_method(channel: grpc.Channel, method: str, metadata) -> grpc.StatusCode
     try:
         if kind == "unary":
             channel.unary_unary(method, **options)(request, metadata=metadata, timeout=30)
+        elif kind == "unary_stream":  # WatchEvents: OK once taken (then cancelled)
+            stream = channel.unary_stream(method, **options)(request, metadata=metadata,
+                                                             timeout=30)
+            if not taken(stream):
+                list(stream)
         elif kind == "stream_unary":
             channel.stream_unary(method, **options)(iter(request), metadata=metadata,
                                                     timeout=30)

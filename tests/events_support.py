@@ -10,6 +10,16 @@ from .server_harness import bearer
 
 WATCH_TIMEOUT_SECONDS = 60.0  # a safety net: a watcher that misses an event fails, never hangs
 METHOD = "/kamicore.v1.Events/WatchEvents"
+CURSOR_HEADER = "kamicore-after-id"  # the headers of a watch the server took
+
+
+def taken(stream) -> bool:
+    """Whether the server took a WatchEvents call (its headers came); then it is cancelled:
+    a watch streams until its caller ends it. False: refused (iterating raises its status)."""
+    if any(name == CURSOR_HEADER for name, _ in stream.initial_metadata()):
+        stream.cancel()
+        return True
+    return False
 
 
 def type_name(value: int) -> str:

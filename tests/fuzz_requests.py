@@ -23,6 +23,7 @@ from kamicore.config import Config
 from kamicore.grpc.worker import SERVICE_NAMES
 from kamicore.v1 import inventory_pb2
 
+from .events_support import taken
 from .server_harness import bearer
 
 MESSAGE_BYTES_MAX = Config().message_bytes_max  # what the fuzzed server runs with
@@ -59,7 +60,6 @@ INT_RANGES = {  # field type -> (low, high)
 }
 depth_max = 4  # every kamicore request nests fewer messages than this
 call_timeout_seconds = 30.0
-WATCH_CURSOR_HEADER = "kamicore-after-id"  # the headers of an admitted WatchEvents
 
 
 @dataclasses.dataclass
@@ -355,13 +355,11 @@ def call(channel, method: Method, sent: list[bytes], key: str | None) -> Outcome
             replies.extend(channel.stream_stream(method.name)(iter(sent), **options))
         elif method.client_streaming:
             replies.append(channel.stream_unary(method.name)(iter(sent), **options))
-        elif method.server_streaming:  # WatchEvents: admitted, it streams until cancelled
+        elif method.server_streaming:  # WatchEvents: taken, it streams until cancelled
             stream = channel.unary_stream(method.name)(sent[0], **options)
-            if any(name == WATCH_CURSOR_HEADER for name, _ in stream.initial_metadata()):
-                stream.cancel()  # its headers came: the request was taken (the server counts
-                return Outcome(grpc.StatusCode.CANCELLED, "taken", replies)  # it CANCELLED)
-            else:
-                replies.extend(stream)  # refused: raises its status
+            if taken(stream):  # the server counts it CANCELLED
+                return Outcome(grpc.StatusCode.CANCELLED, "taken", replies)
+            replies.extend(stream)  # refused: raises its status
         else:
             replies.append(channel.unary_unary(method.name)(sent[0], **options))
     except grpc.RpcError as error:
