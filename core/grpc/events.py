@@ -31,6 +31,9 @@ CURSOR_HEADER = "kamicore-after-id"  # response header: the id the stream starts
 SLOW_READER = "watch_write_timeout_seconds"  # the limit a cut-off watcher is counted under
 
 
+_WIRE_TYPES = {name: number for number, name in enumerate(events.TYPES, 1)}  # EventType order
+
+
 def _type_names(values) -> list[str]:
     """EventType numbers -> events.TYPES names (the enum lists them in that order)."""
     names = []
@@ -42,7 +45,7 @@ def _type_names(values) -> list[str]:
 
 def event_to_wire(event: events.Event) -> events_pb2.Event:
     return events_pb2.Event(
-        id=event.id, type=events.TYPES.index(event.type) + 1, at_ms=event.at_ms,
+        id=event.id, type=_WIRE_TYPES[event.type], at_ms=event.at_ms,
         sku_id=event.sku, channel=event.channel, owner=event.owner, order_id=event.order_id,
         code_id=event.code_id, terminal=event.terminal, supplier_id=event.supplier_id,
         request_id=event.request_id, quantity=event.quantity, detail=event.detail)
