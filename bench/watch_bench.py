@@ -93,9 +93,11 @@ def reading_watcher(target: str, key: str, sku: str, ready, stop, delivered) -> 
     ready.set()
     got = {}
     try:
-        for event in call:
-            if event.type == events_pb2.EVENT_TYPE_ORDER_DELIVERED:
-                got[event.order_id] = time.time()
+        for reply in call:  # a page of events per reply
+            now = time.time()
+            for event in reply.events:
+                if event.type == events_pb2.EVENT_TYPE_ORDER_DELIVERED:
+                    got[event.order_id] = now
             if stop.is_set():
                 break
     except grpc.RpcError:

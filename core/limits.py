@@ -281,7 +281,6 @@ _batch_invalid = _text(_name + 2 * _number + _double)
 _supplier_sku_stats = _text(
     _name + 6 * _number + _double + 4 * _small_number + _text(_money)
     + supplier_stats_batches_listed_max * _batch_invalid)
-event_detail_bytes_max = 32  # an event's detail: a short machine reason ("late_success", ...)
 reply_bytes_worst = {  # method -> its largest reply
     "Catalog/CreateSku": _enum + _text(sku_bytes_max),  # also GetSku and UpdateSku
     "Catalog/ListSkus": skus_page_bytes_max + _name,
@@ -312,10 +311,6 @@ reply_bytes_worst = {  # method -> its largest reply
     "Suppliers/ListSuppliers": suppliers_page_bytes_max + _name,
     "Suppliers/GetSupplierStats": (2 * _enum + _number + 2 * _small_number
                                    + supplier_stats_skus_listed_max * _supplier_sku_stats),
-    "Events/WatchEvents": (  # each event of the stream
-        _number + _enum + _number + _name + _text(binding_bytes_max) + _text(owner_bytes_max)
-        + _text(order_id_bytes_max) + _number + _text(terminal_bytes_max) + _name
-        + _text(supplier_request_id_bytes_max) + _number + _text(event_detail_bytes_max)),
 }
 assert all(size <= reply_bytes_max - reply_margin_bytes for size in reply_bytes_worst.values()), \
     "every reply fits what a client accepts, with a margin"
@@ -336,3 +331,10 @@ watch_buffered_events_max = events_per_page_max  # events one stream holds: the 
 # flow-control window is full) ends it RESOURCE_EXHAUSTED, naming the last event sent
 watch_write_timeout_seconds_default = 10.0
 watch_skus_max = 100  # SKU ids one WatchEvents request may filter by
+event_detail_bytes_max = 32  # an event's detail: a short machine reason ("late_success", ...)
+reply_bytes_worst["Events/WatchEvents"] = watch_buffered_events_max * _text(  # a page of events
+    _number + _enum + _number + _name + _text(binding_bytes_max) + _text(owner_bytes_max)
+    + _text(order_id_bytes_max) + _number + _text(terminal_bytes_max) + _name
+    + _text(supplier_request_id_bytes_max) + _number + _text(event_detail_bytes_max))
+assert reply_bytes_worst["Events/WatchEvents"] <= reply_bytes_max - reply_margin_bytes, \
+    "a page of events fits a reply"

@@ -91,7 +91,7 @@ def _minimal_requests() -> dict[str, tuple[str, object, object]]:
             supplier_id="S-1", payload=b"{}", timestamp_ms=1, signature="00"),
             suppliers_pb2.SupplierCallbackResponse),
         "/kamicore.v1.Events/WatchEvents": ("unary_stream", events_pb2.WatchEventsRequest(
-            from_now=True), events_pb2.Event),
+            from_now=True), events_pb2.WatchEventsResponse),
     }
 
 

@@ -42,14 +42,27 @@ def watch(over: grpc.Channel, key: str, **fields):
     return call
 
 
+def flat(call):
+    """The events of a WatchEvents call, one at a time (each reply carries a page of them)."""
+    for reply in call:
+        assert reply.events, "a reply without events"
+        yield from reply.events
+
+
 def take(call, count: int) -> list[events_pb2.Event]:
-    return [next(call) for _ in range(count)]
+    """Whole replies until they hold at least `count` events: those events."""
+    got: list[events_pb2.Event] = []
+    while len(got) < count:
+        reply = next(call)
+        assert reply.events, "a reply without events"
+        got += reply.events
+    return got
 
 
 def until(call, last) -> list[events_pb2.Event]:
     """Events up to and including the first for which `last(event)` holds."""
     got = []
-    for event in call:
+    for event in flat(call):
         got.append(event)
         if last(event):
             return got

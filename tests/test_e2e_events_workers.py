@@ -16,7 +16,7 @@ from kamicore.v1 import catalog_pb2, events_pb2, events_pb2_grpc
 from kamicore_client import Client
 
 from .e2e_support import metric_samples, metric_value, rpc_error, uid, wait_until
-from .events_support import METHOD, take, type_name, until, watch
+from .events_support import METHOD, flat, take, type_name, until, watch
 from .server_harness import Client as Stubs
 from .server_harness import Server, bearer, buy, risk_settings_file, stocked_sku
 
@@ -101,7 +101,7 @@ def test_a_watcher_that_stops_reading_is_cut_off_and_told_where_to_resume(worker
     wait_until(lambda: _cut_off(workers) > before, 30, "the watcher to be cut off")
     received = []
     with pytest.raises(grpc.RpcError) as ended:
-        received.extend(slow)  # keeps what came before the status
+        received.extend(flat(slow))  # keeps what came before the status
     error = ended.value
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
     assert received and len(received) < 3 * ORDERS_MADE, len(received)

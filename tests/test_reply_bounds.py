@@ -83,6 +83,7 @@ ITEMS = {  # every repeated field of a reply -> its most items
     "ListSuppliersResponse.suppliers": None,
     "GetSupplierStatsResponse.skus": L.supplier_stats_skus_listed_max,
     "SupplierSkuStats.batches": L.supplier_stats_batches_listed_max,
+    "WatchEventsResponse.events": L.watch_buffered_events_max,
 }
 PAGE_BYTES = {"ListSkusResponse.skus": L.skus_page_bytes_max,  # the pages' bounds
               "ListSuppliersResponse.suppliers": L.suppliers_page_bytes_max}

@@ -1,9 +1,10 @@
 """kamicore.v1.Events: WatchEvents, a resumable stream of the caller's business events.
 
 A watcher reads the outbox itself, a page at a time after its own cursor, and writes what its
-caller may see (kamicore.domain.watching); caught up, it waits for the worker's EventFeed to say
-that something may have been committed, here or by another worker. So a watcher holds at most
-one page (limits.watch_buffered_events_max) whatever it lags, and the outbox is the queue.
+caller may see (kamicore.domain.watching) in one reply per page; caught up, it waits for the
+worker's EventFeed to say that something may have been committed, here or by another worker. So
+a watcher holds at most one page (limits.watch_buffered_events_max) whatever it lags, and the
+outbox is the queue.
 
 A watcher that stops reading fills gRPC's flow-control window and its write stops progressing:
 after watch_write_timeout_seconds the stream ends RESOURCE_EXHAUSTED naming the last event sent
@@ -97,23 +98,19 @@ class EventsService(events_pb2_grpc.EventsServicer):
             except watching.OutOfRange as error:
                 metrics.watcher_cut_off("pruned")
                 await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(error))
-            sent = 0
-            for event in page:
-                if not watch.admits(event):
-                    continue
+            admitted = [event_to_wire(event) for event in page if watch.admits(event)]
+            if admitted:  # the page in one write: a write costs far more than an event
                 try:
                     async with asyncio.timeout(self.write_timeout_seconds):
-                        await context.write(event_to_wire(event))
+                        await context.write(events_pb2.WatchEventsResponse(events=admitted))
                 except TimeoutError:
-                    metrics.events_sent(sent)
                     metrics.watcher_cut_off("slow_reader")
                     metrics.limit(METHOD, SLOW_READER)
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self._ended(
                         f"events were not read for {self.write_timeout_seconds:g} s "
-                        f"({SLOW_READER})", event.id, cursor))
-                sent += 1
-                last_sent = event.id
-            metrics.events_sent(sent)
+                        f"({SLOW_READER})", admitted[-1].id, cursor))
+                metrics.events_sent(len(admitted))
+                last_sent = admitted[-1].id
             cursor = after
 
     @staticmethod

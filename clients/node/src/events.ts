@@ -8,7 +8,7 @@
 // after WATCH_RECONNECTS_MAX failures in a row with no event and no headers between them; any
 // other error (bad filters, a pruned cursor: OUT_OF_RANGE) is thrown at once.
 import * as grpc from "@grpc/grpc-js";
-import { Event, EventType, EventsClient, WatchEventsRequest } from "../gen/kamicore/v1/events";
+import { Event, EventType, EventsClient, WatchEventsRequest, WatchEventsResponse } from "../gen/kamicore/v1/events";
 import { RetryInfo } from "./calls";
 import { RETRY_BACKOFF_INITIAL_MS, RETRY_BACKOFF_MAX_MS, WATCH_DEADLINE_MS, WATCH_RECONNECTS_MAX } from "./limits";
 
@@ -63,7 +63,7 @@ export class EventStream implements AsyncIterable<Event> {
   private fromNow: boolean;
   private readonly request: Omit<WatchEventsRequest, "afterId" | "fromNow">;
   private readonly deadlineMs: number;
-  private call?: grpc.ClientReadableStream<Event>;
+  private call?: grpc.ClientReadableStream<WatchEventsResponse>;
   private failures = 0;
   private closed = false;
   private failed?: Error;  // the error that ended the last attempt before its headers
@@ -126,11 +126,13 @@ export class EventStream implements AsyncIterable<Event> {
           continue;
         }
         try {
-          for await (const event of this.call as AsyncIterable<Event>) {
-            this.afterId = event.id;
-            this.fromNow = false;
-            this.failures = 0;
-            yield event;
+          for await (const reply of this.call as AsyncIterable<WatchEventsResponse>) {
+            for (const event of reply.events) {  // a page of events per reply
+              this.afterId = event.id;
+              this.fromNow = false;
+              this.failures = 0;
+              yield event;
+            }
           }
           this.call = undefined;  // ended without a status: resume
         } catch (error) {

@@ -105,9 +105,10 @@ class Events:
     def __init__(self, call: Any) -> None:
         self._call = call
 
-    def watch_events(self, request: events_pb2.WatchEventsRequest, *, timeout: float | None = None) -> Iterator[events_pb2.Event]:
+    def watch_events(self, request: events_pb2.WatchEventsRequest, *, timeout: float | None = None) -> Iterator[events_pb2.WatchEventsResponse]:
         """The caller's events in id order: first those kept after after_id (read in pages), then
         each new one as it commits, on any worker, until the caller cancels or its deadline ends.
+        Each reply carries the events of one page or commit (at most 256), never an empty list.
         Resuming: keep the id of the last event you processed and reconnect with after_id = that
         id; you get every later event exactly once. The call counts as an open stream of its key
         (key_streams_max) and is never ended for being quiet: a watcher sends nothing after its
@@ -129,7 +130,7 @@ class Events:
         - UNAVAILABLE: the server is shutting down; reconnect with after_id.
         Roles: admin, storefront, partner, pos, supplier.
         """
-        return self._call.unary_stream('/kamicore.v1.Events/WatchEvents', request, events_pb2.Event, timeout)
+        return self._call.unary_stream('/kamicore.v1.Events/WatchEvents', request, events_pb2.WatchEventsResponse, timeout)
 
 
 class AsyncEvents:
@@ -147,9 +148,10 @@ class AsyncEvents:
     def __init__(self, call: Any) -> None:
         self._call = call
 
-    def watch_events(self, request: events_pb2.WatchEventsRequest, *, timeout: float | None = None) -> AsyncIterable[events_pb2.Event]:
+    def watch_events(self, request: events_pb2.WatchEventsRequest, *, timeout: float | None = None) -> AsyncIterable[events_pb2.WatchEventsResponse]:
         """The caller's events in id order: first those kept after after_id (read in pages), then
         each new one as it commits, on any worker, until the caller cancels or its deadline ends.
+        Each reply carries the events of one page or commit (at most 256), never an empty list.
         Resuming: keep the id of the last event you processed and reconnect with after_id = that
         id; you get every later event exactly once. The call counts as an open stream of its key
         (key_streams_max) and is never ended for being quiet: a watcher sends nothing after its
@@ -171,7 +173,7 @@ class AsyncEvents:
         - UNAVAILABLE: the server is shutting down; reconnect with after_id.
         Roles: admin, storefront, partner, pos, supplier.
         """
-        return self._call.unary_stream('/kamicore.v1.Events/WatchEvents', request, events_pb2.Event, timeout)
+        return self._call.unary_stream('/kamicore.v1.Events/WatchEvents', request, events_pb2.WatchEventsResponse, timeout)
 
 
 class Inventory:

@@ -2,18 +2,18 @@
 
 `client.watch_events(...)` opens a WatchEvents stream and returns once the server has fixed its
 cursor (the `kamicore-after-id` response header): every event committed from then on will be
-seen. Iterating yields each event once, in id order. When the stream breaks - the connection
-dropped (UNAVAILABLE), the server cut off a reader that fell behind (RESOURCE_EXHAUSTED), the
-server shut down, or the stream's own deadline passed - it reconnects with after_id = the last
-event it yielded (or the cursor of the headers, before the first event), so nothing is lost or
-repeated. It gives up, raising the error, after RECONNECTS_MAX failures in a row with no event
-and no headers in between; any other error (bad filters, a pruned cursor: OUT_OF_RANGE) is
-raised at once.
-"""
+seen. Iterating yields each event once, in id order (the server sends them a page per reply).
+When the stream breaks - the connection dropped (UNAVAILABLE), the server cut off a reader that
+fell behind (RESOURCE_EXHAUSTED), the server shut down, or the stream's own deadline passed - it
+reconnects with after_id = the last event it yielded (or the cursor of the headers, before the
+first event), so nothing is lost or repeated. It gives up, raising the error, after
+RECONNECTS_MAX failures in a row with no event and no headers in between; any other error (bad
+filters, a pruned cursor: OUT_OF_RANGE) is raised at once."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Iterable
 from typing import Any, cast
@@ -89,6 +89,7 @@ class EventStream:
 
     def __init__(self, service: Any, resume: _Resume) -> None:
         self._service, self._resume = service, resume
+        self._pending: collections.deque[events_pb2.Event] = collections.deque()
         self._call: Any = self._open()
 
     @property
@@ -105,16 +106,17 @@ class EventStream:
         return self
 
     def __next__(self) -> events_pb2.Event:
-        while True:
+        while not self._pending:  # a reply carries a page of events; a break comes between
             if self._call is None:
                 self._call = self._open()
             try:
-                return self._resume.yielded(next(self._call))
+                self._pending.extend(next(self._call).events)
             except StopIteration:  # the server ended it without a status: resume
                 self._call = None
             except grpc.RpcError as error:
                 self._call = None
                 time.sleep(self._resume.reconnect_after(error))
+        return self._resume.yielded(self._pending.popleft())
 
     def close(self) -> None:
         if self._call is not None:
@@ -133,6 +135,7 @@ class AsyncEventStream:
 
     def __init__(self, service: Any, resume: _Resume) -> None:
         self._service, self._resume = service, resume
+        self._pending: collections.deque[events_pb2.Event] = collections.deque()
         self._call: Any = None
 
     @property
@@ -150,17 +153,19 @@ class AsyncEventStream:
         return self
 
     async def __anext__(self) -> events_pb2.Event:
-        while True:
+        while not self._pending:
             if self._call is None:
                 await self.open()
             try:
-                event = await self._call.read()
-                if event is not grpc.aio.EOF:
-                    return self._resume.yielded(event)
-                self._call = None  # the server ended it without a status: resume
+                reply = await self._call.read()
+                if reply is grpc.aio.EOF:
+                    self._call = None  # the server ended it without a status: resume
+                else:
+                    self._pending.extend(reply.events)
             except grpc.RpcError as error:
                 self._call = None
                 await asyncio.sleep(self._resume.reconnect_after(error))
+        return self._resume.yielded(self._pending.popleft())
 
     async def close(self) -> None:
         if self._call is not None:

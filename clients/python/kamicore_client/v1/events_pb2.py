@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x1fkamicore_client/v1/events.proto\x12\x0bkamicore.v1\"~\n\x12WatchEventsRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\x04\x12%\n\x05types\x18\x02 \x03(\x0e\x32\x16.kamicore.v1.EventType\x12\x0c\n\x04skus\x18\x03 \x03(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x10\n\x08\x66rom_now\x18\x05 \x01(\x08\"\xf8\x01\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\x04\x12$\n\x04type\x18\x02 \x01(\x0e\x32\x16.kamicore.v1.EventType\x12\r\n\x05\x61t_ms\x18\x03 \x01(\x03\x12\x0e\n\x06sku_id\x18\x04 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x05 \x01(\t\x12\r\n\x05owner\x18\x06 \x01(\t\x12\x10\n\x08order_id\x18\x07 \x01(\t\x12\x0f\n\x07\x63ode_id\x18\x08 \x01(\x04\x12\x10\n\x08terminal\x18\t \x01(\t\x12\x13\n\x0bsupplier_id\x18\n \x01(\t\x12\x12\n\nrequest_id\x18\x0b \x01(\t\x12\x10\n\x08quantity\x18\x0c \x01(\x03\x12\x0e\n\x06\x64\x65tail\x18\r \x01(\t*\xc4\x03\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45VENT_TYPE_ORDER_CREATED\x10\x01\x12\x19\n\x15\x45VENT_TYPE_ORDER_PAID\x10\x02\x12\x1e\n\x1a\x45VENT_TYPE_ORDER_DELIVERED\x10\x03\x12\x1d\n\x19\x45VENT_TYPE_ORDER_RELEASED\x10\x04\x12\x1c\n\x18\x45VENT_TYPE_ORDER_EXPIRED\x10\x05\x12\x1c\n\x18\x45VENT_TYPE_CODE_REDEEMED\x10\x06\x12\x1a\n\x16\x45VENT_TYPE_CODE_FROZEN\x10\x07\x12$\n EVENT_TYPE_CODE_REPORTED_INVALID\x10\x08\x12\x1c\n\x18\x45VENT_TYPE_CODE_REISSUED\x10\t\x12\x18\n\x14\x45VENT_TYPE_STOCK_LOW\x10\n\x12&\n\"EVENT_TYPE_SUPPLIER_ATTEMPT_FAILED\x10\x0b\x12\'\n#EVENT_TYPE_SUPPLIER_ATTEMPT_FLAGGED\x10\x0c\x12\x1c\n\x18\x45VENT_TYPE_REVIEW_NEEDED\x10\r2N\n\x06\x45vents\x12\x44\n\x0bWatchEvents\x12\x1f.kamicore.v1.WatchEventsRequest\x1a\x12.kamicore.v1.Event0\x01\x42]\n\x0f\x63om.kamicore.v1P\x01Z:github.com/kamicore/kamicore/gen/go/kamicore/v1;kamicorev1\xaa\x02\x0bKamicore.V1b\x06proto3')
+DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x1fkamicore_client/v1/events.proto\x12\x0bkamicore.v1\"~\n\x12WatchEventsRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\x04\x12%\n\x05types\x18\x02 \x03(\x0e\x32\x16.kamicore.v1.EventType\x12\x0c\n\x04skus\x18\x03 \x03(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x10\n\x08\x66rom_now\x18\x05 \x01(\x08\"9\n\x13WatchEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.kamicore.v1.Event\"\xf8\x01\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\x04\x12$\n\x04type\x18\x02 \x01(\x0e\x32\x16.kamicore.v1.EventType\x12\r\n\x05\x61t_ms\x18\x03 \x01(\x03\x12\x0e\n\x06sku_id\x18\x04 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x05 \x01(\t\x12\r\n\x05owner\x18\x06 \x01(\t\x12\x10\n\x08order_id\x18\x07 \x01(\t\x12\x0f\n\x07\x63ode_id\x18\x08 \x01(\x04\x12\x10\n\x08terminal\x18\t \x01(\t\x12\x13\n\x0bsupplier_id\x18\n \x01(\t\x12\x12\n\nrequest_id\x18\x0b \x01(\t\x12\x10\n\x08quantity\x18\x0c \x01(\x03\x12\x0e\n\x06\x64\x65tail\x18\r \x01(\t*\xc4\x03\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45VENT_TYPE_ORDER_CREATED\x10\x01\x12\x19\n\x15\x45VENT_TYPE_ORDER_PAID\x10\x02\x12\x1e\n\x1a\x45VENT_TYPE_ORDER_DELIVERED\x10\x03\x12\x1d\n\x19\x45VENT_TYPE_ORDER_RELEASED\x10\x04\x12\x1c\n\x18\x45VENT_TYPE_ORDER_EXPIRED\x10\x05\x12\x1c\n\x18\x45VENT_TYPE_CODE_REDEEMED\x10\x06\x12\x1a\n\x16\x45VENT_TYPE_CODE_FROZEN\x10\x07\x12$\n EVENT_TYPE_CODE_REPORTED_INVALID\x10\x08\x12\x1c\n\x18\x45VENT_TYPE_CODE_REISSUED\x10\t\x12\x18\n\x14\x45VENT_TYPE_STOCK_LOW\x10\n\x12&\n\"EVENT_TYPE_SUPPLIER_ATTEMPT_FAILED\x10\x0b\x12\'\n#EVENT_TYPE_SUPPLIER_ATTEMPT_FLAGGED\x10\x0c\x12\x1c\n\x18\x45VENT_TYPE_REVIEW_NEEDED\x10\r2\\\n\x06\x45vents\x12R\n\x0bWatchEvents\x12\x1f.kamicore.v1.WatchEventsRequest\x1a .kamicore.v1.WatchEventsResponse0\x01\x42]\n\x0f\x63om.kamicore.v1P\x01Z:github.com/kamicore/kamicore/gen/go/kamicore/v1;kamicorev1\xaa\x02\x0bKamicore.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,14 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kamicore_client.v1.events_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017com.kamicore.v1P\001Z:github.com/kamicore/kamicore/gen/go/kamicore/v1;kamicorev1\252\002\013Kamicore.V1'
-  _globals['_EVENTTYPE']._serialized_start=428
-  _globals['_EVENTTYPE']._serialized_end=880
+  _globals['_EVENTTYPE']._serialized_start=487
+  _globals['_EVENTTYPE']._serialized_end=939
   _globals['_WATCHEVENTSREQUEST']._serialized_start=48
   _globals['_WATCHEVENTSREQUEST']._serialized_end=174
-  _globals['_EVENT']._serialized_start=177
-  _globals['_EVENT']._serialized_end=425
-  _globals['_EVENTS']._serialized_start=882
-  _globals['_EVENTS']._serialized_end=960
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=176
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=233
+  _globals['_EVENT']._serialized_start=236
+  _globals['_EVENT']._serialized_end=484
+  _globals['_EVENTS']._serialized_start=941
+  _globals['_EVENTS']._serialized_end=1033
 # @@protoc_insertion_point(module_scope)

@@ -47,7 +47,7 @@ class EventsStub:
         self.WatchEvents = channel.unary_stream(
                 '/kamicore.v1.Events/WatchEvents',
                 request_serializer=kamicore__client_dot_v1_dot_events__pb2.WatchEventsRequest.SerializeToString,
-                response_deserializer=kamicore__client_dot_v1_dot_events__pb2.Event.FromString,
+                response_deserializer=kamicore__client_dot_v1_dot_events__pb2.WatchEventsResponse.FromString,
                 _registered_method=True)
 
 
@@ -66,6 +66,7 @@ class EventsServicer:
     def WatchEvents(self, request, context):
         """The caller's events in id order: first those kept after after_id (read in pages), then
         each new one as it commits, on any worker, until the caller cancels or its deadline ends.
+        Each reply carries the events of one page or commit (at most 256), never an empty list.
         Resuming: keep the id of the last event you processed and reconnect with after_id = that
         id; you get every later event exactly once. The call counts as an open stream of its key
         (key_streams_max) and is never ended for being quiet: a watcher sends nothing after its
@@ -97,7 +98,7 @@ def add_EventsServicer_to_server(servicer, server):
             'WatchEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEvents,
                     request_deserializer=kamicore__client_dot_v1_dot_events__pb2.WatchEventsRequest.FromString,
-                    response_serializer=kamicore__client_dot_v1_dot_events__pb2.Event.SerializeToString,
+                    response_serializer=kamicore__client_dot_v1_dot_events__pb2.WatchEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,7 +136,7 @@ class Events:
             target,
             '/kamicore.v1.Events/WatchEvents',
             kamicore__client_dot_v1_dot_events__pb2.WatchEventsRequest.SerializeToString,
-            kamicore__client_dot_v1_dot_events__pb2.Event.FromString,
+            kamicore__client_dot_v1_dot_events__pb2.WatchEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,9 +43,10 @@ class EventsStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> EventsAsyncStub: ...
-    WatchEvents: _grpc.UnaryStreamMultiCallable[_events_pb2.WatchEventsRequest, _events_pb2.Event]
+    WatchEvents: _grpc.UnaryStreamMultiCallable[_events_pb2.WatchEventsRequest, _events_pb2.WatchEventsResponse]
     """The caller's events in id order: first those kept after after_id (read in pages), then
     each new one as it commits, on any worker, until the caller cancels or its deadline ends.
+    Each reply carries the events of one page or commit (at most 256), never an empty list.
     Resuming: keep the id of the last event you processed and reconnect with after_id = that
     id; you get every later event exactly once. The call counts as an open stream of its key
     (key_streams_max) and is never ended for being quiet: a watcher sends nothing after its
@@ -82,9 +83,10 @@ class EventsAsyncStub(EventsStub):
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    WatchEvents: _aio.UnaryStreamMultiCallable[_events_pb2.WatchEventsRequest, _events_pb2.Event]  # type: ignore[assignment]
+    WatchEvents: _aio.UnaryStreamMultiCallable[_events_pb2.WatchEventsRequest, _events_pb2.WatchEventsResponse]  # type: ignore[assignment]
     """The caller's events in id order: first those kept after after_id (read in pages), then
     each new one as it commits, on any worker, until the caller cancels or its deadline ends.
+    Each reply carries the events of one page or commit (at most 256), never an empty list.
     Resuming: keep the id of the last event you processed and reconnect with after_id = that
     id; you get every later event exactly once. The call counts as an open stream of its key
     (key_streams_max) and is never ended for being quiet: a watcher sends nothing after its
@@ -124,9 +126,10 @@ class EventsServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _events_pb2.WatchEventsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_events_pb2.Event], _abc.AsyncIterator[_events_pb2.Event]]:
+    ) -> _typing.Union[_abc.Iterator[_events_pb2.WatchEventsResponse], _abc.AsyncIterator[_events_pb2.WatchEventsResponse]]:
         """The caller's events in id order: first those kept after after_id (read in pages), then
         each new one as it commits, on any worker, until the caller cancels or its deadline ends.
+        Each reply carries the events of one page or commit (at most 256), never an empty list.
         Resuming: keep the id of the last event you processed and reconnect with after_id = that
         id; you get every later event exactly once. The call counts as an open stream of its key
         (key_streams_max) and is never ended for being quiet: a watcher sends nothing after its

@@ -177,6 +177,12 @@ export interface WatchEventsRequest {
   fromNow: boolean;
 }
 
+/** Events in id order: one write carries many (a write costs far more than an event). */
+export interface WatchEventsResponse {
+  /** 1 to 256 events, ids increasing; the next reply's follow the last one's. */
+  events: Event[];
+}
+
 /** One business event. Fields that do not apply to its type are empty or 0. */
 export interface Event {
   /**
@@ -366,6 +372,73 @@ export const WatchEventsRequest: MessageFns<WatchEventsRequest> = {
     message.skus = object.skus?.map((e) => e) || [];
     message.channel = object.channel ?? "";
     message.fromNow = object.fromNow ?? false;
+    return message;
+  },
+};
+
+function createBaseWatchEventsResponse(): WatchEventsResponse {
+  return { events: [] };
+}
+
+export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
+  encode(message: WatchEventsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      Event.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchEventsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchEventsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(Event.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchEventsResponse {
+    return { events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => Event.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: WatchEventsResponse): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => Event.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchEventsResponse>, I>>(base?: I): WatchEventsResponse {
+    return WatchEventsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchEventsResponse>, I>>(object: I): WatchEventsResponse {
+    const message = createBaseWatchEventsResponse();
+    message.events = object.events?.map((e) => Event.fromPartial(e)) || [];
     return message;
   },
 };
@@ -689,6 +762,7 @@ export const EventsService = {
   /**
    * The caller's events in id order: first those kept after after_id (read in pages), then
    * each new one as it commits, on any worker, until the caller cancels or its deadline ends.
+   * Each reply carries the events of one page or commit (at most 256), never an empty list.
    * Resuming: keep the id of the last event you processed and reconnect with after_id = that
    * id; you get every later event exactly once. The call counts as an open stream of its key
    * (key_streams_max) and is never ended for being quiet: a watcher sends nothing after its
@@ -716,8 +790,8 @@ export const EventsService = {
     responseStream: true as const,
     requestSerialize: (value: WatchEventsRequest): Buffer => Buffer.from(WatchEventsRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): WatchEventsRequest => WatchEventsRequest.decode(value),
-    responseSerialize: (value: Event): Buffer => Buffer.from(Event.encode(value).finish()),
-    responseDeserialize: (value: Buffer): Event => Event.decode(value),
+    responseSerialize: (value: WatchEventsResponse): Buffer => Buffer.from(WatchEventsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchEventsResponse => WatchEventsResponse.decode(value),
   },
 } as const;
 
@@ -725,6 +799,7 @@ export interface EventsServer extends UntypedServiceImplementation {
   /**
    * The caller's events in id order: first those kept after after_id (read in pages), then
    * each new one as it commits, on any worker, until the caller cancels or its deadline ends.
+   * Each reply carries the events of one page or commit (at most 256), never an empty list.
    * Resuming: keep the id of the last event you processed and reconnect with after_id = that
    * id; you get every later event exactly once. The call counts as an open stream of its key
    * (key_streams_max) and is never ended for being quiet: a watcher sends nothing after its
@@ -746,13 +821,14 @@ export interface EventsServer extends UntypedServiceImplementation {
    * - UNAVAILABLE: the server is shutting down; reconnect with after_id.
    * Roles: admin, storefront, partner, pos, supplier.
    */
-  watchEvents: handleServerStreamingCall<WatchEventsRequest, Event>;
+  watchEvents: handleServerStreamingCall<WatchEventsRequest, WatchEventsResponse>;
 }
 
 export interface EventsClient extends Client {
   /**
    * The caller's events in id order: first those kept after after_id (read in pages), then
    * each new one as it commits, on any worker, until the caller cancels or its deadline ends.
+   * Each reply carries the events of one page or commit (at most 256), never an empty list.
    * Resuming: keep the id of the last event you processed and reconnect with after_id = that
    * id; you get every later event exactly once. The call counts as an open stream of its key
    * (key_streams_max) and is never ended for being quiet: a watcher sends nothing after its
@@ -774,12 +850,12 @@ export interface EventsClient extends Client {
    * - UNAVAILABLE: the server is shutting down; reconnect with after_id.
    * Roles: admin, storefront, partner, pos, supplier.
    */
-  watchEvents(request: WatchEventsRequest, options?: Partial<CallOptions>): ClientReadableStream<Event>;
+  watchEvents(request: WatchEventsRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchEventsResponse>;
   watchEvents(
     request: WatchEventsRequest,
     metadata?: Metadata,
     options?: Partial<CallOptions>,
-  ): ClientReadableStream<Event>;
+  ): ClientReadableStream<WatchEventsResponse>;
 }
 
 export const EventsClient = makeGenericClientConstructor(EventsService, "kamicore.v1.Events") as unknown as {
