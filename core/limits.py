@@ -323,3 +323,27 @@ assert _text(codes_per_chunk_max * _text(code_bytes_max)) + 1 + 5 \
 # -- events (kamicore.domain.events) -------------------------------------------------------
 events_per_page_max = 256  # outbox entries one read looks at (a stream's or a webhook's page)
 events_pruned_per_commit_max = 1_000  # outbox records one pruning commit drops
+
+# -- webhooks (kamicore.domain.webhooks, kamicore.runtime.webhooks) ------------------------------
+webhooks_max = 1_000  # endpoints registered at once (the dispatcher runs one delivery loop each)
+webhooks_per_page_max = 100
+webhooks_per_page_default = 20
+webhook_url_bytes_max = 500
+webhook_secret_bytes_min = 16  # a signing secret (HMAC-SHA256 key)
+webhook_secret_bytes_max = 256
+webhook_retry_seconds_min = 1  # an endpoint's retry window: how long until it counts as FAILING
+webhook_retry_seconds_max = 7 * 24 * 3600
+webhook_retry_seconds_default = 3 * 24 * 3600
+webhook_error_bytes_max = 200  # the last error kept per endpoint ("http 503", "timeout", ...)
+webhook_request_seconds_max = 10.0  # one POST, connecting included; longer: a failed attempt
+webhook_backoff_seconds_default = 1.0  # the first retry's delay; doubling (with jitter) ...
+webhook_backoff_seconds_max = 300.0  # ... up to this, which is also a FAILING endpoint's pace
+webhook_retention_seconds_default = 7 * 24 * 3600  # outbox events older than this are pruned
+#   unless an enabled endpoint has not acknowledged them yet
+webhook_prune_interval_seconds = 60.0  # how often the dispatcher prunes the outbox
+webhook_cursor_save_seconds = 5.0  # a cursor passing only events not for it is saved this often
+webhook_connections_max = 1_000  # HTTP connections open at once, over every endpoint
+webhook_poll_seconds = 0.05  # how often the sender looks for events other processes committed
+assert webhook_retry_seconds_min <= webhook_retry_seconds_default <= webhook_retry_seconds_max
+assert webhook_secret_bytes_min >= 16, "an HMAC key of at least 128 bits"
+assert webhooks_max <= webhook_connections_max, "a POST in flight to every endpoint at once"
