@@ -34,6 +34,8 @@ TABLE = "webhooks"
 DELIVERIES_TABLE = "webhook_deliveries"
 ALL, CHANNEL, PARTNER = "all", "channel", "partner"
 SCOPES = (ALL, CHANNEL, PARTNER)
+assert len(events.TYPES) <= limits.webhook_event_types_max \
+    and max(map(len, events.TYPES)) <= limits.event_type_bytes_max, "an endpoint's types fit"
 
 
 @dataclasses.dataclass(frozen=True)
