@@ -17,9 +17,9 @@ from kamicore.domain import events
 from kamicore.engine import Engine
 from kamicore.v1 import webhooks_pb2 as W
 
-from .e2e_support import uid, wait_until
+from .e2e_support import metric_samples, metric_value, uid, wait_until
 from .server_harness import Server, buy, cli, stocked_sku
-from .webhook_receiver import FAIL, HANG, Receiver
+from .webhook_receiver import CLOSE, FAIL, HANG, Receiver
 
 SECRET = b"receiver-secret-0123456789"
 # fast retries, and the dispatcher's ticks (which start loops for new endpoints) often
@@ -118,15 +118,49 @@ def test_a_down_endpoint_delays_no_other_nor_orders_and_gets_everything_after(ho
     orders += [buy(shop, hooks["sku"]).order.order_id for _ in range(3)]  # while it hangs
     steady.wait_for(lambda: delivered(steady, orders[-1]), "every order at the steady one")
     assert down.ids() == [] and down.holding.is_set()  # the other got it all meanwhile
-    down.release(FAIL, times=3)  # the held POST answers 503, then three 500s
+    down.release(CLOSE, times=2)  # the held POST answers 503, two connections are closed
+    down.wait_for(lambda: down.attempts >= 3, "the retries of the closed connections")
+    down.fail(FAIL, times=2)  # then two 500s
     down.wait_for(lambda: delivered(down, orders[-1]), "everything after it came back")
     assert down.ids() == steady.ids() and increasing(down.ids())
-    assert down.attempts >= len(down.ids()) + 4  # the hang, the 500s: each retried
+    assert down.attempts >= len(down.ids()) + 5  # the hang, the closes, the 500s: each retried
     state = wait_until(lambda: (lambda d: d.backlog == 0 and d)(listed(admin)["down"].delivery),
                        TIMEOUT_SECONDS, "the cursor committed")
     assert state.state == W.WEBHOOK_DELIVERY_STATE_HEALTHY and state.consecutive_failures == 0
     assert state.last_event_id == down.ids()[-1] and state.last_success_ms > 0
+    samples = metric_samples(hooks["server"].metrics())
+    delivered_total = "kamicore_webhook_deliveries_total"
+    assert metric_value(samples, delivered_total, webhook="down", outcome="acknowledged") \
+        == len(down.ids())
+    assert metric_value(samples, delivered_total, webhook="down", outcome="http_500") == 2
+    assert metric_value(samples, delivered_total, webhook="down", outcome="disconnected") == 2
+    assert metric_value(samples, "kamicore_webhook_backlog", webhook="down") == 0
     delete(admin, "down", "steady")
+
+
+def test_an_endpoint_failing_past_its_window_holds_its_events_until_it_answers(hooks,
+                                                                               receivers):
+    admin, shop, server = hooks["admin"], hooks["shop"], hooks["server"]
+    parked = receivers()
+    hook = register(admin, "parked", parked.url, retry_seconds=1)
+    parked.fail(FAIL)
+    orders = [buy(shop, hooks["sku"]).order.order_id for _ in range(2)]
+    wait_until(lambda: listed(admin)["parked"].delivery.state
+               == W.WEBHOOK_DELIVERY_STATE_FAILING, TIMEOUT_SECONDS, "the endpoint FAILING")
+    wait_until(lambda: "webhook parked is FAILING" in server.logs(), TIMEOUT_SECONDS, "the alert")
+    samples = metric_samples(server.metrics())
+    assert metric_value(samples, "kamicore_webhook_failing", webhook="parked") == 1
+    assert parked.ids() == []
+    # it answers again, with a rotated secret: an update ends the slow pace at once
+    parked.secret = b"rotated-secret-0123456789"
+    parked.release()
+    hook.signing_secret = parked.secret
+    assert admin.webhooks.UpdateWebhook(W.UpdateWebhookRequest(webhook=hook)).status \
+        == W.UPDATE_WEBHOOK_STATUS_UPDATED
+    parked.wait_for(lambda: delivered(parked, orders[-1]), "the held events")
+    assert [e["order_id"] for e in parked.events()] == [orders[0]] * 3 + [orders[1]] * 3
+    assert increasing(parked.ids()) and parked.bad_signatures == 0
+    delete(admin, "parked")
 
 
 def test_the_scope_and_event_types_pick_what_each_endpoint_gets(hooks, receivers):
