@@ -28,7 +28,7 @@ from ..keyring import constant_time_equal
 from ..statuses import (
     DeleteWebhookStatus, RegisterWebhookStatus, UpdateWebhookStatus, WebhookDeliveryState,
 )
-from . import events
+from . import events, sealed_records
 
 TABLE = "webhooks"
 DELIVERIES_TABLE = "webhook_deliveries"
@@ -100,28 +100,14 @@ def _purpose(webhook_id: str) -> bytes:
     return b"webhook:" + webhook_id.encode()
 
 
-def _encode(webhook: Webhook, sealed: bytes) -> bytes:
-    fields = dataclasses.asdict(webhook)
-    del fields["secret"]
-    fields["secret_sealed"] = sealed.hex()
-    return json.dumps(fields, sort_keys=True).encode()
+def _build(fields: dict, secret: bytes) -> Webhook:
+    fields["event_types"] = tuple(fields["event_types"])
+    return Webhook(secret=secret, **fields)
 
 
-_decoded: dict[bytes, Webhook] = {}  # stored value -> its endpoint, secret opened
-
-
-def _decode(view, value: bytes) -> Webhook:
-    """A stored endpoint with its secret opened; one decoded copy per stored value."""
-    webhook = _decoded.get(value)
-    if webhook is None:
-        fields = json.loads(value)
-        sealed = bytes.fromhex(fields.pop("secret_sealed"))
-        fields["event_types"] = tuple(fields["event_types"])
-        secret = view.open_secret(_purpose(fields["webhook_id"]), sealed)
-        if len(_decoded) >= limits.webhooks_max:
-            _decoded.clear()
-        webhook = _decoded[value] = Webhook(secret=secret, **fields)
-    return webhook
+# a stored endpoint with its secret opened; one decoded copy per stored value
+_decode = sealed_records.Decoder(_build, lambda fields: _purpose(fields["webhook_id"]),
+                                 limits.webhooks_max)
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -241,7 +227,7 @@ def _register(transaction, webhook: Webhook, head: int):
     now = transaction.now_ms
     webhook = dataclasses.replace(webhook, created_ms=now, updated_ms=now)
     sealed = transaction.seal_secret(_purpose(webhook.webhook_id), webhook.secret)
-    transaction.put(TABLE, webhook.webhook_id.encode(), _encode(webhook, sealed))
+    transaction.put(TABLE, webhook.webhook_id.encode(), sealed_records.encode(webhook, sealed))
     _put_delivery(transaction, webhook.webhook_id, Delivery(cursor=head, created_ms=now))
     return RegisterWebhookStatus.REGISTERED, webhook
 
@@ -256,10 +242,10 @@ def _update(transaction, webhook: Webhook):
     if webhook.secret:  # rotated
         sealed = transaction.seal_secret(_purpose(webhook.webhook_id), webhook.secret)
     else:
-        sealed = bytes.fromhex(json.loads(value)["secret_sealed"])
+        sealed = sealed_records.sealed_of(value)
     webhook = dataclasses.replace(webhook, secret=webhook.secret or existing.secret,
                                   created_ms=existing.created_ms, updated_ms=transaction.now_ms)
-    transaction.put(TABLE, webhook.webhook_id.encode(), _encode(webhook, sealed))
+    transaction.put(TABLE, webhook.webhook_id.encode(), sealed_records.encode(webhook, sealed))
     return UpdateWebhookStatus.UPDATED, webhook
 
 
