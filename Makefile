@@ -11,7 +11,7 @@ CLIENT_SOURCES := $(wildcard clients/python/pyproject.toml clients/python/kamico
 	clients/python/kamicore_client/v1/*)
 PYTEST_ARGS ?=
 
-.PHONY: install sdk serve test docs soak bench-engine bench-server bench-floor bench-topup bench clean
+.PHONY: install sdk serve test docs soak bench-engine bench-server bench-floor bench-topup bench-events bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,11 @@ bench-server: $(STAMP)
 # direct top-ups against a simulated supplier, answering at once and with 200 ms latency
 bench-topup: $(STAMP)
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/topup_bench.py $(BENCH_ARGS)
+
+# orders/s with business events written in their commits against the same with emit a no-op,
+# in one run
+bench-events: $(STAMP)
+	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/events_bench.py $(BENCH_ARGS)
 
 # everything: engine, server, concurrency sweep, Locust, pool/worker scaling, then the report
 # (bench/results/<date>-<commit>.md with PNGs; bench/RESULTS.md); ~25 min here. BENCH_ARGS:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from kamicore.domain import events
 from kamicore.engine import Engine
 from kamicore.statuses import CodeState, OrderState, VerifyStatus
 
@@ -32,6 +33,7 @@ TERMINAL = "T-crash"
 
 CHILD = r"""
 import json, os, random, secrets, sys
+from kamicore.domain import events
 from kamicore.engine import Engine
 from kamicore.statuses import ConfirmStatus, ImportStatus, RedeemStatus, ReserveStatus
 
@@ -166,6 +168,19 @@ def check_store(engine: Engine, acks: list[dict], intents: list[dict]) -> None:
     assert engine.check() == []
     audit = engine.verify_audit()
     assert audit.ok, audit.problem
+
+    # the outbox tells each redemption exactly once: written in its commit, or neither was
+    redeemed = sorted(view.code.code_id for view in found.values()
+                      if view.status == VerifyStatus.FOUND
+                      and view.code.state == CodeState.REDEEMED)
+    told, cursor = [], 0
+    while True:
+        page, next_cursor = events.read(engine, cursor)
+        told += [event.code_id for event in page if event.type == events.CODE_REDEEMED]
+        if next_cursor == cursor:
+            break
+        cursor = next_cursor
+    assert sorted(told) == redeemed
 
 
 @pytest.mark.parametrize("rounds", [ROUNDS, pytest.param(SOAK_ROUNDS, marks=pytest.mark.slow)])

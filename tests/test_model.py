@@ -15,6 +15,7 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 
+from kamicore.domain import events
 from kamicore.statuses import CodeState
 
 from .backends import BACKENDS
@@ -157,6 +158,18 @@ class BackendAgainstModel(RuleBasedStateMachine):
     def stored_state_is_consistent(self):
         # no code in two orders, index agrees with states, every code decrypts, audit chain
         assert self.engine.check() == []
+
+    @invariant()
+    def the_outbox_tells_each_redemption_once(self):
+        told, cursor = [], 0
+        while True:
+            page, next_cursor = events.read(self.engine, cursor)
+            told += [event.code_id for event in page if event.type == events.CODE_REDEEMED]
+            if next_cursor == cursor:
+                break
+            cursor = next_cursor
+        assert sorted(told) == sorted(code_id for code_id, code in self.model.codes.items()
+                                      if code.state == CodeState.REDEEMED)
 
     @invariant()
     def sellable_stock_agrees(self):
