@@ -1,0 +1,175 @@
+"""Webhooks benchmark: orders/s while webhook endpoints take every event, and while they are
+down, against no endpoint at all, in the same run; and how fast the events reach a receiver.
+
+One kamicore (`kamicore serve --workers 2` on free 127.0.0.1 ports, a data dir under
+bench/results/tmp, removed at the end) is seeded with codes; a driver of 2 processes
+(bench/driver.py, 32 orders in flight each) runs rounds of one-code orders (CreateOrder +
+ConfirmPayment: three events each, created, paid, delivered) under three settings, in rotating
+order: `none` (no endpoint), `receiving` (--endpoints endpoints of scope ALL, all POSTing to
+one receiver on 127.0.0.1 that acknowledges everything: tests/webhook_receiver.py) and `down`
+(the same endpoints to a receiver that holds every POST open: each endpoint has a request in
+flight and retries after the timeout). Endpoints are registered afresh for each round, so each
+starts at that round's first event. Figures: orders/s per round (median per setting), the
+ratios to `none` round by round, and for `receiving` the events delivered per second from
+the round's start until the receiver has every event of the round (3 x orders x endpoints).
+
+On a 2-core machine the dispatcher's deliveries share the CPUs with the workers: the orders
+never wait for a webhook, but they do share the machine.
+
+Usage: .venv/bin/python bench/webhooks_bench.py [--quick] [--rounds N] [--orders N]
+       [--endpoints N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import statistics
+import sys
+import time
+
+import server_seed
+from common import REPO, expect, log, machine, ratios_text, stop_on_signals, temp_dir
+from driver import DriverPool
+from processes import Children
+from risk_bench import DRIVER_PROCESSES, IN_FLIGHT, order_pairs
+from rpcs import bearer
+from servers import KamicoreServer
+
+sys.path.insert(0, str(REPO))
+from tests.webhook_receiver import HANG, Receiver  # noqa: E402
+
+SECRET = b"bench-webhook-secret-0123456789"
+SETTINGS = ("none", "receiving", "down")
+delivery_wait_seconds = 600.0
+
+
+def stub(target: str):
+    import grpc
+    from kamicore.v1 import webhooks_pb2_grpc
+    channel = grpc.insecure_channel(target)
+    return channel, webhooks_pb2_grpc.WebhooksStub(channel)
+
+
+def register(target: str, admin: str, ids: list[str], url: str) -> None:
+    from kamicore.v1 import webhooks_pb2 as W
+    channel, webhooks = stub(target)
+    with channel:
+        for webhook_id in ids:
+            reply = webhooks.RegisterWebhook(W.RegisterWebhookRequest(webhook=W.Webhook(
+                webhook_id=webhook_id, url=url, signing_secret=SECRET, enabled=True,
+                scope=W.WEBHOOK_SCOPE_ALL)), metadata=bearer(admin), timeout=30)
+            expect(reply.status == W.REGISTER_WEBHOOK_STATUS_REGISTERED, f"register: {reply}")
+
+
+def delete(target: str, admin: str, ids: list[str]) -> None:
+    from kamicore.v1 import webhooks_pb2 as W
+    channel, webhooks = stub(target)
+    with channel:
+        for webhook_id in ids:
+            reply = webhooks.DeleteWebhook(W.DeleteWebhookRequest(webhook_id=webhook_id),
+                                           metadata=bearer(admin), timeout=30)
+            expect(reply.status == W.DELETE_WEBHOOK_STATUS_DELETED, f"delete: {reply}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small, short run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per setting (default 3)")
+    parser.add_argument("--orders", type=int, default=2000, help="orders per round")
+    parser.add_argument("--endpoints", type=int, default=4, help="endpoints (default 4)")
+    parser.add_argument("--time-limit", type=int, default=1800,
+                        help="stop everything after this many seconds")
+    options = parser.parse_args()
+    if options.quick:
+        options.rounds, options.orders = 1, 500
+
+    stop_on_signals(options.time_limit)
+    root = temp_dir("webhooks-bench-")
+    children = Children(root)
+    pool = None
+    receiving, down = Receiver(SECRET).start(), Receiver(SECRET).start()
+    down.fail(HANG)
+    try:
+        pool = DriverPool(DRIVER_PROCESSES)
+        server = KamicoreServer(children, root / "data", workers=2)
+        keys = server_seed.prepare(server.data_dir)
+        server.start()
+        admin = keys["admin"] = server_seed.admin_key(server.data_dir)
+        total = len(SETTINGS) * options.rounds * options.orders + options.orders
+        log(f"seeding {total:,} codes ...")
+        server_seed.seed(server.target, keys, 0, total)
+        rates: dict[str, list[float]] = {setting: [] for setting in SETTINGS}
+        deliveries: list[float] = []
+        number = 0
+        for round_number in range(-1, options.rounds):  # round -1 warms up, unmeasured
+            shift = max(round_number, 0) % len(SETTINGS)
+            for setting in SETTINGS[shift:] + SETTINGS[:shift]:
+                ids = [f"{setting}-{round_number + 1}-{n}" for n in range(options.endpoints)]
+                receiver = {"receiving": receiving, "down": down}.get(setting)
+                if receiver is not None:
+                    register(server.target, admin, ids, receiver.url)
+                before = len(receiving.ids())
+                count = options.orders // (2 if round_number < 0 else 1)
+                pairs = order_pairs("hooks", number, count)
+                number += count
+                started = time.perf_counter()
+                outcome = pool.drive(server.target, "orders", pairs, keys["storefront"],
+                                     IN_FLIGHT, 600, decode=True)
+                expect(outcome.succeeded == len(pairs) and not outcome.errors,
+                       f"{outcome.succeeded:,} of {len(pairs):,} orders paid; "
+                       f"errors {dict(outcome.errors)}")
+                events = 3 * count * options.endpoints
+                if setting == "receiving":
+                    wanted = before + events
+                    receiving.wait_for(lambda wanted=wanted: len(receiving.ids()) >= wanted,
+                                       "every event of the round", delivery_wait_seconds)
+                    per_second = events / (time.perf_counter() - started)
+                if receiver is not None:
+                    delete(server.target, admin, ids)
+                if round_number < 0:
+                    continue
+                rates[setting].append(len(pairs) / outcome.seconds)
+                if setting == "receiving":
+                    deliveries.append(per_second)
+                log(f"round {round_number + 1}: {setting:9} {rates[setting][-1]:,.0f} orders/s"
+                    + (f", {per_second:,.0f} events delivered/s" if setting == "receiving"
+                       else ""))
+        expect(receiving.duplicates() == 0 and receiving.bad_signatures == 0,
+               "no duplicate and no bad signature without a crash")
+        ratios = {setting: [rate / none for rate, none in zip(rates[setting], rates["none"],
+                                                              strict=True)]
+                  for setting in ("receiving", "down")}
+        result = {"machine": machine(), "rounds": options.rounds,
+                  "orders_per_round": options.orders, "endpoints": options.endpoints,
+                  **{f"orders_per_second_{setting}": statistics.median(rates[setting])
+                     for setting in SETTINGS},
+                  **{f"ratio_{setting}": statistics.median(values)
+                     for setting, values in ratios.items()},
+                  "events_delivered_per_second": statistics.median(deliveries)}
+        log(f"orders/s: none {result['orders_per_second_none']:,.0f}, receiving "
+            f"{result['orders_per_second_receiving']:,.0f} (x{result['ratio_receiving']:.2f}: "
+            f"{ratios_text(ratios['receiving'])}), down {result['orders_per_second_down']:,.0f} "
+            f"(x{result['ratio_down']:.2f}: {ratios_text(ratios['down'])}); "
+            f"{result['events_delivered_per_second']:,.0f} events delivered/s to "
+            f"{options.endpoints} endpoints")
+    except BaseException:
+        for name, _ in children.processes:
+            log(f"{name} log (tail):\n{children.log_tail(name)}")
+        raise
+    finally:
+        signal.alarm(0)
+        if pool is not None:
+            pool.close()
+        children.stop_all()
+        receiving.stop()
+        down.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
