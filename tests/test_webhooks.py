@@ -212,3 +212,13 @@ def test_the_secret_is_never_in_the_data_file_in_plain(engine, tmp_path):
     assert b"shop-hook" in data and b"shop.example" in data  # the records are there
     for secret in (SECRET, rotated):
         assert secret not in data and secret.hex().encode() not in data
+
+
+def test_the_backoff_doubles_with_jitter_up_to_its_cap_and_a_failing_endpoint_waits_longest():
+    from kamicore.runtime.webhooks import backoff_seconds
+    cap = limits.webhook_backoff_seconds_max
+    for failures, full in ((1, 1.0), (2, 2.0), (5, 16.0), (9, 256.0), (10, cap), (80, cap)):
+        delays = [backoff_seconds(failures, 1.0, failing=False) for _ in range(200)]
+        assert full / 2 <= min(delays) and max(delays) <= full
+        assert max(delays) - min(delays) > full / 10  # jittered, not one value
+    assert all(cap / 2 <= backoff_seconds(1, 1.0, failing=True) <= cap for _ in range(50))
