@@ -5,13 +5,14 @@ One kamicore (`kamicore serve --workers 2` on free 127.0.0.1 ports, a data dir u
 bench/results/tmp, removed at the end) is seeded with codes; a driver of 2 processes
 (bench/driver.py, 32 orders in flight each) runs rounds of one-code orders (CreateOrder +
 ConfirmPayment: three events each, created, paid, delivered) under three settings, in rotating
-order: `none` (no endpoint), `receiving` (--endpoints endpoints of scope ALL, all POSTing to
-one receiver on 127.0.0.1 that acknowledges everything: tests/webhook_receiver.py) and `down`
+order: `none` (no endpoint), `receiving` (--endpoints endpoints of scope ALL, each POSTing to
+its own receiver on 127.0.0.1 that acknowledges everything: tests/webhook_receiver.py) and `down`
 (the same endpoints to a receiver that holds every POST open: each endpoint has a request in
 flight and retries after the timeout). Endpoints are registered afresh for each round, so each
 starts at that round's first event. Figures: orders/s per round (median per setting), the
 ratios to `none` round by round, and for `receiving` the events delivered per second from
-the round's start until the receiver has every event of the round (3 x orders x endpoints).
+the round's start until every receiver has the round's last event (3 x orders x endpoints).
+Each receiver must hold every event of every receiving round exactly once, in id order.
 
 On a 2-core machine the dispatcher's deliveries share the CPUs with the workers: the orders
 never wait for a webhook, but they do share the machine.
@@ -36,7 +37,7 @@ from common import REPO, expect, log, machine, ratios_text, stop_on_signals, tem
 from driver import DriverPool
 from processes import Children
 from risk_bench import DRIVER_PROCESSES, IN_FLIGHT, order_pairs
-from rpcs import bearer
+from rpcs import CHANNEL, bearer
 from servers import KamicoreServer
 
 sys.path.insert(0, str(REPO))
@@ -54,11 +55,11 @@ def stub(target: str):
     return channel, webhooks_pb2_grpc.WebhooksStub(channel)
 
 
-def register(target: str, admin: str, ids: list[str], url: str) -> None:
+def register(target: str, admin: str, ids: list[str], urls: list[str]) -> None:
     from kamicore.v1 import webhooks_pb2 as W
     channel, webhooks = stub(target)
     with channel:
-        for webhook_id in ids:
+        for webhook_id, url in zip(ids, urls, strict=True):
             reply = webhooks.RegisterWebhook(W.RegisterWebhookRequest(webhook=W.Webhook(
                 webhook_id=webhook_id, url=url, signing_secret=SECRET, enabled=True,
                 scope=W.WEBHOOK_SCOPE_ALL)), metadata=bearer(admin), timeout=30)
@@ -73,6 +74,28 @@ def delete(target: str, admin: str, ids: list[str]) -> None:
             reply = webhooks.DeleteWebhook(W.DeleteWebhookRequest(webhook_id=webhook_id),
                                            metadata=bearer(admin), timeout=30)
             expect(reply.status == W.DELETE_WEBHOOK_STATUS_DELETED, f"delete: {reply}")
+
+
+def order_id(number: int) -> str:
+    return f"storefront:{CHANNEL}/hooks-{number}"  # as risk_bench.order_pairs names them
+
+
+def last_in(receiver: Receiver, last_order: str) -> bool:
+    return any(event["order_id"] == last_order and event["type"] == "order.delivered"
+               for event in reversed(receiver.events()))
+
+
+def check_receiver(index: int, receiver: Receiver, orders: list[list[str]]) -> None:
+    """Every event of every receiving round exactly once (no crash: no duplicate), in id
+    order, every signature good."""
+    ids = receiver.ids()
+    expect(ids == sorted(set(ids)), f"receiver {index}: ids out of order or repeated")
+    got = collections.Counter(event["order_id"] for event in receiver.events())
+    missing = [order for round_orders in orders for order in round_orders if got[order] != 3]
+    expect(not missing and receiver.bad_signatures == 0,
+           f"receiver {index}: {len(missing)} orders without their 3 events (first "
+           f"{missing[:3]}: {[got[order] for order in missing[:3]]}), "
+           f"{receiver.bad_signatures} bad signatures")
 
 
 def main() -> int:
@@ -91,7 +114,8 @@ def main() -> int:
     root = temp_dir("webhooks-bench-")
     children = Children(root)
     pool = None
-    receiving, down = Receiver(SECRET).start(), Receiver(SECRET).start()
+    receivers = [Receiver(SECRET).start() for _ in range(options.endpoints)]
+    down = Receiver(SECRET).start()
     down.fail(HANG)
     try:
         pool = DriverPool(DRIVER_PROCESSES)
@@ -103,16 +127,17 @@ def main() -> int:
         log(f"seeding {total:,} codes ...")
         server_seed.seed(server.target, keys, 0, total)
         rates: dict[str, list[float]] = {setting: [] for setting in SETTINGS}
+        orders: list[list[str]] = []  # the order ids of each receiving round
         deliveries: list[float] = []
         number = 0
         for round_number in range(-1, options.rounds):  # round -1 warms up, unmeasured
             shift = max(round_number, 0) % len(SETTINGS)
             for setting in SETTINGS[shift:] + SETTINGS[:shift]:
                 ids = [f"{setting}-{round_number + 1}-{n}" for n in range(options.endpoints)]
-                receiver = {"receiving": receiving, "down": down}.get(setting)
-                if receiver is not None:
-                    register(server.target, admin, ids, receiver.url)
-                before = len(receiving.ids())
+                urls = {"receiving": [receiver.url for receiver in receivers],
+                        "down": [down.url] * options.endpoints}.get(setting)
+                if urls is not None:
+                    register(server.target, admin, ids, urls)
                 count = options.orders // (2 if round_number < 0 else 1)
                 pairs = order_pairs("hooks", number, count)
                 number += count
@@ -122,13 +147,13 @@ def main() -> int:
                 expect(outcome.succeeded == len(pairs) and not outcome.errors,
                        f"{outcome.succeeded:,} of {len(pairs):,} orders paid; "
                        f"errors {dict(outcome.errors)}")
-                events = 3 * count * options.endpoints
                 if setting == "receiving":
-                    wanted = before + events
-                    receiving.wait_for(lambda wanted=wanted: len(receiving.ids()) >= wanted,
-                                       "every event of the round", delivery_wait_seconds)
-                    per_second = events / (time.perf_counter() - started)
-                if receiver is not None:
+                    orders.append([order_id(n) for n in range(number - count, number)])
+                    for receiver in receivers:  # in order: the last one means all of them
+                        receiver.wait_for(lambda r=receiver: last_in(r, orders[-1][-1]),
+                                          "the round's last event", delivery_wait_seconds)
+                    per_second = 3 * count * options.endpoints / (time.perf_counter() - started)
+                if urls is not None:
                     delete(server.target, admin, ids)
                 if round_number < 0:
                     continue
@@ -138,9 +163,14 @@ def main() -> int:
                 log(f"round {round_number + 1}: {setting:9} {rates[setting][-1]:,.0f} orders/s"
                     + (f", {per_second:,.0f} events delivered/s" if setting == "receiving"
                        else ""))
-        copies = collections.Counter(receiving.ids()).values()
-        expect(set(copies) == {options.endpoints} and receiving.bad_signatures == 0,
-               "each event once per endpoint (no crash: no duplicate), every signature good")
+        outcomes: dict[str, float] = collections.Counter()
+        for (name, labels), value in server.metrics().items():
+            if name == "kamicore_webhook_deliveries_total" \
+                    and dict(labels)["webhook"].startswith("receiving"):
+                outcomes[dict(labels)["outcome"]] += value
+        log(f"POSTs to the receiving endpoints by outcome: {dict(outcomes)}")
+        for index, receiver in enumerate(receivers):
+            check_receiver(index, receiver, orders)
         ratios = {setting: [rate / none for rate, none in zip(rates[setting], rates["none"],
                                                               strict=True)]
                   for setting in ("receiving", "down")}
@@ -150,7 +180,8 @@ def main() -> int:
                      for setting in SETTINGS},
                   **{f"ratio_{setting}": statistics.median(values)
                      for setting, values in ratios.items()},
-                  "events_delivered_per_second": statistics.median(deliveries)}
+                  "events_delivered_per_second": statistics.median(deliveries),
+                  "receiving_posts_by_outcome": dict(outcomes)}
         log(f"orders/s: none {result['orders_per_second_none']:,.0f}, receiving "
             f"{result['orders_per_second_receiving']:,.0f} (x{result['ratio_receiving']:.2f}: "
             f"{ratios_text(ratios['receiving'])}), down {result['orders_per_second_down']:,.0f} "
@@ -166,8 +197,8 @@ def main() -> int:
         if pool is not None:
             pool.close()
         children.stop_all()
-        receiving.stop()
-        down.stop()
+        for receiver in (*receivers, down):
+            receiver.stop()
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result, indent=2))
     return 0

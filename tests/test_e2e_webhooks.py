@@ -104,6 +104,13 @@ def test_events_come_signed_in_order_and_a_wrong_secret_is_refused(hooks, receiv
     assert state.consecutive_failures >= 1 and state.last_event_id == 0
     assert state.backlog >= 9
     delete(admin, "signed", "mis-signed")
+    # deleted: not one POST more, checked against an endpoint that gets the next event
+    heard, sentinel = len(good.ids()), receivers()
+    register(admin, "sentinel", sentinel.url)
+    after = buy(shop, hooks["sku"]).order.order_id
+    sentinel.wait_for(lambda: delivered(sentinel, after), "the order after the deletion")
+    assert len(good.ids()) == heard
+    delete(admin, "sentinel")
 
 
 def test_a_down_endpoint_delays_no_other_nor_orders_and_gets_everything_after(hooks,

@@ -26,8 +26,9 @@ event would break the two promises a receiver builds on: every event at least on
 What bounds it is the operator: disabling or deleting the endpoint releases its events to the
 outbox's pruning (kamicore_webhook_backlog{webhook} shows what it holds).
 
-The task itself lives as long as the dispatcher: each tick it starts, updates (a new URL or a
-rotated secret counts from the next attempt) and stops endpoint loops as the table says, and
+The task itself lives as long as the dispatcher: each tick it starts, updates and stops
+endpoint loops as the table says (and a loop reads its endpoint before each POST, so a new URL,
+a rotated secret, a deletion or a disabling counts from the next POST on), and
 every limits.webhook_prune_interval_seconds it prunes outbox records older than
 `webhook_retention_seconds` that no enabled endpoint still needs. On SIGTERM the loops finish
 the POST in flight (at most its timeout) and stop. Nothing of a secret, and no answer body,
@@ -141,6 +142,17 @@ class Endpoint:
             self.webhook = webhook
         self.wake.set()
 
+    def _current(self) -> bool:
+        """Before each POST: the endpoint as committed now (a rotated secret or a new URL
+        counts at once) -> True, and retired, when it was deleted or disabled since."""
+        webhook = webhooks.read(self.sender.engine, self.webhook.webhook_id)
+        if webhook is None or not webhook.enabled \
+                or webhook.created_ms != self.webhook.created_ms:
+            self.retired = True
+        else:
+            self.webhook = webhook
+        return self.retired
+
     async def _wait(self, seconds: float | None) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), seconds)
@@ -194,10 +206,11 @@ class Endpoint:
             await self._wait(max(0.0, save_in) if cursor > saved else None)
 
     async def _deliver(self, event: events.Event, failures: int) -> int:
-        """POST `event` until acknowledged (-> 0) or retired (-> the failures so far)."""
+        """POST `event` until acknowledged (-> 0) or retired (-> the failures so far; the
+        caller sees `retired`)."""
         engine = self.sender.engine
         alerted = False
-        while not self.retired:
+        while not self._current():
             webhook = self.webhook
             outcome = await self.sender.post(webhook, event)
             if outcome == ACKNOWLEDGED:
