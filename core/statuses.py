@@ -567,7 +567,7 @@ class WebhookDeliveryState(enum.IntEnum):
     # An event failed and is being retried with backoff, within the endpoint's retry window.
     RETRYING = 2
     # Failing for longer than its retry window: its events are kept in order and it is tried
-    # again every 5 minutes (kamicore_webhook_failing is 1).
+    # again every 2.5 to 5 minutes (kamicore_webhook_failing is 1).
     FAILING = 3
     # Disabled: nothing is sent.
     DISABLED = 4

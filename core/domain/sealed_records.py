@@ -9,6 +9,8 @@ import dataclasses
 import json
 from collections.abc import Callable
 
+from ..engine import InvalidArgument
+
 
 def encode(record, sealed: bytes) -> bytes:
     """The stored form of dataclass `record`, `sealed` in place of its secret."""
@@ -16,6 +18,15 @@ def encode(record, sealed: bytes) -> bytes:
     del fields["secret"]
     fields["secret_sealed"] = sealed.hex()
     return json.dumps(fields, sort_keys=True).encode()
+
+
+def check_secret(secret, field: str, required: bool, bytes_min: int, bytes_max: int) -> None:
+    """A signing secret of bytes_min-bytes_max bytes, or InvalidArgument naming `field`; an
+    empty one passes when not `required` (an update keeping the stored secret)."""
+    if not isinstance(secret, bytes):
+        raise InvalidArgument(field, "must be bytes")
+    if (secret or required) and not bytes_min <= len(secret) <= bytes_max:
+        raise InvalidArgument(field, f"must be {bytes_min}-{bytes_max} bytes")
 
 
 def sealed_of(value: bytes) -> bytes:

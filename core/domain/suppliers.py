@@ -105,14 +105,8 @@ def validate(supplier: Supplier, field: str = "supplier", secret_required: bool 
         raise InvalidArgument(f"{field}.protocol", "must be GRPC or HTTP_JSON")
     _address(supplier.protocol, supplier.address, f"{field}.address")
     integer(supplier.timeout_ms, f"{field}.timeout_ms", 1, limits.supplier_timeout_ms_max)
-    secret = supplier.secret
-    if not isinstance(secret, bytes):
-        raise InvalidArgument(f"{field}.signing_secret", "must be bytes")
-    if secret or secret_required:
-        if not limits.supplier_secret_bytes_min <= len(secret) <= limits.supplier_secret_bytes_max:
-            raise InvalidArgument(f"{field}.signing_secret",
-                                  f"must be {limits.supplier_secret_bytes_min}-"
-                                  f"{limits.supplier_secret_bytes_max} bytes")
+    sealed_records.check_secret(supplier.secret, f"{field}.signing_secret", secret_required,
+                                limits.supplier_secret_bytes_min, limits.supplier_secret_bytes_max)
     if len(supplier.routes) > limits.routes_per_supplier_max:
         raise InvalidArgument(f"{field}.routes",
                               f"has more than {limits.routes_per_supplier_max} items")

@@ -153,14 +153,8 @@ def validate(webhook: Webhook, field: str = "webhook", secret_required: bool = T
     retry_seconds = webhook.retry_seconds or limits.webhook_retry_seconds_default
     integer(retry_seconds, f"{field}.retry_seconds", limits.webhook_retry_seconds_min,
             limits.webhook_retry_seconds_max)
-    secret = webhook.secret
-    if not isinstance(secret, bytes):
-        raise InvalidArgument(f"{field}.signing_secret", "must be bytes")
-    if secret or secret_required:
-        if not limits.webhook_secret_bytes_min <= len(secret) <= limits.webhook_secret_bytes_max:
-            raise InvalidArgument(f"{field}.signing_secret",
-                                  f"must be {limits.webhook_secret_bytes_min}-"
-                                  f"{limits.webhook_secret_bytes_max} bytes")
+    sealed_records.check_secret(webhook.secret, f"{field}.signing_secret", secret_required,
+                                limits.webhook_secret_bytes_min, limits.webhook_secret_bytes_max)
     return dataclasses.replace(webhook, enabled=bool(webhook.enabled),
                                event_types=tuple(webhook.event_types),
                                retry_seconds=retry_seconds, created_ms=0, updated_ms=0)

@@ -229,9 +229,10 @@ class Endpoint:
             if failing and not alerted:
                 alerted = True
                 log.warning("webhook %s is FAILING: no 2xx for over %d s (last: %s); its "
-                            "events are held in order and it is tried every %d s until it "
-                            "answers or is disabled", webhook.webhook_id, webhook.retry_seconds,
-                            outcome, limits.webhook_backoff_seconds_max)
+                            "events are held in order and it is tried every %d-%d s until "
+                            "it answers or is disabled", webhook.webhook_id, webhook.retry_seconds,
+                            outcome, limits.webhook_backoff_seconds_max // 2,
+                            limits.webhook_backoff_seconds_max)
             await self._wait(delay)
         return failures
 

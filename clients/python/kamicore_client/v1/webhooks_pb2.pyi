@@ -71,7 +71,7 @@ class _WebhookDeliveryStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_
     """An event failed and is being retried with backoff, within the endpoint's retry window."""
     WEBHOOK_DELIVERY_STATE_FAILING: _WebhookDeliveryState.ValueType  # 3
     """Failing for longer than its retry window: its events are kept in order and it is tried
-    again every 5 minutes (kamicore_webhook_failing is 1).
+    again every 2.5 to 5 minutes (kamicore_webhook_failing is 1).
     """
     WEBHOOK_DELIVERY_STATE_DISABLED: _WebhookDeliveryState.ValueType  # 4
     """Disabled: nothing is sent."""
@@ -86,7 +86,7 @@ WEBHOOK_DELIVERY_STATE_RETRYING: WebhookDeliveryState.ValueType  # 2
 """An event failed and is being retried with backoff, within the endpoint's retry window."""
 WEBHOOK_DELIVERY_STATE_FAILING: WebhookDeliveryState.ValueType  # 3
 """Failing for longer than its retry window: its events are kept in order and it is tried
-again every 5 minutes (kamicore_webhook_failing is 1).
+again every 2.5 to 5 minutes (kamicore_webhook_failing is 1).
 """
 WEBHOOK_DELIVERY_STATE_DISABLED: WebhookDeliveryState.ValueType  # 4
 """Disabled: nothing is sent."""

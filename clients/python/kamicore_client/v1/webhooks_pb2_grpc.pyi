@@ -44,9 +44,9 @@ class WebhooksStub:
     answer acknowledges an event; an endpoint gets event n+1 only after n was acknowledged.
     Failures are retried with exponential backoff and jitter; an endpoint still failing after
     its retry_seconds is FAILING: it keeps its events (in order, none skipped) and is tried
-    again every 5 minutes until it answers or an admin disables or deletes it. Delivery is at
-    least once: after a crash an event may come again with the same event id (de-duplicate by
-    it).
+    again every 2.5 to 5 minutes until it answers or an admin disables or deletes it. Delivery
+    is at least once: after a crash an event may come again with the same event id
+    (de-duplicate by it).
     """
 
     @_typing.overload
@@ -91,9 +91,9 @@ class WebhooksAsyncStub(WebhooksStub):
     answer acknowledges an event; an endpoint gets event n+1 only after n was acknowledged.
     Failures are retried with exponential backoff and jitter; an endpoint still failing after
     its retry_seconds is FAILING: it keeps its events (in order, none skipped) and is tried
-    again every 5 minutes until it answers or an admin disables or deletes it. Delivery is at
-    least once: after a crash an event may come again with the same event id (de-duplicate by
-    it).
+    again every 2.5 to 5 minutes until it answers or an admin disables or deletes it. Delivery
+    is at least once: after a crash an event may come again with the same event id
+    (de-duplicate by it).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -134,9 +134,9 @@ class WebhooksServicer(metaclass=_abc_1.ABCMeta):
     answer acknowledges an event; an endpoint gets event n+1 only after n was acknowledged.
     Failures are retried with exponential backoff and jitter; an endpoint still failing after
     its retry_seconds is FAILING: it keeps its events (in order, none skipped) and is tried
-    again every 5 minutes until it answers or an admin disables or deletes it. Delivery is at
-    least once: after a crash an event may come again with the same event id (de-duplicate by
-    it).
+    again every 2.5 to 5 minutes until it answers or an admin disables or deletes it. Delivery
+    is at least once: after a crash an event may come again with the same event id
+    (de-duplicate by it).
     """
 
     @_abc_1.abstractmethod

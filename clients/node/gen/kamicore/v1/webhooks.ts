@@ -84,7 +84,7 @@ export enum WebhookDeliveryState {
   WEBHOOK_DELIVERY_STATE_RETRYING = 2,
   /**
    * WEBHOOK_DELIVERY_STATE_FAILING - Failing for longer than its retry window: its events are kept in order and it is tried
-   * again every 5 minutes (kamicore_webhook_failing is 1).
+   * again every 2.5 to 5 minutes (kamicore_webhook_failing is 1).
    */
   WEBHOOK_DELIVERY_STATE_FAILING = 3,
   /** WEBHOOK_DELIVERY_STATE_DISABLED - Disabled: nothing is sent. */
@@ -2026,9 +2026,9 @@ export const WebhookEvent: MessageFns<WebhookEvent> = {
  * answer acknowledges an event; an endpoint gets event n+1 only after n was acknowledged.
  * Failures are retried with exponential backoff and jitter; an endpoint still failing after
  * its retry_seconds is FAILING: it keeps its events (in order, none skipped) and is tried
- * again every 5 minutes until it answers or an admin disables or deletes it. Delivery is at
- * least once: after a crash an event may come again with the same event id (de-duplicate by
- * it).
+ * again every 2.5 to 5 minutes until it answers or an admin disables or deletes it. Delivery
+ * is at least once: after a crash an event may come again with the same event id
+ * (de-duplicate by it).
  */
 export type WebhooksService = typeof WebhooksService;
 export const WebhooksService = {
