@@ -165,11 +165,11 @@ class Endpoint:
 
     async def run(self) -> None:
         try:
-            await self._run()
+            await self._serve()
         finally:
             await self._flush()
 
-    async def _run(self) -> None:
+    async def _serve(self) -> None:
         engine = self.sender.engine
         record = webhooks.delivery(engine, self.webhook.webhook_id)
         if record.created_ms != self.webhook.created_ms:
