@@ -65,6 +65,10 @@ METHOD_ROLES = {
     "/kamicore.v1.Suppliers/GetSupplierStats": ("admin",),
     "/kamicore.v1.Suppliers/SupplierCallback": ("supplier",),
     "/kamicore.v1.Events/WatchEvents": ROLES,  # each sees only its own (events.visible)
+    "/kamicore.v1.Webhooks/RegisterWebhook": ("admin",),
+    "/kamicore.v1.Webhooks/UpdateWebhook": ("admin",),
+    "/kamicore.v1.Webhooks/ListWebhooks": ("admin",),
+    "/kamicore.v1.Webhooks/DeleteWebhook": ("admin",),
 }
 # Served without a key: health checks and reflection.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -164,6 +168,13 @@ def revoke_key(engine: Engine, key_id: str) -> bool:
     text(key_id, "key_id", 2 * key_id_bytes)
     return engine.run(engine.plan(_revoke, (key_id.encode(),), "keys:revoke",
                                   full=_storage_full))
+
+
+def key_role(view, key_id: str) -> str | None:
+    """The role of the key `key_id` (revoked or not) as `view` (an Engine or a plan's
+    Transaction) sees it; None when there is no such key."""
+    value = view.get(TABLE, key_id.encode())
+    return json.loads(value)["role"] if value is not None else None
 
 
 def list_keys(engine: Engine) -> list[KeyInfo]:

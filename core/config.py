@@ -30,6 +30,13 @@ class Config:
     dispatcher_interval_seconds: float = 1.0
     # a PENDING top-up no callback settled is asked about (QueryTopUp) after this, and again
     topup_follow_up_seconds: float = limits.topup_follow_up_seconds_default
+    # webhooks (kamicore.runtime.webhooks): a failed POST is tried again after this, doubling
+    # (with jitter) up to limits.webhook_backoff_seconds_max
+    webhook_backoff_seconds: float = limits.webhook_backoff_seconds_default
+    # one POST may take this long (connecting included) before it counts as failed
+    webhook_timeout_seconds: float = limits.webhook_request_seconds_max
+    # outbox events older than this are pruned, unless an enabled endpoint still needs them
+    webhook_retention_seconds: float = limits.webhook_retention_seconds_default
     tls_cert: str = ""  # PEM server certificate chain; TLS when set
     tls_key: str = ""  # PEM private key of tls_cert
     tls_client_ca: str = ""  # PEM CA bundle; when set, clients must present a certificate (mTLS)
@@ -141,7 +148,8 @@ def load(path: str | None = None, overrides: dict | None = None) -> Config:
 def _check_fair_use(config: Config) -> None:
     for name in ("in_flight_rpcs_max", "key_streams_max", "stream_idle_seconds",
                  "watch_write_timeout_seconds", "dispatcher_interval_seconds",
-                 "topup_follow_up_seconds"):
+                 "topup_follow_up_seconds", "webhook_backoff_seconds", "webhook_timeout_seconds",
+                 "webhook_retention_seconds"):
         if getattr(config, name) <= 0:
             raise ValueError(f"{name} must be more than 0")
     if not 0 <= config.key_in_flight_rpcs_max <= config.in_flight_rpcs_max:

@@ -26,11 +26,13 @@ from .statuses import (
     CreateOrderStatus,
     CreateSkuStatus,
     DecideReviewStatus,
+    DeleteWebhookStatus,
     ImportCodeStatus,
     ImportStatus,
     OrderLookupStatus,
     RedeemStatus,
     RegisterSupplierStatus,
+    RegisterWebhookStatus,
     ReleaseStatus,
     ReportInvalidStatus,
     ReserveStatus,
@@ -42,8 +44,10 @@ from .statuses import (
     SupplierLookupStatus,
     UnlockTerminalStatus,
     UpdateSupplierStatus,
+    UpdateWebhookStatus,
     VerifyStatus,
 )
+
 
 LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
     # -- the engine (ext/kamicore/: _codec.py, _inventory.py, _orders.py, _redemption.py) -------
@@ -181,5 +185,18 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
     ),
     SupplierLookupStatus: (
         SupplierLookupStatus.NOT_FOUND,
+    ),
+    # -- webhooks (core/domain/webhooks.py) -------------------------------------------------------
+    RegisterWebhookStatus: (
+        RegisterWebhookStatus.ALREADY_EXISTS,  # a retry with the same definition: REGISTERED
+        RegisterWebhookStatus.PARTNER_NOT_FOUND,
+        RegisterWebhookStatus.TOO_MANY,
+    ),
+    UpdateWebhookStatus: (
+        UpdateWebhookStatus.NOT_FOUND,
+        UpdateWebhookStatus.PARTNER_NOT_FOUND,
+    ),
+    DeleteWebhookStatus: (
+        DeleteWebhookStatus.NOT_FOUND,
     ),
 }

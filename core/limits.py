@@ -182,6 +182,32 @@ callback_bytes_max = 64 * 2**10  # a callback body the HTTP callback listener ac
 # answering in 200 ms at 500 calls/s); a PENDING top-up holds none
 supplier_http_connections_max = 1024
 
+# -- webhooks (kamicore.domain.webhooks, kamicore.runtime.webhooks) ------------------------------
+webhooks_max = 1_000  # endpoints registered at once (the dispatcher runs one delivery loop each)
+webhooks_per_page_max = 100
+webhooks_per_page_default = 20
+webhook_url_bytes_max = 500
+webhook_secret_bytes_min = 16  # a signing secret (HMAC-SHA256 key)
+webhook_secret_bytes_max = 256
+webhook_retry_seconds_min = 1  # an endpoint's retry window: how long until it counts as FAILING
+webhook_retry_seconds_max = 7 * 24 * 3600
+webhook_retry_seconds_default = 3 * 24 * 3600
+webhook_error_bytes_max = 200  # the last error kept per endpoint ("http_503", "timeout", ...)
+webhook_event_types_max = 16  # event types one endpoint may list (every type there is)
+event_type_bytes_max = 32  # an event type's name ("supplier.attempt_flagged")
+webhook_request_seconds_max = 10.0  # one POST, connecting included; longer: a failed attempt
+webhook_backoff_seconds_default = 1.0  # the first retry's delay; doubling (with jitter) ...
+webhook_backoff_seconds_max = 300.0  # ... up to this, which is also a FAILING endpoint's pace
+webhook_retention_seconds_default = 7 * 24 * 3600  # outbox events older than this are pruned
+#   unless an enabled endpoint has not acknowledged them yet
+webhook_prune_interval_seconds = 60.0  # how often the dispatcher prunes the outbox
+webhook_cursor_save_seconds = 5.0  # a cursor passing only events not for it is saved this often
+webhook_connections_max = 1_000  # HTTP connections open at once, over every endpoint
+webhook_poll_seconds = 0.05  # how often the sender looks for events other processes committed
+assert webhook_retry_seconds_min <= webhook_retry_seconds_default <= webhook_retry_seconds_max
+assert webhook_secret_bytes_min >= 16, "an HMAC key of at least 128 bits"
+assert webhooks_max <= webhook_connections_max, "a POST in flight to every endpoint at once"
+
 # -- the command line ------------------------------------------------------------------------------
 cli_call_timeout_seconds = 30.0  # `kamicore call`: the deadline of its one call
 cli_probe_timeout_seconds = 2.0  # `kamicore demo`: how long it asks whether a server answers
@@ -281,6 +307,12 @@ _batch_invalid = _text(_name + 2 * _number + _double)
 _supplier_sku_stats = _text(
     _name + 6 * _number + _double + 4 * _small_number + _text(_money)
     + supplier_stats_batches_listed_max * _batch_invalid)
+_webhook = (  # a webhook endpoint as replies show it: never with its signing secret
+    _name + _text(webhook_url_bytes_max) + _enum + _text(binding_bytes_max)
+    + webhook_event_types_max * _text(event_type_bytes_max) + _small_number + _flag
+    + 2 * _number)
+_webhook_delivery = (_enum + _number + _small_number + _text(webhook_error_bytes_max)
+                     + 5 * _number)
 reply_bytes_worst = {  # method -> its largest reply
     "Catalog/CreateSku": _enum + _text(sku_bytes_max),  # also GetSku and UpdateSku
     "Catalog/ListSkus": skus_page_bytes_max + _name,
@@ -311,6 +343,10 @@ reply_bytes_worst = {  # method -> its largest reply
     "Suppliers/ListSuppliers": suppliers_page_bytes_max + _name,
     "Suppliers/GetSupplierStats": (2 * _enum + _number + 2 * _small_number
                                    + supplier_stats_skus_listed_max * _supplier_sku_stats),
+    "Webhooks/RegisterWebhook": _enum + _text(_webhook),  # and UpdateWebhook
+    "Webhooks/ListWebhooks": (webhooks_per_page_max * _text(_text(_webhook) + _text(
+        _webhook_delivery)) + _name),
+    "Webhooks/DeleteWebhook": _enum,
 }
 assert all(size <= reply_bytes_max - reply_margin_bytes for size in reply_bytes_worst.values()), \
     "every reply fits what a client accepts, with a margin"

@@ -293,6 +293,38 @@ class ReplenishmentCollector:
                                 "Open replenishment purchase requests", value=len(requests))
 
 
+class WebhookCollector:
+    """Per webhook endpoint, read from the data file at scrape time (the dispatcher commits
+    the delivery state): kamicore_webhook_backlog{webhook} (event ids after its cursor: an
+    upper bound of what it still has to get), kamicore_webhook_consecutive_failures{webhook}
+    and kamicore_webhook_failing{webhook} (1 while it fails past its retry window: alert on
+    it). Labels are webhook ids only."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from .domain import events, webhooks
+        from .statuses import WebhookDeliveryState
+        backlog = GaugeMetricFamily("kamicore_webhook_backlog", "Event ids committed after a "
+                                    "webhook endpoint's cursor", labels=["webhook"])
+        failures = GaugeMetricFamily("kamicore_webhook_consecutive_failures", "Failed POSTs "
+                                     "in a row, by endpoint", labels=["webhook"])
+        failing = GaugeMetricFamily("kamicore_webhook_failing", "1 while an endpoint fails "
+                                    "past its retry window (its events held)", labels=["webhook"])
+        head, now_ms = events.head(self.engine), self.engine.now_ms()
+        for webhook in webhooks.every(self.engine):
+            delivery = webhooks.delivery(self.engine, webhook.webhook_id)
+            labels = [webhook.webhook_id]
+            backlog.add_metric(labels, max(0, head - delivery.cursor))
+            failures.add_metric(labels, delivery.consecutive_failures)
+            failing.add_metric(labels, float(delivery.state(webhook, now_ms)
+                                             == WebhookDeliveryState.FAILING))
+        yield from (backlog, failures, failing)
+
+
 def start_http(listen: str, engine) -> None:
     """Serve /metrics on host:port, merging every worker's files and the stock gauges."""
     from prometheus_client import CollectorRegistry, start_http_server
@@ -302,6 +334,7 @@ def start_http(listen: str, engine) -> None:
     registry.register(StockCollector(engine))
     registry.register(SupplierCollector(engine))
     registry.register(ReplenishmentCollector(engine))
+    registry.register(WebhookCollector(engine))
     host, _, port = listen.rpartition(":")
     start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
 

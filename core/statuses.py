@@ -8,6 +8,7 @@
 #   proto/kamicore/v1/redemption.proto
 #   proto/kamicore/v1/risk.proto
 #   proto/kamicore/v1/suppliers.proto
+#   proto/kamicore/v1/webhooks.proto
 # Change the .proto files and rebuild (or run `python proto/generate.py`).
 
 """Every status and state enum of kamicore, generated from the proto enums.
@@ -580,6 +581,73 @@ class SupplierCallbackStatus(enum.IntEnum):
     STORAGE_FULL = 10
 
 
+class WebhookScope(enum.IntEnum):
+    """Whose events an endpoint receives: what WatchEvents would show a key of that kind."""
+
+    # Every event (what an admin sees).
+    ALL = 1
+    # The events of one sales channel's orders, and low stock (what a storefront key bound to
+    # scope_id sees).
+    CHANNEL = 2
+    # The events of one partner's orders, and low stock (what the partner key whose key id is
+    # scope_id sees).
+    PARTNER = 3
+
+
+class WebhookDeliveryState(enum.IntEnum):
+    """How an endpoint's deliveries are going."""
+
+    # Its last attempt was acknowledged (or none was needed yet).
+    HEALTHY = 1
+    # An event failed and is being retried with backoff, within the endpoint's retry window.
+    RETRYING = 2
+    # Failing for longer than its retry window: its events are kept in order and it is tried
+    # again every 2.5 to 5 minutes (kamicore_webhook_failing is 1).
+    FAILING = 3
+    # Disabled: nothing is sent.
+    DISABLED = 4
+
+
+class RegisterWebhookStatus(enum.IntEnum):
+    """Outcome of RegisterWebhook, in precedence order."""
+
+    # Registered now, or a retry with the same definition.
+    REGISTERED = 1
+    # The webhook_id exists with another definition; nothing changed.
+    ALREADY_EXISTS = 2
+    # The data file is full; nothing changed.
+    STORAGE_FULL = 3
+    # PARTNER scope: scope_id is no partner key's id; nothing changed.
+    PARTNER_NOT_FOUND = 4
+    # 1,000 endpoints are registered already; nothing changed.
+    TOO_MANY = 5
+
+
+class UpdateWebhookStatus(enum.IntEnum):
+    """Outcome of UpdateWebhook, in precedence order."""
+
+    # Updated (also a retry of the same update).
+    UPDATED = 1
+    # No endpoint with that id; nothing changed.
+    NOT_FOUND = 2
+    # The data file is full; nothing changed.
+    STORAGE_FULL = 3
+    # PARTNER scope: scope_id is no partner key's id; nothing changed.
+    PARTNER_NOT_FOUND = 4
+
+
+class DeleteWebhookStatus(enum.IntEnum):
+    """Outcome of DeleteWebhook, in precedence order."""
+
+    # Deleted.
+    DELETED = 1
+    # No endpoint with that id (also what a retry of a delete that succeeded hears); nothing
+    # changed.
+    NOT_FOUND = 2
+    # The data file is full; nothing changed.
+    STORAGE_FULL = 3
+
+
 def wire_name(member: enum.IntEnum) -> str:
     """The proto value name of a member: RedeemStatus.NOT_FOUND -> "REDEEM_STATUS_NOT_FOUND"."""
     return _PREFIXES[type(member)] + member.name
@@ -621,6 +689,11 @@ _PREFIXES = {
     SupplierLookupStatus: "SUPPLIER_LOOKUP_STATUS_",
     CircuitState: "CIRCUIT_STATE_",
     SupplierCallbackStatus: "SUPPLIER_CALLBACK_STATUS_",
+    WebhookScope: "WEBHOOK_SCOPE_",
+    WebhookDeliveryState: "WEBHOOK_DELIVERY_STATE_",
+    RegisterWebhookStatus: "REGISTER_WEBHOOK_STATUS_",
+    UpdateWebhookStatus: "UPDATE_WEBHOOK_STATUS_",
+    DeleteWebhookStatus: "DELETE_WEBHOOK_STATUS_",
 }
 __all__ = [
     "ReserveStatus", "ConfirmStatus", "ReleaseStatus", "CodeState", "DeliveryKind",
@@ -630,5 +703,6 @@ __all__ = [
     "CancelOrderStatus", "OrderLookupStatus", "ReportInvalidStatus", "RedeemStatus", "VerifyStatus",
     "UnlockTerminalStatus", "SetRiskRulesStatus", "ReviewState", "DecideReviewStatus",
     "SupplierProtocol", "RegisterSupplierStatus", "UpdateSupplierStatus", "SupplierLookupStatus",
-    "CircuitState", "SupplierCallbackStatus", "wire_name",
+    "CircuitState", "SupplierCallbackStatus", "WebhookScope", "WebhookDeliveryState",
+    "RegisterWebhookStatus", "UpdateWebhookStatus", "DeleteWebhookStatus", "wire_name",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import grpc
 from kamicore.v1 import (
     catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2, risk_pb2, suppliers_pb2,
+    webhooks_pb2,
 )
 
 from .e2e_support import NOT_FOUND, R, uid
@@ -92,6 +93,16 @@ def _minimal_requests() -> dict[str, tuple[str, object, object]]:
             suppliers_pb2.SupplierCallbackResponse),
         "/kamicore.v1.Events/WatchEvents": ("unary_stream", events_pb2.WatchEventsRequest(
             from_now=True), events_pb2.WatchEventsResponse),
+        # the same endpoint every time, disabled (nothing is POSTed): answered REGISTERED again
+        "/kamicore.v1.Webhooks/RegisterWebhook": ("unary", webhooks_pb2.RegisterWebhookRequest(
+            webhook=_matrix_webhook("auth-matrix-webhook")),
+            webhooks_pb2.RegisterWebhookResponse),
+        "/kamicore.v1.Webhooks/UpdateWebhook": ("unary", webhooks_pb2.UpdateWebhookRequest(
+            webhook=_matrix_webhook("auth-matrix-none")), webhooks_pb2.UpdateWebhookResponse),
+        "/kamicore.v1.Webhooks/ListWebhooks": ("unary", webhooks_pb2.ListWebhooksRequest(
+            page_size=1), webhooks_pb2.ListWebhooksResponse),
+        "/kamicore.v1.Webhooks/DeleteWebhook": ("unary", webhooks_pb2.DeleteWebhookRequest(
+            webhook_id="auth-matrix-none"), webhooks_pb2.DeleteWebhookResponse),
     }
 
 
@@ -99,6 +110,12 @@ def _matrix_supplier(supplier_id: str) -> suppliers_pb2.Supplier:
     return suppliers_pb2.Supplier(
         supplier_id=supplier_id, protocol=suppliers_pb2.SUPPLIER_PROTOCOL_GRPC,
         address="127.0.0.1:9", timeout_ms=1000, signing_secret=b"auth-matrix-secret-0123")
+
+
+def _matrix_webhook(webhook_id: str) -> webhooks_pb2.Webhook:
+    return webhooks_pb2.Webhook(
+        webhook_id=webhook_id, url="http://127.0.0.1:9/hooks",
+        scope=webhooks_pb2.WEBHOOK_SCOPE_ALL, signing_secret=b"auth-matrix-secret-0123")
 
 
 MINIMAL_REQUESTS = _minimal_requests()
@@ -372,4 +389,10 @@ BAD_INPUT = [
         R.VerifyCodeRequest(code=code)) for code in ("", uid("BAD-UNKNOWN"))],
      lambda replies: [reply.status for reply in replies] == [R.VERIFY_STATUS_MALFORMED,
                                                              R.VERIFY_STATUS_NOT_FOUND]),
+    ("RegisterWebhook ftp url", lambda c, s: c.admin.webhooks.RegisterWebhook(
+        webhooks_pb2.RegisterWebhookRequest(webhook=webhooks_pb2.Webhook(
+            webhook_id=uid("bad"), url="ftp://127.0.0.1/", signing_secret=b"x" * 16,
+            scope=webhooks_pb2.WEBHOOK_SCOPE_ALL))), (INVALID, "webhook.url")),
+    ("ListWebhooks page_size 101", lambda c, s: c.admin.webhooks.ListWebhooks(
+        webhooks_pb2.ListWebhooksRequest(page_size=101)), (INVALID, "page_size")),
 ]

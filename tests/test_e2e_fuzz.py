@@ -133,7 +133,9 @@ def _prepare(server: Server, started: float) -> Fuzzed:
         "idempotency_key": ["fuzz-held", "fuzz-new"], "account_id": ["alice"],
         "payment_reference": [pay_request(paid).payment_reference, "fuzz-pay"],
         "amount_micros": [paid.total.amount_micros, held.total.amount_micros],
-        "quantity": [1, 2, 40], "page_size": [1, 100], "hold_seconds": [1, 900]})
+        "quantity": [1, 2, 40], "page_size": [1, 100], "hold_seconds": [1, 900],
+        "webhook_id": ["fuzz-hook"], "url": ["http://127.0.0.1:9/hooks"],
+        "event_types": ["order.paid"]})
     log = LogTail(server)
     log.new_lines()  # start-up and set-up
     channels = [server.channel(fresh=True) for _ in range(workers)]
@@ -381,8 +383,8 @@ def test_soak_every_rpc_answers_hostile_input_with_a_documented_status(fuzzed, m
 
 def test_the_fuzzer_reaches_every_rpc_of_every_service():
     assert {method.name for method in METHODS} == set(auth.METHOD_ROLES)
-    assert len(METHODS) == 31  # 25 before the Suppliers service (with SupplierCallback), then
-    # Events/WatchEvents
+    assert len(METHODS) == 35  # 25 before the Suppliers service (with SupplierCallback), 30
+    # before Events/WatchEvents and Webhooks
 
 
 def test_after_fuzzing_the_log_is_clean_and_small(fuzzed):

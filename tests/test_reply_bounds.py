@@ -16,7 +16,7 @@ from kamicore.grpc.worker import SERVICE_NAMES, _message_classes
 from kamicore.statuses import CodeState
 from kamicore.v1 import (
     catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2,
-    suppliers_pb2,
+    suppliers_pb2, webhooks_pb2,
 )
 
 L = limits
@@ -62,6 +62,11 @@ TEXT_BYTES = {  # every string field of a reply -> its most bytes
     "TopUpAttempt.supplier_reference": L.supplier_reference_bytes_max,
     "TopUpAttempt.message": L.supplier_message_bytes_max,
     "SupplierSkuStats.sku_id": L.name_bytes_max, "BatchInvalidCodes.batch_id": L.name_bytes_max,
+    "Webhook.webhook_id": L.name_bytes_max, "Webhook.url": L.webhook_url_bytes_max,
+    "Webhook.signing_secret": 0,  # write-only: never in a reply (tests/test_webhooks.py)
+    "Webhook.scope_id": L.binding_bytes_max, "Webhook.event_types": L.event_type_bytes_max,
+    "WebhookDelivery.last_error": L.webhook_error_bytes_max,
+    "ListWebhooksResponse.next_page_token": L.name_bytes_max,
 }
 ITEMS = {  # every repeated field of a reply -> its most items
     "Sku.prices": L.prices_per_sku_max, "Sku.regions": L.regions_per_sku_max,
@@ -84,6 +89,8 @@ ITEMS = {  # every repeated field of a reply -> its most items
     "GetSupplierStatsResponse.skus": L.supplier_stats_skus_listed_max,
     "SupplierSkuStats.batches": L.supplier_stats_batches_listed_max,
     "WatchEventsResponse.events": L.watch_buffered_events_max,
+    "Webhook.event_types": L.webhook_event_types_max,
+    "ListWebhooksResponse.webhooks": L.webhooks_per_page_max,
 }
 PAGE_BYTES = {"ListSkusResponse.skus": L.skus_page_bytes_max,  # the pages' bounds
               "ListSuppliersResponse.suppliers": L.suppliers_page_bytes_max}
@@ -106,6 +113,8 @@ MODEL = {  # method -> the reply of kamicore.limits.reply_bytes_worst that bound
     "SupplierCallback": "Suppliers/SupplierCallback",
     "ListSuppliers": "Suppliers/ListSuppliers", "GetSupplierStats": "Suppliers/GetSupplierStats",
     "WatchEvents": "Events/WatchEvents",
+    "RegisterWebhook": "Webhooks/RegisterWebhook", "UpdateWebhook": "Webhooks/RegisterWebhook",
+    "ListWebhooks": "Webhooks/ListWebhooks", "DeleteWebhook": "Webhooks/DeleteWebhook",
 }
 LONGEST_VARINT = {  # the value of each scalar type whose encoding is longest
     FieldDescriptor.TYPE_INT64: -1, FieldDescriptor.TYPE_UINT64: 2**64 - 1,
@@ -152,7 +161,7 @@ def _largest(message_class):
 
 
 MODULES = (catalog_pb2, events_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2,
-           suppliers_pb2)
+           suppliers_pb2, webhooks_pb2)
 METHODS = [(service.name, method) for module in MODULES
            for service in module.DESCRIPTOR.services_by_name.values()
            for method in service.methods]

@@ -73,9 +73,14 @@ def _route(text: str, index: int):
 
 
 def _call(args, method: str, request):
-    """-> (reply, exit code): 0, or 1 with the refusal on stderr."""
-    import grpc
     from ..v1 import suppliers_pb2_grpc
+    return call(args, suppliers_pb2_grpc.SuppliersStub, method, request)
+
+
+def call(args, stub_class, method: str, request):
+    """`method` of the service of `stub_class` with the admin key of `args` -> (reply, exit
+    code): 0, or 1 with the refusal on stderr (2: a bad key)."""
+    import grpc
     try:
         key = remote.api_key(args)
     except ValueError as error:
@@ -83,7 +88,7 @@ def _call(args, method: str, request):
         return None, 2
     address = remote.target(args, args.settings)
     with grpc.insecure_channel(address) as channel:
-        stub = suppliers_pb2_grpc.SuppliersStub(channel)
+        stub = stub_class(channel)
         try:
             return getattr(stub, method)(request, metadata=[("authorization", f"Bearer {key}")],
                                          timeout=limits.cli_call_timeout_seconds), 0
@@ -93,7 +98,8 @@ def _call(args, method: str, request):
             return None, 1
 
 
-def _print(reply) -> None:
+def print_reply(reply) -> None:
+    """A reply as one line of JSON."""
     from google.protobuf import json_format
     print(json_format.MessageToJson(reply, always_print_fields_with_no_presence=True,
                                     indent=None))
@@ -125,7 +131,7 @@ def command_write(args) -> int:
         done = suppliers_pb2.UPDATE_SUPPLIER_STATUS_UPDATED
     if reply is None:
         return code
-    _print(reply)
+    print_reply(reply)
     return 0 if reply.status == done else 1
 
 
@@ -138,7 +144,7 @@ def command_list(args) -> int:
         if reply is None:
             return code
         for supplier in reply.suppliers:
-            _print(supplier)
+            print_reply(supplier)
         token = reply.next_page_token
         if not token:
             return 0
@@ -150,7 +156,7 @@ def command_stats(args) -> int:
         supplier_id=args.supplier_id, sku_id=args.sku))
     if reply is None:
         return code
-    _print(reply)
+    print_reply(reply)
     return 0 if reply.status == suppliers_pb2.SUPPLIER_LOOKUP_STATUS_FOUND else 1
 
 

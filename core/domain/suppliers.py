@@ -16,14 +16,13 @@ statistics are kamicore.domain.routing's.
 from __future__ import annotations
 
 import dataclasses
-import json
 
 from .. import limits
 from ..engine import Engine, InvalidArgument
 from ..engine.validate import integer, text
 from ..keyring import constant_time_equal
 from ..statuses import RegisterSupplierStatus, UpdateSupplierStatus
-from . import catalog
+from . import catalog, sealed_records
 
 TABLE = "suppliers"
 ROUTES_TABLE = "supplier_routes"
@@ -71,32 +70,16 @@ def _purpose(supplier_id: str) -> bytes:
     return b"supplier:" + supplier_id.encode()
 
 
-def _encode(supplier: Supplier, sealed: bytes) -> bytes:
-    fields = dataclasses.asdict(supplier)
-    del fields["secret"]
-    fields["secret_sealed"] = sealed.hex()
-    return json.dumps(fields, sort_keys=True).encode()
+def _build(fields: dict, secret: bytes) -> Supplier:
+    fields["routes"] = tuple(Route(**route) for route in fields["routes"])
+    return Supplier(secret=secret, **fields)
 
 
-_decoded: dict[bytes, Supplier] = {}  # stored value -> its supplier, secret opened
-
-
-def _decode(view, value: bytes) -> Supplier:
-    """A stored supplier with its secret opened; one decoded copy per stored value."""
-    supplier = _decoded.get(value)
-    if supplier is None:
-        fields = json.loads(value)
-        sealed = bytes.fromhex(fields.pop("secret_sealed"))
-        fields["routes"] = tuple(Route(**route) for route in fields["routes"])
-        secret = view.open_secret(_purpose(fields["supplier_id"]), sealed)
-        if len(_decoded) >= limits.skus_decoded_cached_max:
-            _decoded.clear()
-        supplier = _decoded[value] = Supplier(secret=secret, **fields)
-    return supplier
-
-
-def _sealed(value: bytes) -> bytes:
-    return bytes.fromhex(json.loads(value)["secret_sealed"])
+# a stored supplier with its secret opened; one decoded copy per stored value
+_decode = sealed_records.Decoder(_build, lambda fields: _purpose(fields["supplier_id"]),
+                                 limits.skus_decoded_cached_max)
+_encode = sealed_records.encode
+_sealed = sealed_records.sealed_of
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -122,14 +105,8 @@ def validate(supplier: Supplier, field: str = "supplier", secret_required: bool 
         raise InvalidArgument(f"{field}.protocol", "must be GRPC or HTTP_JSON")
     _address(supplier.protocol, supplier.address, f"{field}.address")
     integer(supplier.timeout_ms, f"{field}.timeout_ms", 1, limits.supplier_timeout_ms_max)
-    secret = supplier.secret
-    if not isinstance(secret, bytes):
-        raise InvalidArgument(f"{field}.signing_secret", "must be bytes")
-    if secret or secret_required:
-        if not limits.supplier_secret_bytes_min <= len(secret) <= limits.supplier_secret_bytes_max:
-            raise InvalidArgument(f"{field}.signing_secret",
-                                  f"must be {limits.supplier_secret_bytes_min}-"
-                                  f"{limits.supplier_secret_bytes_max} bytes")
+    sealed_records.check_secret(supplier.secret, f"{field}.signing_secret", secret_required,
+                                limits.supplier_secret_bytes_min, limits.supplier_secret_bytes_max)
     if len(supplier.routes) > limits.routes_per_supplier_max:
         raise InvalidArgument(f"{field}.routes",
                               f"has more than {limits.routes_per_supplier_max} items")

@@ -37,6 +37,8 @@ TABLES = {
     "replenishments": "sku id -> its latest purchase request (kamicore.domain.replenishment)",
     "stock_alerts": "sku id -> b'' while its stock is below its threshold and alerted "
                     "(kamicore.domain.stock_alerts)",
+    "webhooks": "webhook id -> its endpoint, signing secret sealed (kamicore.domain.webhooks)",
+    "webhook_deliveries": "webhook id -> its delivery cursor, last success, run of failures",
 }
 
 

@@ -16,7 +16,7 @@ from ..config import Config
 from ..engine import Engine
 from ..v1 import (
     catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2,
-    suppliers_pb2,
+    suppliers_pb2, webhooks_pb2,
 )
 from . import reflection
 from .catalog import CatalogService
@@ -28,9 +28,10 @@ from .redemption import RedemptionService
 from .risk import RiskService
 from .services import Services
 from .suppliers import SuppliersService
+from .webhooks import WebhooksService
 
 WIRE_MODULES = (catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2,
-                redemption_pb2, risk_pb2, suppliers_pb2)
+                redemption_pb2, risk_pb2, suppliers_pb2, webhooks_pb2)
 # each kamicore.v1 service: the module that declares it, and the servicer that serves it
 SERVICERS = {"Catalog": (catalog_pb2, CatalogService),
              "Inventory": (inventory_pb2, InventoryService),
@@ -38,7 +39,8 @@ SERVICERS = {"Catalog": (catalog_pb2, CatalogService),
              "Redemption": (redemption_pb2, RedemptionService),
              "Risk": (risk_pb2, RiskService),
              "Suppliers": (suppliers_pb2, SuppliersService),
-             "Events": (events_pb2, EventsService)}
+             "Events": (events_pb2, EventsService),
+             "Webhooks": (webhooks_pb2, WebhooksService)}
 SERVICE_NAMES = tuple(f"kamicore.v1.{name}" for name in SERVICERS)
 # Calls grpc-core holds until the event loop takes them (one per turn): one bound for its random
 # early drop and its hard limit, far above in_flight_rpcs_max, so that overload reaches the gate

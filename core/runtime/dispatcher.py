@@ -2,8 +2,8 @@
 by the supervisor) that does what no caller waits for. It opens the engine, serves the HTTP
 listener for supplier callbacks (setting `callback_listen`; off when empty) and runs the
 periodic tasks of TASKS: finishing top-ups whose outcome kamicore does not know yet (after a
-crash, or a timeout), asking suppliers about PENDING top-ups no callback settled, and the
-replenishment of code SKUs.
+crash, or a timeout), asking suppliers about PENDING top-ups no callback settled, the
+replenishment of code SKUs, and the webhook sender (kamicore.runtime.webhooks).
 
 A task is `async def task(dispatcher) -> None`, awaited once per tick
 (`dispatcher_interval_seconds`); each task runs in its own loop, so a slow one never delays
@@ -35,7 +35,7 @@ log = logging.getLogger("kamicore.dispatcher")
 
 Task = Callable[["Dispatcher"], Awaitable[None]]
 # The periodic tasks, in the order they start: the top-ups' recovery and follow-ups of
-# attempts (kamicore.runtime.topups), then any a module appends (the replenisher).
+# attempts (kamicore.runtime.topups), then any a module appends (the replenisher, webhooks).
 TASKS: list[Task] = list(topup_tasks.TASKS)
 
 
@@ -141,4 +141,4 @@ def dispatcher_main(config: Config, ready) -> None:
 
 
 # the modules whose periodic tasks the dispatcher runs append them to TASKS when imported
-from . import replenisher  # noqa: E402,F401
+from . import replenisher, webhooks  # noqa: E402,F401

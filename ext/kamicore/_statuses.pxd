@@ -8,6 +8,7 @@
 #   proto/kamicore/v1/redemption.proto
 #   proto/kamicore/v1/risk.proto
 #   proto/kamicore/v1/suppliers.proto
+#   proto/kamicore/v1/webhooks.proto
 # Change the .proto files and rebuild (or run `python proto/generate.py`).
 
 # C constants of the compiled engine: the proto value names and numbers.
@@ -260,3 +261,32 @@ cdef enum SupplierCallbackStatus:
     SUPPLIER_CALLBACK_STATUS_DUPLICATE = 8
     SUPPLIER_CALLBACK_STATUS_LATE = 9
     SUPPLIER_CALLBACK_STATUS_STORAGE_FULL = 10
+
+cdef enum WebhookScope:
+    WEBHOOK_SCOPE_ALL = 1
+    WEBHOOK_SCOPE_CHANNEL = 2
+    WEBHOOK_SCOPE_PARTNER = 3
+
+cdef enum WebhookDeliveryState:
+    WEBHOOK_DELIVERY_STATE_HEALTHY = 1
+    WEBHOOK_DELIVERY_STATE_RETRYING = 2
+    WEBHOOK_DELIVERY_STATE_FAILING = 3
+    WEBHOOK_DELIVERY_STATE_DISABLED = 4
+
+cdef enum RegisterWebhookStatus:
+    REGISTER_WEBHOOK_STATUS_REGISTERED = 1
+    REGISTER_WEBHOOK_STATUS_ALREADY_EXISTS = 2
+    REGISTER_WEBHOOK_STATUS_STORAGE_FULL = 3
+    REGISTER_WEBHOOK_STATUS_PARTNER_NOT_FOUND = 4
+    REGISTER_WEBHOOK_STATUS_TOO_MANY = 5
+
+cdef enum UpdateWebhookStatus:
+    UPDATE_WEBHOOK_STATUS_UPDATED = 1
+    UPDATE_WEBHOOK_STATUS_NOT_FOUND = 2
+    UPDATE_WEBHOOK_STATUS_STORAGE_FULL = 3
+    UPDATE_WEBHOOK_STATUS_PARTNER_NOT_FOUND = 4
+
+cdef enum DeleteWebhookStatus:
+    DELETE_WEBHOOK_STATUS_DELETED = 1
+    DELETE_WEBHOOK_STATUS_NOT_FOUND = 2
+    DELETE_WEBHOOK_STATUS_STORAGE_FULL = 3

@@ -9,6 +9,7 @@ import * as orders from "../gen/kamicore/v1/orders";
 import * as redemption from "../gen/kamicore/v1/redemption";
 import * as risk from "../gen/kamicore/v1/risk";
 import * as suppliers from "../gen/kamicore/v1/suppliers";
+import * as webhooks from "../gen/kamicore/v1/webhooks";
 import { CallOptions, DeepPartial, RetryInfo, UnaryMethod, unaryOnce, withRetries } from "./calls";
 import {
   CONFIRM_PAYMENT_DEADLINE_MS, CREATE_ORDER_DEADLINE_MS, DEFAULT_DEADLINE_MS, REDEEM_BATCH_DEADLINE_MS,
@@ -53,6 +54,7 @@ export class Client {
     redemption: redemption.RedemptionClient;
     risk: risk.RiskClient;
     suppliers: suppliers.SuppliersClient;
+    webhooks: webhooks.WebhooksClient;
   };
   private readonly channel: grpc.Channel;
   private readonly apiKey: string;
@@ -79,6 +81,7 @@ export class Client {
       redemption: new redemption.RedemptionClient(address, credentials, shared),
       risk: new risk.RiskClient(address, credentials, shared),
       suppliers: new suppliers.SuppliersClient(address, credentials, shared),
+      webhooks: new webhooks.WebhooksClient(address, credentials, shared),
     };
   }
 
@@ -320,5 +323,27 @@ export class Client {
   supplierCallback(init: DeepPartial<suppliers.SupplierCallbackRequest>, options?: CallOptions): Promise<suppliers.SupplierCallbackResponse> {
     const stub = this.stubs.suppliers;
     return this.once(stub, stub.supplierCallback, suppliers.SupplierCallbackRequest, init, options, DEFAULT_DEADLINE_MS);
+  }
+
+  // -- Webhooks ---------------------------------------------------------------------------------
+
+  registerWebhook(init: DeepPartial<webhooks.RegisterWebhookRequest>, options?: CallOptions): Promise<webhooks.RegisterWebhookResponse> {
+    const stub = this.stubs.webhooks;
+    return this.once(stub, stub.registerWebhook, webhooks.RegisterWebhookRequest, init, options, DEFAULT_DEADLINE_MS);
+  }
+
+  updateWebhook(init: DeepPartial<webhooks.UpdateWebhookRequest>, options?: CallOptions): Promise<webhooks.UpdateWebhookResponse> {
+    const stub = this.stubs.webhooks;
+    return this.once(stub, stub.updateWebhook, webhooks.UpdateWebhookRequest, init, options, DEFAULT_DEADLINE_MS);
+  }
+
+  listWebhooks(init: DeepPartial<webhooks.ListWebhooksRequest> = {}, options?: CallOptions): Promise<webhooks.ListWebhooksResponse> {
+    const stub = this.stubs.webhooks;
+    return this.once(stub, stub.listWebhooks, webhooks.ListWebhooksRequest, init, options, DEFAULT_DEADLINE_MS);
+  }
+
+  deleteWebhook(init: DeepPartial<webhooks.DeleteWebhookRequest>, options?: CallOptions): Promise<webhooks.DeleteWebhookResponse> {
+    const stub = this.stubs.webhooks;
+    return this.once(stub, stub.deleteWebhook, webhooks.DeleteWebhookRequest, init, options, DEFAULT_DEADLINE_MS);
   }
 }

@@ -16,6 +16,7 @@ from kamicore_client.v1 import orders_pb2
 from kamicore_client.v1 import redemption_pb2
 from kamicore_client.v1 import risk_pb2
 from kamicore_client.v1 import suppliers_pb2
+from kamicore_client.v1 import webhooks_pb2
 
 
 class Catalog:
@@ -662,8 +663,114 @@ class AsyncSuppliers:
         return await self._call.unary('/kamicore.v1.Suppliers/SupplierCallback', request, suppliers_pb2.SupplierCallbackResponse, timeout)
 
 
+class Webhooks:
+    """Register, change, list and delete webhook endpoints. Each RPC's comment names the roles it
+    admits (kamicore.auth.METHOD_ROLES; a test holds the two equal). Admin only: the dispatcher
+    POSTs from inside the merchant's network to the URL given, so who may name a URL is an
+    operator's decision, never a storefront's or partner's key (which may leak); an admin
+    registers an endpoint FOR a channel or a partner with `scope`. A webhook's signing secret is
+    write-only: no reply ever carries it.
+
+    Delivery: each event is one HTTP POST of the event as a JSON object (the fields of
+    WebhookEvent below, type as its name, e.g. "order.paid") with the headers
+    x-kamicore-event-id, x-kamicore-event-type, x-kamicore-timestamp (unix ms) and
+    x-kamicore-signature = hex HMAC-SHA256(signing_secret, timestamp + "." + body). Only a 2xx
+    answer acknowledges an event; an endpoint gets event n+1 only after n was acknowledged.
+    Failures are retried with exponential backoff and jitter; an endpoint still failing after
+    its retry_seconds is FAILING: it keeps its events (in order, none skipped) and is tried
+    again every 2.5 to 5 minutes until it answers or an admin disables or deletes it. Delivery
+    is at least once: after a crash an event may come again with the same event id
+    (de-duplicate by it).
+    """
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def register_webhook(self, request: webhooks_pb2.RegisterWebhookRequest, *, timeout: float | None = None) -> webhooks_pb2.RegisterWebhookResponse:
+        """Register an endpoint. It receives the events committed from about now on. A retry with the
+        same definition (secret included) answers REGISTERED again; another definition under the
+        same webhook_id answers ALREADY_EXISTS and changes nothing.
+        Roles: admin.
+        """
+        return self._call.unary('/kamicore.v1.Webhooks/RegisterWebhook', request, webhooks_pb2.RegisterWebhookResponse, timeout)
+
+    def update_webhook(self, request: webhooks_pb2.UpdateWebhookRequest, *, timeout: float | None = None) -> webhooks_pb2.UpdateWebhookResponse:
+        """Replace an endpoint's definition (url, scope, event types, retry window, enabled); an
+        empty signing_secret keeps the stored one, another one rotates it (the next POST is signed
+        with it). Its delivery position is kept. Disabling it stops its deliveries and lets its
+        undelivered events be pruned after the retention time.
+        Roles: admin.
+        """
+        return self._call.unary('/kamicore.v1.Webhooks/UpdateWebhook', request, webhooks_pb2.UpdateWebhookResponse, timeout)
+
+    def list_webhooks(self, request: webhooks_pb2.ListWebhooksRequest, *, timeout: float | None = None) -> webhooks_pb2.ListWebhooksResponse:
+        """Page through endpoints in id order, without their secrets, each with its delivery state.
+        Roles: admin.
+        """
+        return self._call.unary('/kamicore.v1.Webhooks/ListWebhooks', request, webhooks_pb2.ListWebhooksResponse, timeout)
+
+    def delete_webhook(self, request: webhooks_pb2.DeleteWebhookRequest, *, timeout: float | None = None) -> webhooks_pb2.DeleteWebhookResponse:
+        """Delete an endpoint and its delivery state; its undelivered events are no longer kept.
+        Roles: admin.
+        """
+        return self._call.unary('/kamicore.v1.Webhooks/DeleteWebhook', request, webhooks_pb2.DeleteWebhookResponse, timeout)
+
+
+class AsyncWebhooks:
+    """Register, change, list and delete webhook endpoints. Each RPC's comment names the roles it
+    admits (kamicore.auth.METHOD_ROLES; a test holds the two equal). Admin only: the dispatcher
+    POSTs from inside the merchant's network to the URL given, so who may name a URL is an
+    operator's decision, never a storefront's or partner's key (which may leak); an admin
+    registers an endpoint FOR a channel or a partner with `scope`. A webhook's signing secret is
+    write-only: no reply ever carries it.
+
+    Delivery: each event is one HTTP POST of the event as a JSON object (the fields of
+    WebhookEvent below, type as its name, e.g. "order.paid") with the headers
+    x-kamicore-event-id, x-kamicore-event-type, x-kamicore-timestamp (unix ms) and
+    x-kamicore-signature = hex HMAC-SHA256(signing_secret, timestamp + "." + body). Only a 2xx
+    answer acknowledges an event; an endpoint gets event n+1 only after n was acknowledged.
+    Failures are retried with exponential backoff and jitter; an endpoint still failing after
+    its retry_seconds is FAILING: it keeps its events (in order, none skipped) and is tried
+    again every 2.5 to 5 minutes until it answers or an admin disables or deletes it. Delivery
+    is at least once: after a crash an event may come again with the same event id
+    (de-duplicate by it).
+    """
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    async def register_webhook(self, request: webhooks_pb2.RegisterWebhookRequest, *, timeout: float | None = None) -> webhooks_pb2.RegisterWebhookResponse:
+        """Register an endpoint. It receives the events committed from about now on. A retry with the
+        same definition (secret included) answers REGISTERED again; another definition under the
+        same webhook_id answers ALREADY_EXISTS and changes nothing.
+        Roles: admin.
+        """
+        return await self._call.unary('/kamicore.v1.Webhooks/RegisterWebhook', request, webhooks_pb2.RegisterWebhookResponse, timeout)
+
+    async def update_webhook(self, request: webhooks_pb2.UpdateWebhookRequest, *, timeout: float | None = None) -> webhooks_pb2.UpdateWebhookResponse:
+        """Replace an endpoint's definition (url, scope, event types, retry window, enabled); an
+        empty signing_secret keeps the stored one, another one rotates it (the next POST is signed
+        with it). Its delivery position is kept. Disabling it stops its deliveries and lets its
+        undelivered events be pruned after the retention time.
+        Roles: admin.
+        """
+        return await self._call.unary('/kamicore.v1.Webhooks/UpdateWebhook', request, webhooks_pb2.UpdateWebhookResponse, timeout)
+
+    async def list_webhooks(self, request: webhooks_pb2.ListWebhooksRequest, *, timeout: float | None = None) -> webhooks_pb2.ListWebhooksResponse:
+        """Page through endpoints in id order, without their secrets, each with its delivery state.
+        Roles: admin.
+        """
+        return await self._call.unary('/kamicore.v1.Webhooks/ListWebhooks', request, webhooks_pb2.ListWebhooksResponse, timeout)
+
+    async def delete_webhook(self, request: webhooks_pb2.DeleteWebhookRequest, *, timeout: float | None = None) -> webhooks_pb2.DeleteWebhookResponse:
+        """Delete an endpoint and its delivery state; its undelivered events are no longer kept.
+        Roles: admin.
+        """
+        return await self._call.unary('/kamicore.v1.Webhooks/DeleteWebhook', request, webhooks_pb2.DeleteWebhookResponse, timeout)
+
+
 class Services:
-    """Every service as an attribute: catalog, events, inventory, orders, redemption, risk, suppliers."""
+    """Every service as an attribute: catalog, events, inventory, orders, redemption, risk, suppliers, webhooks."""
 
     def __init__(self, call: Any) -> None:
         self.catalog = Catalog(call)
@@ -673,10 +780,11 @@ class Services:
         self.redemption = Redemption(call)
         self.risk = Risk(call)
         self.suppliers = Suppliers(call)
+        self.webhooks = Webhooks(call)
 
 
 class AsyncServices:
-    """Every service as an attribute: catalog, events, inventory, orders, redemption, risk, suppliers."""
+    """Every service as an attribute: catalog, events, inventory, orders, redemption, risk, suppliers, webhooks."""
 
     def __init__(self, call: Any) -> None:
         self.catalog = AsyncCatalog(call)
@@ -686,6 +794,7 @@ class AsyncServices:
         self.redemption = AsyncRedemption(call)
         self.risk = AsyncRisk(call)
         self.suppliers = AsyncSuppliers(call)
+        self.webhooks = AsyncWebhooks(call)
 
 
 # every RPC's path, in proto order
@@ -721,4 +830,8 @@ METHODS = (
     '/kamicore.v1.Suppliers/ListSuppliers',
     '/kamicore.v1.Suppliers/GetSupplierStats',
     '/kamicore.v1.Suppliers/SupplierCallback',
+    '/kamicore.v1.Webhooks/RegisterWebhook',
+    '/kamicore.v1.Webhooks/UpdateWebhook',
+    '/kamicore.v1.Webhooks/ListWebhooks',
+    '/kamicore.v1.Webhooks/DeleteWebhook',
 )
