@@ -35,6 +35,9 @@ TABLES = {
     "supplier_stats": "per supplier: circuit breaker; per supplier and sku: outcomes, latency "
                       "buckets, recent window; per batch: codes reported invalid",
     "replenishments": "sku id -> its latest purchase request (kamicore.domain.replenishment)",
+    "ledger": "entry id (u64 big-endian) -> a balanced ledger entry (kamicore.domain.ledger)",
+    "ledger_meta": "the next ledger entry id; balances per currency and account; entries "
+                   "per payment reference",
 }
 
 
