@@ -29,7 +29,7 @@ from ..engine import InvalidArgument
 from ..statuses import (
     ConfirmPaymentStatus, ConfirmStatus, ImportCodeStatus, ImportStatus, ReserveStatus,
 )
-from . import routing, topups
+from . import bookings, routing, topups
 
 KIND = "purchase"
 META_TABLE = topups.META_TABLE
@@ -84,6 +84,7 @@ def pay(transaction, order_id: bytes, meta: dict, reference: str):
         return status_of(meta), []
     meta["payment_reference"] = reference
     meta["paid_ms"] = transaction.now_ms
+    bookings.sale(transaction, order_id, meta)
     meta["purchase"]["state"] = PENDING
     calls = _next_attempt(transaction, order_id, meta)
     return status_of(meta), calls
@@ -139,8 +140,10 @@ def settle(transaction, request_id: str, result: str, message: str, latency_ms: 
         if refusal:  # bought, but not what kamicore can deliver: fail over, reconcile
             result, message = topups.FAILED, f"unusable answer: {refusal}"
             purchase["reconcile"].append(request_id)
-        else:
+        else:  # delivered, unseen until revealed (kamicore.domain.refunds)
             attempt.update(batch_id=answer["batch_id"], codes=len(answer["codes"]))
+            meta["unseen"] = True
+            bookings.order_delivered(transaction, order_key, meta)
     attempt.update(state=result, answered_ms=now, late=late,
                    message=message[:limits.supplier_message_bytes_max])
     topups.put_attempt(transaction, attempt, None)
@@ -150,6 +153,8 @@ def settle(transaction, request_id: str, result: str, message: str, latency_ms: 
     calls = []
     if late:
         purchase["reconcile"].append(request_id)
+        bookings.supplier_late(transaction, attempt, meta["currency"], attempt["quantity"] * (
+            answer["unit_cost_micros"] if answer else attempt["cost_micros"]))
     elif result == topups.SUCCEEDED:
         purchase["state"], purchase["fulfilled_by"] = FULFILLED, request_id
     elif purchase["state"] == PENDING and purchase["attempts"][-1] == request_id:

@@ -20,7 +20,9 @@ from ..statuses import (
     CancelOrderStatus, ConfirmPaymentStatus, ConfirmStatus, CreateOrderStatus, DecideReviewStatus,
     DeliveryKind, OrderState, ReserveStatus,
 )
-from . import catalog, code_purchases, replenishment, risk, risk_reviews, suppliers, topups
+from . import (
+    catalog, code_purchases, ledger, refunds, replenishment, risk, risk_reviews, suppliers, topups,
+)
 
 ORDER_ID_SEPARATOR = "/"
 META_TABLE = "order_meta"
@@ -203,7 +205,7 @@ def create_order(transaction, order_id: bytes, owner: str, channel: str, request
             "ip": request["ip"], "device": request["device"], "lines": request["lines"],
             "hold_ms": request["hold_ms"], "fingerprint": fingerprint,
             "currency": currency, "payment_reference": "",
-            "created_ms": transaction.now_ms,
+            "created_ms": transaction.now_ms, "prices": prices,
             "total_micros": sum(prices[sku] * quantity for sku, quantity in request["lines"])}
     units = _per_sku(request["lines"])
     buyer = _buyer(owner, channel, request)
@@ -239,7 +241,7 @@ def create_order(transaction, order_id: bytes, owner: str, channel: str, request
 
 
 def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
-                    amount_micros: int):
+                    amount_micros: int, provider: str = ledger.DEFAULT_PROVIDER):
     """-> (status, late, top-up attempts to call now). Ladder in ConfirmPaymentStatus order;
     a top-up order (kamicore.domain.topups) answers FULFILLED, PENDING or
     FAILED_REFUND_REQUIRED past the shared rungs, and a retry its current state."""
@@ -264,7 +266,8 @@ def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
                 code_purchases if code_purchases.is_purchase(meta) else None)
     if supplied is not None:  # topped up, or its codes bought, now (the same attempt path)
         if meta.get("cancelled_ms"):
-            return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
+            return refunds.refund_required(transaction, order_id, meta, reference, provider)
+        meta["provider"] = provider
         status, calls = supplied.pay(transaction, order_id, meta, reference)
         late = bool(meta.get("expired_ms"))  # only top-up orders have a hold that lapses
         if late:  # its hold lapsed: its units were given back; paid for, so counted again
@@ -273,11 +276,12 @@ def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
         return status, late, calls
     status, late = transaction.confirm(order_id)
     if status != ConfirmStatus.SOLD:
-        return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
+        return refunds.refund_required(transaction, order_id, meta, reference, provider)
     if late:  # its release had given the units back; paid for, so counted even past a limit
         _adjust_purchases(transaction, meta, +1)
     meta["payment_reference"] = reference
     meta["paid_ms"] = transaction.now_ms
+    refunds.paid(transaction, order_id, meta, provider)
     _put_meta(transaction, order_id, meta)
     return ConfirmPaymentStatus.PAID, late, []
 
@@ -300,7 +304,7 @@ def cancel(transaction, order_id: bytes) -> CancelOrderStatus:
     if topups.is_topup(meta) or code_purchases.is_purchase(meta):
         # nothing reserved: the order is marked, its units given back
         if meta["payment_reference"]:
-            return CancelOrderStatus.ALREADY_PAID
+            return refunds.cancel_paid(transaction, order_id, meta)
         if not meta.get("cancelled_ms"):
             _drop_topup(transaction, order_id, meta)
             if meta.get("review"):
@@ -308,7 +312,7 @@ def cancel(transaction, order_id: bytes) -> CancelOrderStatus:
         return CancelOrderStatus.CANCELLED
     state = transaction.order_state(order_id)
     if state == OrderState.PAID:
-        return CancelOrderStatus.ALREADY_PAID
+        return refunds.cancel_paid(transaction, order_id, meta)
     if state == OrderState.RESERVED:
         transaction.release(order_id)
         _adjust_purchases(transaction, meta, -1)
@@ -354,7 +358,7 @@ def sweep(transaction, limit: int) -> list[bytes]:
 
 
 def _reveal(transaction, order_id: bytes) -> bool:
-    transaction.audit_reveal(order_id)
+    refunds.reveal(transaction, order_id)
     return True
 
 
@@ -374,12 +378,6 @@ class Orders:
     def dry_run(self, owner: str, channel: str, request: dict):
         """-> (status, assessment) without ordering, read without waiting for the writer."""
         return dry_run(risk.Snapshot(self.engine), self.risk, owner, channel, request)
-
-    async def confirm_payment(self, order_id: str, reference: str, currency: str,
-                              amount_micros: int, actor: str):
-        return await self.engine.run_async(self.engine.plan(
-            confirm_payment, (order_id.encode(), reference, currency, amount_micros), actor,
-            full=lambda: (ConfirmPaymentStatus.STORAGE_FULL, False, [])))
 
     async def decide_review(self, order_id: str, approve: bool, actor: str):
         """-> (status, review or None)."""

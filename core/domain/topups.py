@@ -31,7 +31,7 @@ import json
 from .. import limits
 from ..engine import InvalidArgument
 from ..statuses import ConfirmPaymentStatus, DeliveryKind
-from . import routing, suppliers
+from . import bookings, routing, suppliers
 
 META_TABLE = "order_meta"  # kamicore.domain.orders' (which imports this module)
 ATTEMPTS_TABLE = "topup_attempts"
@@ -206,6 +206,7 @@ def next_attempt(transaction, order_id: bytes, meta: dict, progress: dict,
             progress["attempts"].append(attempt["request_id"])
             return [attempt]
     progress["state"] = FAILED_REFUND_REQUIRED
+    bookings.failed_after_payment(transaction, order_id, meta)
     return []
 
 
@@ -224,6 +225,7 @@ def pay(transaction, order_id: bytes, meta: dict, reference: str):
         return ORDER_STATUS[topup["state"]], []
     meta["payment_reference"] = reference
     meta["paid_ms"] = transaction.now_ms
+    bookings.sale(transaction, order_id, meta)
     drop_hold(transaction, order_id, meta)
     topup["state"] = ORDER_PENDING
     calls = _next_attempt(transaction, order_id, meta)
@@ -262,6 +264,7 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
             order_key = attempt["order_id"].encode()
             meta = json.loads(transaction.get(META_TABLE, order_key))
             meta["topup"]["reconcile"].append(request_id)
+            bookings.supplier_late(transaction, attempt, meta["currency"], attempt["cost_micros"])
             transaction.put(META_TABLE, order_key, json.dumps(meta, sort_keys=True).encode())
             routing.record_outcome(transaction, attempt["supplier_id"], attempt["sku_id"],
                                    SUCCEEDED, latency_ms, attempt["cost_micros"], late=True)
@@ -297,8 +300,10 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
     calls = []
     if late:
         topup["reconcile"].append(request_id)
+        bookings.supplier_late(transaction, attempt, meta["currency"], attempt["cost_micros"])
     elif result == SUCCEEDED:
         topup["state"], topup["fulfilled_by"] = FULFILLED, request_id
+        bookings.topup_cost(transaction, order_key, meta, attempt)
     elif topup["state"] == ORDER_PENDING and topup["attempts"][-1] == request_id:
         calls = _next_attempt(transaction, order_key, meta)  # fail over
     transaction.put(META_TABLE, order_key, json.dumps(meta, sort_keys=True).encode())

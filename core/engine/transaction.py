@@ -8,10 +8,12 @@ a second storage backend implements the same methods.
 
 from __future__ import annotations
 
+import dataclasses
+
 from .. import limits
 from ..statuses import (
-    CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState, ReleaseStatus,
-    ReserveStatus,
+    CodeOpStatus, CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState,
+    ReleaseStatus, ReportInvalidStatus, ReserveStatus,
 )
 
 # The domain layers' tables: name -> what it holds. Each is a sub-database of the data file,
@@ -39,6 +41,20 @@ TABLES = {
     "ledger_meta": "the next ledger entry id; balances per currency and account; entries "
                    "per payment reference",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class OrderCode:
+    """One code of an order as the ledger prices it: its state, where it came from and what
+    it cost (its batch's unit cost, in the SKU's currency)."""
+
+    code_id: int
+    state: CodeState
+    sku: str
+    batch: str
+    supplier: str  # "" when its batch was imported without one
+    unit_cost_micros: int
+    replaced_by: int  # the code sold in its place after it was reported invalid, or 0
 
 
 class Tables:
@@ -180,3 +196,40 @@ class Transaction:
             self._ops.append_audit(self._txn, self._tx.dbs, self._tx.now_ms, reveal,
                                    self._tx.actor, events)
         return len(events)
+
+    def void(self, code_ids: list[int]) -> list[CodeOpStatus]:
+        """SOLD -> VOID for each code (the sale reversed); WRONG_STATE leaves a code as it is."""
+        return [CodeOpStatus(status) for status, _, _ in self._ops.void(self._tx, code_ids)]
+
+    def report_invalid(self, order_id: bytes, code_id: int) -> tuple[ReportInvalidStatus, int]:
+        """The engine's ReportInvalidCode in this transaction -> (status, replacement id or 0)."""
+        [(status, replacement)] = self._ops.report_invalid(self._tx, [(order_id, code_id)])
+        return ReportInvalidStatus(status), replacement
+
+    def order_codes(self, order_id: bytes, code_ids: list[int] | None = None
+                    ) -> list[OrderCode]:
+        """The codes of an order (or those of `code_ids`) as this transaction sees them."""
+        if code_ids is None:
+            value = self._txn.get(order_id, db=self._tx.dbs.orders)
+            if value is None:
+                return []
+            code_ids = self._codec.unpack_order(value)[5]
+        dbs, codec = self._tx.dbs, self._codec
+        batches: dict[int, dict] = {}
+        skus: dict[int, str] = {}
+        found = []
+        for code_id in code_ids:
+            record = self._tx.record(code_id)
+            batch = batches.get(record.batch_no)
+            if batch is None:
+                batch = batches[record.batch_no] = codec.unpack_batch(
+                    self._txn.get(codec.u32_key(record.batch_no), db=dbs.batches))
+            sku = skus.get(record.sku_no)
+            if sku is None:
+                sku = skus[record.sku_no] = self._txn.get(
+                    self._ops.SKU_NUMBER_PREFIX + codec.u32_key(record.sku_no),
+                    db=dbs.skus).decode()
+            found.append(OrderCode(code_id, CodeState(record.state), sku,
+                                   batch["name"].decode(), batch["supplier"].decode(),
+                                   batch["unit_cost_micros"], record.link_code_id))
+        return found
