@@ -254,6 +254,8 @@ def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
     if meta["payment_reference"]:
         return ((paid if meta["payment_reference"] == reference
                  else ConfirmPaymentStatus.ALREADY_PAID), False, [])
+    if reference in meta.get("payment_refunds", ()):  # a retry gets its first answer
+        return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
     if meta.get("review"):  # paid only once a person approved it
         state = risk_reviews.get(transaction, order_id)["state"]
         if state in (risk_reviews.REJECTED, risk_reviews.EXPIRED):
