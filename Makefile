@@ -11,7 +11,7 @@ CLIENT_SOURCES := $(wildcard clients/python/pyproject.toml clients/python/kamico
 	clients/python/kamicore_client/v1/*)
 PYTEST_ARGS ?=
 
-.PHONY: install sdk serve test docs soak bench-engine bench-server bench-floor bench-topup bench clean
+.PHONY: install sdk serve test docs soak bench-engine bench-server bench-floor bench-topup bench-ledger bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,10 @@ bench-server: $(STAMP)
 # direct top-ups against a simulated supplier, answering at once and with 200 ms latency
 bench-topup: $(STAMP)
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/topup_bench.py $(BENCH_ARGS)
+
+# orders/s with the ledger against its bookings replaced by a no-op, in process, same run
+bench-ledger: $(STAMP)
+	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/ledger_bench.py $(BENCH_ARGS)
 
 # everything: engine, server, concurrency sweep, Locust, pool/worker scaling, then the report
 # (bench/results/<date>-<commit>.md with PNGs; bench/RESULTS.md); ~25 min here. BENCH_ARGS:

@@ -132,6 +132,7 @@ code_states_max = 8  # members of CodeState (UNSPECIFIED too): GetStock counts e
 # -- the server ------------------------------------------------------------------------------------
 verified_keys_cached_max = 10_000  # per process; the map is emptied when it is full
 skus_decoded_cached_max = 10_000  # per process, the same way
+batch_terms_cached_max = 10_000  # per engine: batches whose terms the ledger decoded (same way)
 worker_restart_delay_seconds = 1.0
 # per worker: at most one log line per (method, reason) of refused requests this often; the
 # refusals in between are counted (kamicore_bad_requests_total) and summed in the next line.

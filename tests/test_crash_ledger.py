@@ -1,5 +1,6 @@
 """kill -9 while orders are created, paid, reported invalid and cancelled through the domain
-plans (as the server runs them): after every crash the books are whole (every entry balances,
+plans (as the server runs them), with the sweeper's roll-up of the
+balances in between: after every crash the books are whole (every entry balances,
 ids without gaps, stored balances equal the entries, each currency sums to zero), every
 payment a caller was told of is in them, and they equal the orders and codes as stored -
 revenue the paid orders' totals, refunds the refunded codes' prices, cost of goods the unit
@@ -28,7 +29,7 @@ PRICE, UNIT_COST = 9_000_000, 3_000_000
 
 CHILD = r"""
 import json, os, random, secrets, sys
-from kamicore.domain import orders, refunds
+from kamicore.domain import ledger, orders, refunds
 from kamicore.domain.catalog import Catalog, ChannelPrice, Sku
 from kamicore.engine import Engine
 from kamicore.statuses import ConfirmPaymentStatus, CreateOrderStatus, DeliveryKind
@@ -72,6 +73,8 @@ while True:
         code_id = engine.order(order_id.decode()).code_ids[0]
         run(refunds.report_invalid, order_id, code_id)
         run(orders.cancel, order_id)
+    if rng.random() < 0.3:
+        ledger.roll_up_all(engine)
 """
 
 

@@ -1,11 +1,12 @@
 """Model-based test of the books: Hypothesis creates, pays (again, or with another payment
-reference), cancels (before and after payment), reports codes invalid, redeems them and lets
-holds expire; a small model predicts every answer. After every step the books are whole
-(every entry balances, every currency sums to zero, the stored balances equal the entries) and
-equal the codes' states: revenue is the paid orders' totals, refunds the prices of the invalid
-codes without a replacement that a cancel refunded, cost of goods the unit costs of the codes
-delivered (SOLD or REDEEMED), supplier claims those of the INVALID ones, payables both, and
-every order's margin its price less the cost of its delivered codes."""
+reference), cancels (before and after payment), reports codes invalid, redeems them, lets
+holds expire and folds the balances (the sweeper's roll-up); a small model predicts every
+answer. After every step the books are whole (every entry balances, every currency sums to
+zero, the balances equal the entries) and equal the codes' states: revenue is the paid
+orders' totals, refunds the prices of the invalid codes without a replacement that a cancel
+refunded, cost of goods the unit costs of the codes delivered (SOLD or REDEEMED), supplier
+claims those of the INVALID ones, payables both, and every order's margin its price less the
+cost of its delivered codes."""
 
 from __future__ import annotations
 
@@ -145,6 +146,10 @@ class Books(RuleBasedStateMachine):
             if order["state"] == "open":
                 order["state"] = "released"
                 self.available += order["quantity"]
+
+    @rule()
+    def roll_up(self):  # the sweeper folds the entries into the stored balances
+        ledger.roll_up_all(self.shop.engine)
 
     @invariant()
     def books_equal_the_codes(self):

@@ -32,14 +32,17 @@ def _order_fields(order_id: bytes, meta: dict) -> dict:
             "payment_reference": meta["payment_reference"], "provider": provider_of(meta)}
 
 
-def sale(transaction, order_id: bytes, meta: dict) -> int:
+def sale_entry(order_id: bytes, meta: dict) -> tuple:
     """Payment confirmed: the order's total, receivable from its provider, earned by its
-    channel."""
+    channel (an entry for ledger.post_many)."""
     amount = meta["total_micros"]
-    return ledger.post(transaction, "sale", meta["currency"],
-                       [(account("receivable", provider_of(meta)), amount),
-                        (account("revenue", meta["channel"]), -amount)],
-                       **_order_fields(order_id, meta))
+    return ("sale", meta["currency"], [(account("receivable", provider_of(meta)), amount),
+                                       (account("revenue", meta["channel"]), -amount)],
+            _order_fields(order_id, meta))
+
+
+def sale(transaction, order_id: bytes, meta: dict) -> int:
+    return ledger.post_many(transaction, [sale_entry(order_id, meta)])[0]
 
 
 def payment_refund(transaction, order_id: bytes, meta: dict, reference: str,
@@ -77,41 +80,50 @@ def _by_batch(codes: Iterable) -> dict[tuple[str, str, str], list]:
     return groups
 
 
-def _cost_entries(transaction, kind: str, order_id: bytes, meta: dict, codes: Iterable,
-                  debit: str, credit: str, sign: int) -> None:
+def _cost_entries(kind: str, order_id: bytes, meta: dict, codes: Iterable, debit: str,
+                  credit: str, sign: int) -> list[tuple]:
     """One entry per SKU, supplier and batch of `codes`: debit `debit:<supplier>`, credit
     `credit:<supplier>` with their unit costs; meta's costs move by sign x the amount."""
+    entries = []
     costs = meta.setdefault("costs", {})
-    for (sku, supplier, batch), group in _by_batch(codes).items():
+    codes = list(codes)
+    groups = ({(codes[0].sku, codes[0].supplier, codes[0].batch): codes} if len(codes) == 1
+              else _by_batch(codes))  # one code: most orders
+    for (sku, supplier, batch), group in groups.items():
         amount = sum(code.unit_cost_micros for code in group)
         costs[sku] = costs.get(sku, 0) + sign * amount
-        ledger.post(transaction, kind, meta["currency"],
-                    [(account(debit, supplier), amount), (account(credit, supplier), -amount)],
-                    order_id=order_id.decode(), sku=sku, channel=meta["channel"],
-                    supplier=supplier or ledger.UNASSIGNED, batch=batch, quantity=len(group))
+        entries.append((kind, meta["currency"], [(account(debit, supplier), amount),
+                                                 (account(credit, supplier), -amount)],
+                        {"order_id": order_id.decode(), "sku": sku, "channel": meta["channel"],
+                         "supplier": supplier or ledger.UNASSIGNED, "batch": batch,
+                         "quantity": len(group)}))
+    return entries
 
 
 def codes_delivered(transaction, order_id: bytes, meta: dict, codes: Iterable) -> None:
     """Codes sold to the order (at payment, bought for it, or a replacement): their batches'
     unit costs, payable to their suppliers."""
-    _cost_entries(transaction, "cost", order_id, meta, codes, "cogs", "payable", +1)
+    ledger.post_many(transaction, _cost_entries("cost", order_id, meta, codes, "cogs",
+                                                "payable", +1))
 
 
-def order_delivered(transaction, order_id: bytes, meta: dict) -> None:
-    """Every code of a just-confirmed order delivered (pool codes at payment, bought codes in
-    the commit that imports them)."""
-    codes_delivered(transaction, order_id, meta, transaction.order_codes(order_id))
+def delivered_entries(transaction, order_id: bytes, meta: dict) -> list[tuple]:
+    """The cost of every code of a just-confirmed order (pool codes at payment, bought codes
+    in the commit that imports them), as entries for ledger.post_many."""
+    return _cost_entries("cost", order_id, meta, transaction.order_codes(order_id), "cogs",
+                         "payable", +1)
 
 
 def codes_voided(transaction, order_id: bytes, meta: dict, codes: Iterable) -> None:
     """Codes voided before their buyer saw them: their cost taken back from the supplier."""
-    _cost_entries(transaction, "void", order_id, meta, codes, "payable", "cogs", -1)
+    ledger.post_many(transaction, _cost_entries("void", order_id, meta, codes, "payable",
+                                                "cogs", -1))
 
 
 def code_claimed(transaction, order_id: bytes, meta: dict, code) -> None:
     """A code reported invalid: its cost charged back to the supplier of its batch."""
-    _cost_entries(transaction, "reissue", order_id, meta, [code], "supplier_claims", "cogs",
-                  -1)
+    ledger.post_many(transaction, _cost_entries("reissue", order_id, meta, [code],
+                                                "supplier_claims", "cogs", -1))
 
 
 def topup_cost(transaction, order_id: bytes, meta: dict, attempt: dict) -> int:

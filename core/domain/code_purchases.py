@@ -143,7 +143,8 @@ def settle(transaction, request_id: str, result: str, message: str, latency_ms: 
         else:  # delivered, unseen until revealed (kamicore.domain.refunds)
             attempt.update(batch_id=answer["batch_id"], codes=len(answer["codes"]))
             meta["unseen"] = True
-            bookings.order_delivered(transaction, order_key, meta)
+            bookings.codes_delivered(transaction, order_key, meta,
+                                     transaction.order_codes(order_key))
     attempt.update(state=result, answered_ms=now, late=late,
                    message=message[:limits.supplier_message_bytes_max])
     topups.put_attempt(transaction, attempt, None)

@@ -8,10 +8,12 @@ the one it corrects (`corrects`). Amounts in different currencies are never adde
 are kept per (account, currency). Accounts are named `prefix:name` (docs/ledger.md lists them).
 
 Tables (kamicore.engine.transaction.TABLES):
-- `ledger`: entry id (u64 big-endian, from 1 without gaps) -> the entry's JSON;
+- `ledger`: entry id (u64 big-endian, from 1 without gaps) -> the entry as a JSON array of
+  STORED_FIELDS' values (read back as a dict by `entries`);
 - `ledger_meta`: b"next_id" -> the next entry id (u64 big-endian); b"balance" NUL currency
-  NUL account -> the account's balance in micros (decimal); b"reference" NUL payment reference
-  NUL entry id -> nothing (by_reference's index).
+  NUL account -> the account's balance in micros (decimal) over the entries up to b"rolled_up"
+  (an entry id, u64 big-endian; see roll_up); b"reference" NUL payment reference NUL entry
+  id -> nothing (by_reference's index).
 
 What each transition books is kamicore.domain.bookings; this module is the storage, the read
 API (`entries`, `balances`, `by_reference`, `order_lines`) and the names.
@@ -22,10 +24,12 @@ from __future__ import annotations
 import json
 
 from .. import limits
+from ..engine import Engine
 
 TABLE = "ledger"
 META_TABLE = "ledger_meta"
 NEXT_ID_KEY = b"next_id"
+ROLLED_UP_KEY = b"rolled_up"
 SEPARATOR = b"\0"
 BALANCE_PREFIX = b"balance" + SEPARATOR
 REFERENCE_PREFIX = b"reference" + SEPARATOR
@@ -63,7 +67,11 @@ ACCOUNTS = {
 
 ENTRY_FIELDS = ("order_id", "sku", "channel", "supplier", "batch", "quantity",
                 "payment_reference", "provider", "request_id", "corrects")
-_DEFAULTS = {"quantity": 0, "corrects": 0}
+STORED_FIELDS = ("id", "at_ms", "kind", "currency", "postings", *ENTRY_FIELDS)
+_FIELD_INDEX = {name: index for index, name in enumerate(ENTRY_FIELDS, start=5)}
+_EMPTY_ROW = [0, 0, "", "", []] + [0 if name in ("quantity", "corrects") else ""
+                                   for name in ENTRY_FIELDS]
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def account(prefix: str, name: str) -> str:
@@ -76,38 +84,88 @@ def _id_key(entry_id: int) -> bytes:
     return entry_id.to_bytes(8, "big")
 
 
-def _balance_key(account_name: str, currency: str) -> bytes:
-    return BALANCE_PREFIX + currency.encode() + SEPARATOR + account_name.encode()
-
-
 def post(transaction, kind: str, currency: str, postings: list[tuple[str, int]],
          **fields) -> int:
     """Write one balanced entry in this transaction -> its id (0: every amount was zero, and
     nothing is written). fields: ENTRY_FIELDS (the rest default to "" or 0)."""
-    assert kind in KINDS, kind
-    assert currency and set(fields) <= set(ENTRY_FIELDS), (currency, fields)
-    assert all(type(amount) is int for _, amount in postings), postings
-    assert sum(amount for _, amount in postings) == 0, f"unbalanced {kind}: {postings}"
-    postings = [[name, amount] for name, amount in postings if amount]
-    if not postings:
+    return post_many(transaction, [(kind, currency, postings, fields)])[0]
+
+
+def post_many(transaction, items: list[tuple[str, str, list, dict]]) -> list[int]:
+    """Write entries (kind, currency, postings, fields) in this order -> their ids (0 where
+    every amount was zero). On every paid order's path: plain loops, one compact encoding,
+    one update of the next id; balances are folded in later (roll_up)."""
+    get, put = transaction.get, transaction.put
+    value = get(META_TABLE, NEXT_ID_KEY)
+    next_id = int.from_bytes(value, "big") if value is not None else 1
+    ids = []
+    for kind, currency, postings, fields in items:
+        assert kind in KINDS and currency, (kind, currency)
+        total = 0
+        kept = []
+        for name, amount in postings:
+            assert type(amount) is int, postings
+            total += amount
+            if amount:
+                kept.append([name, amount])
+        assert total == 0, f"unbalanced {kind}: {postings}"
+        if not kept:
+            ids.append(0)
+            continue
+        entry_id = next_id
+        next_id += 1
+        key = entry_id.to_bytes(8, "big")
+        stored = _EMPTY_ROW.copy()
+        stored[:5] = entry_id, transaction.now_ms, kind, currency, kept
+        for name, field in fields.items():
+            stored[_FIELD_INDEX[name]] = field  # KeyError: not an entry's field
+        put(TABLE, key, _encode(stored).encode())
+        reference = fields.get("payment_reference")
+        if reference:
+            put(META_TABLE, REFERENCE_PREFIX + reference.encode() + SEPARATOR + key, b"")
+        ids.append(entry_id)
+    if any(ids):
+        put(META_TABLE, NEXT_ID_KEY, next_id.to_bytes(8, "big"))
+    return ids
+
+
+def roll_up(transaction, limit: int = limits.ledger_entries_per_page_max) -> int:
+    """Fold up to `limit` entries not yet folded into the stored balances -> how many. The
+    sweeper runs it (kamicore.runtime.sweeper), off the orders' commits; `balances` adds the
+    entries since, so it is right whenever this last ran."""
+    value = transaction.get(META_TABLE, ROLLED_UP_KEY)
+    done = int.from_bytes(value, "big") if value is not None else 0
+    page = transaction.scan(TABLE, (done + 1).to_bytes(8, "big"), limit)
+    if not page:
         return 0
-    value = transaction.get(META_TABLE, NEXT_ID_KEY)
-    entry_id = int.from_bytes(value, "big") if value is not None else 1
-    transaction.put(META_TABLE, NEXT_ID_KEY, _id_key(entry_id + 1))
-    entry = {"id": entry_id, "at_ms": transaction.now_ms, "kind": kind, "currency": currency,
-             "postings": postings}
-    for name in ENTRY_FIELDS:
-        entry[name] = fields.get(name, _DEFAULTS.get(name, ""))
-    transaction.put(TABLE, _id_key(entry_id), json.dumps(entry, sort_keys=True).encode())
-    for name, amount in postings:
-        key = _balance_key(name, currency)
+    sums: dict[tuple[str, str], int] = {}
+    _fold(sums, (value for _, value in page))
+    for (name, currency), amount in sums.items():
+        key = BALANCE_PREFIX + currency.encode() + SEPARATOR + name.encode()
         balance = transaction.get(META_TABLE, key)
         transaction.put(META_TABLE, key,
                         str((int(balance) if balance is not None else 0) + amount).encode())
-    if entry["payment_reference"]:
-        transaction.put(META_TABLE, REFERENCE_PREFIX + entry["payment_reference"].encode()
-                        + SEPARATOR + _id_key(entry_id), b"")
-    return entry_id
+    transaction.put(META_TABLE, ROLLED_UP_KEY, page[-1][0])
+    return len(page)
+
+
+def roll_up_all(engine: Engine, actor: str = "sweeper") -> int:
+    """roll_up until every entry is folded, one page per commit -> how many entries."""
+    total = 0
+    while True:
+        folded = engine.run(engine.plan(roll_up, (), actor, full=int))
+        total += folded
+        if folded < limits.ledger_entries_per_page_max:
+            return total
+
+
+def _fold(sums: dict, values) -> None:
+    for value in values:
+        stored = json.loads(value)
+        currency = stored[3]
+        for name, amount in stored[4]:
+            key = (name, currency)
+            sums[key] = sums.get(key, 0) + amount
 
 
 # -- reads: `view` is an engine (a snapshot, never waiting for the writer) or a transaction ----
@@ -116,9 +174,13 @@ def _scan(view, table: str, start: bytes, limit: int) -> list[tuple[bytes, bytes
     return view.scan(table, start, limit)
 
 
+def _decode(value: bytes) -> dict:
+    return dict(zip(STORED_FIELDS, json.loads(value), strict=True))
+
+
 def entry(view, entry_id: int) -> dict | None:
     value = view.get(TABLE, _id_key(entry_id))
-    return json.loads(value) if value is not None else None
+    return _decode(value) if value is not None else None
 
 
 def entries(view, from_ms: int = 0, to_ms: int | None = None, after_id: int = 0,
@@ -131,7 +193,7 @@ def entries(view, from_ms: int = 0, to_ms: int | None = None, after_id: int = 0,
     while len(found) < limit:
         page = _scan(view, TABLE, start, limits.ledger_entries_per_page_max)
         for _, value in page:
-            item = json.loads(value)
+            item = _decode(value)
             if item["at_ms"] >= from_ms and (to_ms is None or item["at_ms"] < to_ms):
                 found.append(item)
                 if len(found) >= limit:
@@ -144,18 +206,36 @@ def entries(view, from_ms: int = 0, to_ms: int | None = None, after_id: int = 0,
 
 def balances(view, currency: str | None = None) -> dict[tuple[str, str], int]:
     """(account, currency) -> balance in micros (debits positive), every account with a
-    non-zero balance; of one currency only when `currency` is given."""
-    prefix = BALANCE_PREFIX + (currency.encode() + SEPARATOR if currency else b"")
+    non-zero balance; of one currency only when `currency` is given. The stored balances as
+    of the last roll_up plus the entries since, read so that a roll_up in between is seen
+    (then it reads again)."""
+    while True:
+        done = view.get(META_TABLE, ROLLED_UP_KEY)
+        sums = _stored_balances(view)
+        if view.get(META_TABLE, ROLLED_UP_KEY) == done:
+            break
+    after = int.from_bytes(done, "big") if done is not None else 0
+    while True:
+        page = _scan(view, TABLE, (after + 1).to_bytes(8, "big"),
+                     limits.ledger_entries_per_page_max)
+        _fold(sums, (value for _, value in page))
+        if len(page) < limits.ledger_entries_per_page_max:
+            break
+        after = int.from_bytes(page[-1][0], "big")
+    return {key: amount for key, amount in sums.items()
+            if amount and (currency is None or key[1] == currency)}
+
+
+def _stored_balances(view) -> dict[tuple[str, str], int]:
     result: dict[tuple[str, str], int] = {}
-    start = prefix
+    start = BALANCE_PREFIX
     while True:
         page = _scan(view, META_TABLE, start, limits.ledger_entries_per_page_max)
         for key, value in page:
-            if not key.startswith(prefix):
+            if not key.startswith(BALANCE_PREFIX):
                 return result
             money, _, name = bytes(key)[len(BALANCE_PREFIX):].partition(SEPARATOR)
-            if int(value):
-                result[(name.decode(), money.decode())] = int(value)
+            result[(name.decode(), money.decode())] = int(value)
         if len(page) < limits.ledger_entries_per_page_max:
             return result
         start = bytes(page[-1][0]) + SEPARATOR
@@ -203,4 +283,5 @@ def order_lines(meta: dict) -> list[dict]:
 
 
 __all__ = ["ACCOUNTS", "DEFAULT_PROVIDER", "KINDS", "UNASSIGNED", "account", "balances",
-           "by_reference", "entries", "entry", "order_lines", "post"]
+           "by_reference", "entries", "entry", "order_lines", "post", "post_many", "roll_up",
+           "roll_up_all"]

@@ -8,7 +8,7 @@ a second storage backend implements the same methods.
 
 from __future__ import annotations
 
-import dataclasses
+from typing import NamedTuple
 
 from .. import limits
 from ..statuses import (
@@ -43,8 +43,10 @@ TABLES = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class OrderCode:
+_CODE_STATES = {state.value: state for state in CodeState}  # faster than CodeState(value)
+
+
+class OrderCode(NamedTuple):
     """One code of an order as the ledger prices it: its state, where it came from and what
     it cost (its batch's unit cost, in the SKU's currency)."""
 
@@ -62,6 +64,9 @@ class Tables:
 
     def __init__(self, env):
         self.handles = {name: env.open_db(name.encode()) for name in TABLES}
+        # a batch record as stored -> its (name, supplier, unit cost): by content, so a record
+        # of an aborted commit, or re-wrapped by a key rotation, is never mistaken for another
+        self.batch_terms: dict[bytes, tuple[str, str, int]] = {}
 
     def __getitem__(self, name: str):
         return self.handles[name]
@@ -214,22 +219,22 @@ class Transaction:
             if value is None:
                 return []
             code_ids = self._codec.unpack_order(value)[5]
-        dbs, codec = self._tx.dbs, self._codec
-        batches: dict[int, dict] = {}
-        skus: dict[int, str] = {}
+        dbs, codec, txn = self._tx.dbs, self._codec, self._txn
+        cached = self._tables.batch_terms
         found = []
         for code_id in code_ids:
             record = self._tx.record(code_id)
-            batch = batches.get(record.batch_no)
-            if batch is None:
-                batch = batches[record.batch_no] = codec.unpack_batch(
-                    self._txn.get(codec.u32_key(record.batch_no), db=dbs.batches))
-            sku = skus.get(record.sku_no)
-            if sku is None:
-                sku = skus[record.sku_no] = self._txn.get(
-                    self._ops.SKU_NUMBER_PREFIX + codec.u32_key(record.sku_no),
-                    db=dbs.skus).decode()
-            found.append(OrderCode(code_id, CodeState(record.state), sku,
-                                   batch["name"].decode(), batch["supplier"].decode(),
-                                   batch["unit_cost_micros"], record.link_code_id))
+            batch = txn.get(codec.u32_key(record.batch_no), db=dbs.batches)
+            terms = cached.get(batch)
+            if terms is None:
+                if len(cached) >= limits.batch_terms_cached_max:
+                    cached.clear()
+                unpacked = codec.unpack_batch(batch)
+                terms = cached[batch] = (unpacked["name"].decode(),
+                                         unpacked["supplier"].decode(),
+                                         unpacked["unit_cost_micros"])
+            sku = txn.get(self._ops.SKU_NUMBER_PREFIX + codec.u32_key(record.sku_no),
+                          db=dbs.skus).decode()
+            found.append(OrderCode(code_id, _CODE_STATES[record.state], sku, *terms,
+                                   record.link_code_id))
         return found
