@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import sys
 import time
-from pathlib import Path
 
-from common import Rounds, expect, log, machine, median, ratios_text, round_ratios, temp_dir
+from common import (
+    Rounds, expect, log, machine, median, ratios_text, round_ratios, temp_dir, write_result,
+)
 
 PRICE = 9_000_000
 HOLD_SECONDS = 900
@@ -149,11 +149,7 @@ def main() -> int:
         f"(rounds {ratios_text(per_round)}); p99 {on.percentile_ms(0.99):.1f} ms vs "
         f"{off.percentile_ms(0.99):.1f} ms; CPU per order {median(on.cpu) * 1e6:.0f} us vs "
         f"{median(off.cpu) * 1e6:.0f} us; target x{TARGET}")
-    text = json.dumps(result, indent=2)
-    if options.out:
-        Path(options.out).write_text(text + "\n")
-    else:
-        print(text)
+    write_result(result, options.out)
     return 0 if result["met"] else 1
 
 

@@ -89,11 +89,11 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
         self.s.outcome("ConfirmPayment", status)
         response = orders_pb2.ConfirmPaymentResponse(status=status, late=late)
         if status in (ConfirmPaymentStatus.PAID, *TOPUP_ANSWERS):
-            # bought codes were delivered unseen: showing them is an audited reveal (after
-            # which they are no longer refundable); nothing is shown when it cannot be audited
-            reveal = (status != ConfirmPaymentStatus.PAID
-                      or not code_purchases.is_purchase(self.s.orders.meta(order_id))
-                      or await self.s.orders.audit_reveal(order_id, actor()))
+            # bought codes were delivered unseen: shown only with a PAID answer, as an audited
+            # reveal (then no longer refundable); nothing is shown when it cannot be audited
+            reveal = (not code_purchases.is_purchase(self.s.orders.meta(order_id))
+                      or status == ConfirmPaymentStatus.PAID
+                      and await self.s.orders.audit_reveal(order_id, actor()))
             response.order.CopyFrom(self._order(order_id, reveal=reveal))
         return response
 
