@@ -202,6 +202,17 @@ def test_bought_codes_are_voided_and_refunded_only_while_unseen(purchase_shop, r
     whole_books(shop.engine)
 
 
+def test_bought_codes_priced_in_another_currency_are_never_delivered(purchase_shop):
+    purchase_shop.supplier.configure(currency="EUR", unit_cost_micros=8_000_000)
+    _, order_id = purchase_shop.order(1)
+    assert purchase_shop.pay(order_id, 1) == P.FAILED_REFUND_REQUIRED  # one route, unusable
+    price = purchase_shop.orders.meta(order_id)["total_micros"]
+    assert booked(purchase_shop.engine, order_id) == [  # never a EUR cost in USD books
+        ("sale", {"receivable:default": price, "revenue:web": -price}),
+        ("refund", {"refunds:web": price, "refunds_due:default": -price})]
+    whole_books(purchase_shop.engine)
+
+
 # -- the command line ----------------------------------------------------------------------------
 
 def test_kamicore_ledger_balances_and_entries(tmp_path, capsys):
