@@ -35,6 +35,20 @@ def booked(engine, order_id: str) -> list[tuple[str, dict]]:
             for entry in ledger.entries(engine) if entry["order_id"] == order_id]
 
 
+def corrections(engine, order_id: str) -> list[tuple[str, str]]:
+    """(kind, kind of the entry it corrects) of the order's corrections; a corrected cost is
+    of the same SKU and batch."""
+    found = []
+    for entry in ledger.entries(engine):
+        if entry["order_id"] == order_id and entry["kind"] in ("refund", "void", "reissue"):
+            corrected = ledger.entry(engine, entry["corrects"])
+            assert corrected["order_id"] == order_id
+            if corrected["kind"] == "cost":
+                assert (corrected["sku"], corrected["batch"]) == (entry["sku"], entry["batch"])
+            found.append((entry["kind"], corrected["kind"]))
+    return found
+
+
 def _report_first(shop, key: str, leave_in_stock: int):
     """Sell the rest of the stock but `leave_in_stock`, then report the order's first code."""
     rest = STOCK - 2 - leave_in_stock
@@ -64,6 +78,8 @@ def test_cancel_after_payment(shop, invalid, in_stock, cancelled, refunded_codes
                                     "refunds_due:default": -PRICE * refunded_codes})]
                        if refunded_codes else [])
     assert [code.state for code in shop.codes("k")].count(CodeState.VOID) == 0
+    assert corrections(shop.engine, "shop/k") == (
+        [("reissue", "cost")] if invalid else []) + [("refund", "sale")] * bool(refunded_codes)
     assert shop.meta("k").get("refunded_micros", 0) == PRICE * refunded_codes
     whole_books(shop.engine)
 
@@ -99,6 +115,7 @@ def test_report_invalid(shop, in_stock, status, entries):
     assert answered == status and bool(replacement) == (status == R.REISSUED)
     assert shop.report("k", first.code_id) == (answered, replacement)  # a retry
     assert booked(shop.engine, "shop/k")[before:] == entries
+    assert corrections(shop.engine, "shop/k") == [("reissue", "cost")]
     whole_books(shop.engine)
 
 
@@ -199,6 +216,8 @@ def test_bought_codes_are_voided_and_refunded_only_while_unseen(purchase_shop, r
     assert booked(shop.engine, order_id) == expected
     states = {code.state for code in shop.engine.order(order_id).codes}
     assert states == {CodeState.VOID if not revealed else CodeState.SOLD}
+    assert corrections(shop.engine, order_id) == (
+        [] if revealed else [("void", "cost"), ("refund", "sale")])
     whole_books(shop.engine)
 
 

@@ -5,7 +5,8 @@ Every amount is in the order's currency: a batch's unit cost and a route's cost 
 SKU's currency, and an order's SKUs share one. The order's meta keeps what the books need
 later: each SKU's unit price at order time (`prices`), each SKU's cost of the codes or top-up
 delivered (`costs`), the payment provider (`provider`), what was refunded (`refunded_micros`,
-`refunded_codes`) and which payments were given back (`payment_refunds`). Callers write the
+`refunded_codes`), which payments were given back (`payment_refunds`) and the ids of its
+entries (`ledger_entries`, what corrections name in `corrects`). Callers write the
 meta they pass (these functions change it in place).
 """
 
@@ -27,6 +28,24 @@ def unit_prices(meta: dict) -> dict[str, int]:
     return {row["sku"]: row["unit_price_micros"] for row in ledger.order_lines(meta)}
 
 
+def post(transaction, meta: dict, items: list[tuple]) -> list[int]:
+    """ledger.post_many, the ids kept in the order's `ledger_entries` (what its corrections
+    name)."""
+    ids = ledger.post_many(transaction, items)
+    meta.setdefault("ledger_entries", []).extend(entry_id for entry_id in ids if entry_id)
+    return ids
+
+
+def _corrected(transaction, meta: dict, kind: str, **match) -> int:
+    """The id of the order's first entry of `kind` with the fields of `match`, or 0 (orders
+    from before the ledger have none). Read only for corrections, never on the payment path."""
+    for entry_id in meta.get("ledger_entries", ()):
+        found = ledger.entry(transaction, entry_id)
+        if found["kind"] == kind and all(found[name] == value for name, value in match.items()):
+            return entry_id
+    return 0
+
+
 def _order_fields(order_id: bytes, meta: dict) -> dict:
     return {"order_id": order_id.decode(), "channel": meta["channel"],
             "payment_reference": meta["payment_reference"], "provider": provider_of(meta)}
@@ -42,7 +61,7 @@ def sale_entry(order_id: bytes, meta: dict) -> tuple:
 
 
 def sale(transaction, order_id: bytes, meta: dict) -> int:
-    return ledger.post_many(transaction, [sale_entry(order_id, meta)])[0]
+    return post(transaction, meta, [sale_entry(order_id, meta)])[0]
 
 
 def payment_refund(transaction, order_id: bytes, meta: dict, reference: str,
@@ -55,11 +74,11 @@ def payment_refund(transaction, order_id: bytes, meta: dict, reference: str,
     given_back.append(reference)
     amount = meta["total_micros"]
     provider = provider or ledger.DEFAULT_PROVIDER
-    return ledger.post(transaction, "payment_refund", meta["currency"],
-                       [(account("receivable", provider), amount),
-                        (account("refunds_due", provider), -amount)],
-                       order_id=order_id.decode(), channel=meta["channel"],
-                       payment_reference=reference, provider=provider)
+    return post(transaction, meta, [(
+        "payment_refund", meta["currency"], [(account("receivable", provider), amount),
+                                             (account("refunds_due", provider), -amount)],
+        {"order_id": order_id.decode(), "channel": meta["channel"],
+         "payment_reference": reference, "provider": provider})])[0]
 
 
 def refund(transaction, order_id: bytes, meta: dict, amount: int, sku: str = "",
@@ -67,10 +86,11 @@ def refund(transaction, order_id: bytes, meta: dict, amount: int, sku: str = "",
     """`amount` of the order's sale refunded: owed back to the buyer through its provider."""
     meta["refunded_micros"] = meta.get("refunded_micros", 0) + amount
     meta.setdefault("refunded_ms", transaction.now_ms)
-    return ledger.post(transaction, "refund", meta["currency"],
-                       [(account("refunds", meta["channel"]), amount),
-                        (account("refunds_due", provider_of(meta)), -amount)],
-                       sku=sku, quantity=quantity, **_order_fields(order_id, meta))
+    return post(transaction, meta, [(
+        "refund", meta["currency"], [(account("refunds", meta["channel"]), amount),
+                                     (account("refunds_due", provider_of(meta)), -amount)],
+        {"sku": sku, "quantity": quantity, "corrects": _corrected(transaction, meta, "sale"),
+         **_order_fields(order_id, meta)})])[0]
 
 
 def _by_batch(codes: Iterable) -> dict[tuple[str, str, str], list]:
@@ -81,9 +101,10 @@ def _by_batch(codes: Iterable) -> dict[tuple[str, str, str], list]:
 
 
 def _cost_entries(kind: str, order_id: bytes, meta: dict, codes: Iterable, debit: str,
-                  credit: str, sign: int) -> list[tuple]:
+                  credit: str, sign: int, transaction=None) -> list[tuple]:
     """One entry per SKU, supplier and batch of `codes`: debit `debit:<supplier>`, credit
-    `credit:<supplier>` with their unit costs; meta's costs move by sign x the amount."""
+    `credit:<supplier>` with their unit costs; meta's costs move by sign x the amount. With
+    `transaction` (a correction), each names the cost entry of its SKU and batch."""
     entries = []
     costs = meta.setdefault("costs", {})
     codes = list(codes)
@@ -96,15 +117,17 @@ def _cost_entries(kind: str, order_id: bytes, meta: dict, codes: Iterable, debit
                                                  (account(credit, supplier), -amount)],
                         {"order_id": order_id.decode(), "sku": sku, "channel": meta["channel"],
                          "supplier": supplier or ledger.UNASSIGNED, "batch": batch,
-                         "quantity": len(group)}))
+                         "quantity": len(group),
+                         "corrects": 0 if transaction is None else _corrected(
+                             transaction, meta, "cost", sku=sku, batch=batch)}))
     return entries
 
 
 def codes_delivered(transaction, order_id: bytes, meta: dict, codes: Iterable) -> None:
     """Codes sold to the order (at payment, bought for it, or a replacement): their batches'
     unit costs, payable to their suppliers."""
-    ledger.post_many(transaction, _cost_entries("cost", order_id, meta, codes, "cogs",
-                                                "payable", +1))
+    post(transaction, meta, _cost_entries("cost", order_id, meta, codes, "cogs", "payable",
+                                           +1))
 
 
 def delivered_entries(transaction, order_id: bytes, meta: dict) -> list[tuple]:
@@ -116,14 +139,14 @@ def delivered_entries(transaction, order_id: bytes, meta: dict) -> list[tuple]:
 
 def codes_voided(transaction, order_id: bytes, meta: dict, codes: Iterable) -> None:
     """Codes voided before their buyer saw them: their cost taken back from the supplier."""
-    ledger.post_many(transaction, _cost_entries("void", order_id, meta, codes, "payable",
-                                                "cogs", -1))
+    post(transaction, meta, _cost_entries("void", order_id, meta, codes, "payable", "cogs",
+                                           -1, transaction))
 
 
 def code_claimed(transaction, order_id: bytes, meta: dict, code) -> None:
     """A code reported invalid: its cost charged back to the supplier of its batch."""
-    ledger.post_many(transaction, _cost_entries("reissue", order_id, meta, [code],
-                                                "supplier_claims", "cogs", -1))
+    post(transaction, meta, _cost_entries("reissue", order_id, meta, [code],
+                                           "supplier_claims", "cogs", -1, transaction))
 
 
 def topup_cost(transaction, order_id: bytes, meta: dict, attempt: dict) -> int:
@@ -132,11 +155,11 @@ def topup_cost(transaction, order_id: bytes, meta: dict, attempt: dict) -> int:
     amount = attempt["cost_micros"] * quantity
     meta.setdefault("costs", {})[sku] = amount
     supplier = attempt["supplier_id"]
-    return ledger.post(transaction, "cost", meta["currency"],
-                       [(account("cogs", supplier), amount),
-                        (account("payable", supplier), -amount)],
-                       order_id=order_id.decode(), sku=sku, channel=meta["channel"],
-                       supplier=supplier, quantity=quantity, request_id=attempt["request_id"])
+    return post(transaction, meta, [(
+        "cost", meta["currency"], [(account("cogs", supplier), amount),
+                                   (account("payable", supplier), -amount)],
+        {"order_id": order_id.decode(), "sku": sku, "channel": meta["channel"],
+         "supplier": supplier, "quantity": quantity, "request_id": attempt["request_id"]})])[0]
 
 
 def supplier_late(transaction, attempt: dict, currency: str, amount: int) -> int:

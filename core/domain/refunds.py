@@ -22,7 +22,7 @@ from ..engine import Engine
 from ..statuses import (
     CancelOrderStatus, CodeOpStatus, CodeState, ConfirmPaymentStatus, ReportInvalidStatus,
 )
-from . import bookings, ledger, routing
+from . import bookings, routing
 
 META_TABLE = "order_meta"  # kamicore.domain.orders' (which imports this module)
 FAILED_REFUND_REQUIRED = "FAILED_REFUND_REQUIRED"  # topups' and code_purchases' state
@@ -42,8 +42,8 @@ def paid(transaction, order_id: bytes, meta: dict, provider: str) -> None:
     """A pool order's codes sold at payment (seen by its buyer in the reply): the sale and
     its codes' cost. The caller writes meta."""
     meta["provider"] = provider
-    ledger.post_many(transaction, [bookings.sale_entry(order_id, meta),
-                                   *bookings.delivered_entries(transaction, order_id, meta)])
+    bookings.post(transaction, meta, [bookings.sale_entry(order_id, meta),
+                                      *bookings.delivered_entries(transaction, order_id, meta)])
 
 
 def refund_required(transaction, order_id: bytes, meta: dict, reference: str, provider: str):
