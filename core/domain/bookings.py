@@ -107,11 +107,8 @@ def _cost_entries(kind: str, order_id: bytes, meta: dict, codes: Iterable, debit
     `transaction` (a correction), each names the cost entry of its SKU and batch."""
     entries = []
     costs = meta.setdefault("costs", {})
-    codes = list(codes)
-    groups = ({(codes[0].sku, codes[0].supplier, codes[0].batch): codes} if len(codes) == 1
-              else _by_batch(codes))  # one code: most orders
-    for (sku, supplier, batch), group in groups.items():
-        amount = sum(code.unit_cost_micros for code in group)
+    for (sku, supplier, batch), group in _by_batch(codes).items():
+        amount = sum([code.unit_cost_micros for code in group])
         costs[sku] = costs.get(sku, 0) + sign * amount
         entries.append((kind, meta["currency"], [(account(debit, supplier), amount),
                                                  (account(credit, supplier), -amount)],
