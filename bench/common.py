@@ -92,6 +92,15 @@ def expect(condition: bool, message: str) -> None:
         raise RuntimeError(message)
 
 
+def write_result(result: dict, out: str | None) -> None:
+    """A benchmark's JSON result into the file `out`, or on stdout."""
+    text = json.dumps(result, indent=2)
+    if out:
+        Path(out).write_text(text + "\n")
+    else:
+        print(text)
+
+
 def load_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())

@@ -18,14 +18,12 @@ Usage: .venv/bin/python bench/risk_bench.py [--quick] [--rounds N] [--orders N] 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import signal
 import sys
-from pathlib import Path
 
 import server_seed
-from common import expect, log, machine, ratios_text, stop_on_signals, temp_dir
+from common import expect, log, machine, ratios_text, stop_on_signals, temp_dir, write_result
 from driver import DriverPool
 from processes import Children, cpu_seconds
 from rpcs import CHANNEL, CURRENCY, PRICES, bearer
@@ -152,11 +150,7 @@ def main() -> int:
             pool.close()
         children.stop_all()
         shutil.rmtree(root, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    if options.out:
-        Path(options.out).write_text(text + "\n")
-    else:
-        print(text)
+    write_result(result, options.out)
     return 0 if result["within_budget"] else 1
 
 

@@ -155,7 +155,8 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
     ),
     CancelOrderStatus: (
         CancelOrderStatus.ORDER_NOT_FOUND,
-        CancelOrderStatus.ALREADY_PAID,
+        CancelOrderStatus.REFUNDED,  # paid: something refunded (kamicore.domain.refunds)
+        CancelOrderStatus.ALREADY_PAID,  # paid, nothing refundable
     ),
     # -- supplier callbacks (core/runtime/callbacks.py, kamicore.domain.topups.settle) ---------
     SupplierCallbackStatus: (

@@ -67,6 +67,9 @@ hold_seconds_max = 24 * 3600  # how long an unpaid order may hold its codes
 # -- money (integer micro-units of the currency) ---------------------------------------------------
 price_micros_max = 10**14  # 100 million of a currency's units, so an order's total fits int64
 unit_cost_micros_max = 10**15
+ledger_entries_per_page_max = 10_000  # ledger entries one read returns (kamicore.domain.ledger)
+ledger_entries_per_page_default = 1_000
+payment_provider_bytes_max = 64  # ConfirmPayment's payment_provider (a ledger account's name)
 
 # -- per call --------------------------------------------------------------------------------------
 codes_per_import_max = 100_000  # per engine import call; a client stream sends several calls
@@ -129,6 +132,7 @@ code_states_max = 8  # members of CodeState (UNSPECIFIED too): GetStock counts e
 # -- the server ------------------------------------------------------------------------------------
 verified_keys_cached_max = 10_000  # per process; the map is emptied when it is full
 skus_decoded_cached_max = 10_000  # per process, the same way
+batch_terms_cached_max = 10_000  # per engine: batches whose terms the ledger decoded (same way)
 worker_restart_delay_seconds = 1.0
 # per worker: at most one log line per (method, reason) of refused requests this often; the
 # refusals in between are counted (kamicore_bad_requests_total) and summed in the next line.

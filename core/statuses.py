@@ -357,10 +357,16 @@ class CancelOrderStatus(enum.IntEnum):
     CANCELLED = 1
     # No such order for this caller.
     ORDER_NOT_FOUND = 2
-    # The order is paid; it cannot be cancelled (void its codes instead).
+    # The order is paid and nothing of it is refundable (its buyer has seen its codes and none
+    # was reported invalid without a replacement; a top-up done or still pending); nothing
+    # changed.
     ALREADY_PAID = 3
     # The data file is full; nothing changed.
     STORAGE_FULL = 4
+    # The order is paid; what is refundable is refunded (or was, by an earlier call or when it
+    # failed at every supplier): codes nobody had seen are VOID, invalid codes without a
+    # replacement and those are booked as refunds due: pay the buyer back.
+    REFUNDED = 5
 
 
 class OrderLookupStatus(enum.IntEnum):

@@ -335,6 +335,10 @@ BAD_INPUT = [
      (INVALID, "payment_reference")),
     ("ConfirmPayment reference 129 bytes", lambda c, s: c.web.orders.ConfirmPayment(
         pay_request(s.held, "p" * 129)), (INVALID, "payment_reference")),
+    ("ConfirmPayment provider 65 bytes", lambda c, s: c.web.orders.ConfirmPayment(
+        orders_pb2.ConfirmPaymentRequest(order_id=s.held.order_id, payment_reference="p-prov",
+                                         amount=s.held.total, payment_provider="p" * 65)),
+     (INVALID, "payment_provider")),
     ("ConfirmPayment no order_id", lambda c, s: c.web.orders.ConfirmPayment(
         orders_pb2.ConfirmPaymentRequest(payment_reference="p", amount=s.held.total)),
      (INVALID, "order_id")),

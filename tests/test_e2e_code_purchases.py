@@ -76,6 +76,9 @@ def test_a_paid_order_is_delivered_the_codes_the_supplier_sold_once(server, c, s
     assert delivery.order.topup_state == orders_pb2.TOP_UP_STATE_FULFILLED
     assert attempt.state == orders_pb2.TOP_UP_ATTEMPT_STATE_SUCCEEDED
     assert purchases_of(supplier, product) == [bought]
+    cancel = orders_pb2.CancelOrderRequest(order_id=created.order.order_id)
+    assert c.web.orders.CancelOrder(cancel).status == \
+        orders_pb2.CANCEL_ORDER_STATUS_ALREADY_PAID  # shown in the PAID reply: not refundable
     stock = c.admin.stock(sku_id)
     [batch] = stock.batches
     assert (batch.batch_id, stock.sellable) == (bought["batch_id"], 0)

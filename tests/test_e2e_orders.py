@@ -268,6 +268,8 @@ def test_report_invalid_code_without_stock_left_means_no_replacement(c):
     assert reply.status == orders_pb2.REPORT_INVALID_STATUS_NO_REPLACEMENT
     assert not reply.HasField("replacement")
     assert counts(c.admin.stock(sku_id))["INVALID"] == 1
+    cancel = orders_pb2.CancelOrderRequest(order_id=paid.order.order_id)  # its refund is booked
+    assert c.partner.orders.CancelOrder(cancel).status == orders_pb2.CANCEL_ORDER_STATUS_REFUNDED
 
 
 # -- idempotent retries ---------------------------------------------------------------------------

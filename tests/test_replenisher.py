@@ -123,6 +123,15 @@ def test_bought_codes_arrive_with_the_suppliers_batch_and_cost_and_sell(shop, su
     assert list(supplier.state()["purchases"]) == ["replenish/gift/1/1", "replenish/gift/2/1"]
 
 
+def test_codes_priced_in_another_currency_than_the_skus_are_not_imported(shop, supplier):
+    supplier.configure(currency="EUR")  # a batch's unit cost is in its SKU's currency (USD)
+    before = _failures()
+    shop.buy(4)
+    _tick(shop)
+    assert shop.sellable() == 4 and _failures() == before + 1
+    assert replenishment.read(shop.engine, "gift")["last_result"] == "IMPORT_REFUSED"
+
+
 def test_a_failed_purchase_retries_with_backoff_and_counts(shop, supplier, clock):
     supplier.configure(failure_rate=1.0)
     before = _failures()

@@ -17,7 +17,7 @@ from ..auth import StorageFull
 from ..engine import InvalidArgument
 from ..keyring import DecryptionError
 from ..runtime.startup import StartupError, open_engine
-from . import catalog, data, remote, suppliers, webhooks
+from . import catalog, data, ledger, remote, suppliers, webhooks
 
 DATA_DIR_ENV = "KAMICORE_DATA_DIR"
 DEBUG_ENV = "KAMICORE_DEBUG"  # set: an unexpected error shows its traceback
@@ -176,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.set_defaults(run_without_engine=remote.command_call)
     suppliers.add_commands(commands, TARGET_HELP)
     webhooks.add_commands(commands, TARGET_HELP)
+    ledger.add_commands(commands)
     return parser
 
 

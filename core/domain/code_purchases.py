@@ -29,7 +29,7 @@ from ..engine import InvalidArgument
 from ..statuses import (
     ConfirmPaymentStatus, ConfirmStatus, ImportCodeStatus, ImportStatus, ReserveStatus,
 )
-from . import events, routing, topups
+from . import bookings, events, routing, topups
 
 KIND = "purchase"
 META_TABLE = topups.META_TABLE
@@ -84,6 +84,7 @@ def pay(transaction, order_id: bytes, meta: dict, reference: str):
         return status_of(meta), []
     meta["payment_reference"] = reference
     meta["paid_ms"] = transaction.now_ms
+    bookings.sale(transaction, order_id, meta)
     meta["purchase"]["state"] = PENDING
     calls = _next_attempt(transaction, order_id, meta)
     return status_of(meta), calls
@@ -141,8 +142,11 @@ def settle(transaction, request_id: str, result: str, message: str, latency_ms: 
             purchase["reconcile"].append(request_id)
             events.emit_attempt(transaction, events.SUPPLIER_ATTEMPT_FLAGGED, attempt,
                                 "unusable_answer")
-        else:
+        else:  # delivered, unseen until revealed (kamicore.domain.refunds)
             attempt.update(batch_id=answer["batch_id"], codes=len(answer["codes"]))
+            meta["unseen"] = True
+            bookings.codes_delivered(transaction, order_key, meta,
+                                     transaction.order_codes(order_key))
     attempt.update(state=result, answered_ms=now, late=late,
                    message=message[:limits.supplier_message_bytes_max])
     topups.put_attempt(transaction, attempt, None)
@@ -154,6 +158,8 @@ def settle(transaction, request_id: str, result: str, message: str, latency_ms: 
         purchase["reconcile"].append(request_id)
         events.emit_attempt(transaction, events.SUPPLIER_ATTEMPT_FLAGGED, attempt,
                             "late_success")
+        bookings.supplier_late(transaction, attempt, meta["currency"], attempt["quantity"] * (
+            answer["unit_cost_micros"] if answer else attempt["cost_micros"]))
     elif result == topups.SUCCEEDED:
         purchase["state"], purchase["fulfilled_by"] = FULFILLED, request_id
         events.emit_order(transaction, events.ORDER_DELIVERED, order_key, meta,

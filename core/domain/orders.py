@@ -19,7 +19,8 @@ from ..statuses import (
     DeliveryKind, OrderState, ReserveStatus,
 )
 from . import (
-    catalog, code_purchases, events, replenishment, risk, risk_reviews, suppliers, topups,
+    catalog, code_purchases, events, ledger, refunds, replenishment, risk, risk_reviews,
+    suppliers, topups,
 )
 
 META_TABLE = "order_meta"
@@ -136,7 +137,7 @@ def create_order(transaction, order_id: bytes, owner: str, channel: str, request
             "ip": request["ip"], "device": request["device"], "lines": request["lines"],
             "hold_ms": request["hold_ms"], "fingerprint": fingerprint,
             "currency": currency, "payment_reference": "",
-            "created_ms": transaction.now_ms,
+            "created_ms": transaction.now_ms, "prices": prices,
             "total_micros": sum(prices[sku] * quantity for sku, quantity in request["lines"])}
     units = _per_sku(request["lines"])
     buyer = _buyer(owner, channel, request)
@@ -175,7 +176,7 @@ def create_order(transaction, order_id: bytes, owner: str, channel: str, request
 
 
 def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
-                    amount_micros: int):
+                    amount_micros: int, provider: str = ledger.DEFAULT_PROVIDER):
     """-> (status, late, top-up attempts to call now). Ladder in ConfirmPaymentStatus order;
     a top-up order (kamicore.domain.topups) answers FULFILLED, PENDING or
     FAILED_REFUND_REQUIRED past the shared rungs, and a retry its current state."""
@@ -188,6 +189,8 @@ def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
     if meta["payment_reference"]:
         return ((paid if meta["payment_reference"] == reference
                  else ConfirmPaymentStatus.ALREADY_PAID), False, [])
+    if reference in meta.get("payment_refunds", ()):  # a retry gets its first answer
+        return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
     if meta.get("review"):  # paid only once a person approved it
         state = risk_reviews.get(transaction, order_id)["state"]
         if state in (risk_reviews.REJECTED, risk_reviews.EXPIRED):
@@ -200,7 +203,8 @@ def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
                 code_purchases if code_purchases.is_purchase(meta) else None)
     if supplied is not None:  # topped up, or its codes bought, now (the same attempt path)
         if meta.get("cancelled_ms"):
-            return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
+            return refunds.refund_required(transaction, order_id, meta, reference, provider)
+        meta["provider"] = provider
         status, calls = supplied.pay(transaction, order_id, meta, reference)
         events.emit_order(transaction, events.ORDER_PAID, order_id, meta)
         late = bool(meta.get("expired_ms"))  # only top-up orders have a hold that lapses
@@ -210,11 +214,12 @@ def confirm_payment(transaction, order_id: bytes, reference: str, currency: str,
         return status, late, calls
     status, late = transaction.confirm(order_id)
     if status != ConfirmStatus.SOLD:
-        return ConfirmPaymentStatus.REFUND_REQUIRED, False, []
+        return refunds.refund_required(transaction, order_id, meta, reference, provider)
     if late:  # its release had given the units back; paid for, so counted even past a limit
         _adjust_purchases(transaction, meta, +1)
     meta["payment_reference"] = reference
     meta["paid_ms"] = transaction.now_ms
+    refunds.paid(transaction, order_id, meta, provider)
     _put_meta(transaction, order_id, meta)
     events.emit_order(transaction, events.ORDER_PAID, order_id, meta)
     events.emit_order(transaction, events.ORDER_DELIVERED, order_id, meta)
@@ -239,7 +244,7 @@ def cancel(transaction, order_id: bytes) -> CancelOrderStatus:
     if topups.is_topup(meta) or code_purchases.is_purchase(meta):
         # nothing reserved: the order is marked, its units given back
         if meta["payment_reference"]:
-            return CancelOrderStatus.ALREADY_PAID
+            return refunds.cancel_paid(transaction, order_id, meta)
         if not meta.get("cancelled_ms"):
             _drop_topup(transaction, order_id, meta)
             events.emit_order(transaction, events.ORDER_RELEASED, order_id, meta,
@@ -249,7 +254,7 @@ def cancel(transaction, order_id: bytes) -> CancelOrderStatus:
         return CancelOrderStatus.CANCELLED
     state = transaction.order_state(order_id)
     if state == OrderState.PAID:
-        return CancelOrderStatus.ALREADY_PAID
+        return refunds.cancel_paid(transaction, order_id, meta)
     if state == OrderState.RESERVED:
         transaction.release(order_id)
         _adjust_purchases(transaction, meta, -1)
@@ -300,7 +305,7 @@ def sweep(transaction, limit: int) -> list[bytes]:
 
 
 def _reveal(transaction, order_id: bytes) -> bool:
-    transaction.audit_reveal(order_id)
+    refunds.reveal(transaction, order_id)
     return True
 
 
@@ -320,12 +325,6 @@ class Orders:
     def dry_run(self, owner: str, channel: str, request: dict):
         """-> (status, assessment) without ordering, read without waiting for the writer."""
         return dry_run(risk.Snapshot(self.engine), self.risk, owner, channel, request)
-
-    async def confirm_payment(self, order_id: str, reference: str, currency: str,
-                              amount_micros: int, actor: str):
-        return await self.engine.run_async(self.engine.plan(
-            confirm_payment, (order_id.encode(), reference, currency, amount_micros), actor,
-            full=lambda: (ConfirmPaymentStatus.STORAGE_FULL, False, [])))
 
     async def decide_review(self, order_id: str, approve: bool, actor: str):
         """-> (status, review or None)."""

@@ -140,25 +140,3 @@ def report(engine: Engine, supplier_id: str, sku_id: str = "") -> SupplierStats 
 
 
 __all__ = ["BatchInvalid", "SkuStats", "SupplierStats", "percentile", "report"]
-
-
-async def record_invalid_report(engine: Engine, code_id: int, actor: str) -> bool:
-    """After ReportInvalidCode turned `code_id` INVALID: count it against its batch and the
-    supplier that delivered the batch (none for batches imported without a supplier) -> whether
-    it was counted. Its own commit, after the report's: a retried report (answered as the first
-    time) counts the code again only if this one never committed (one key per code)."""
-    code = engine.code(code_id)
-    if code is None:
-        return False
-    supplier_id = next((batch.supplier for batch in engine.batch_stock(code.sku)
-                        if batch.batch == code.batch), "")
-    if not supplier_id:
-        return False
-    return await engine.run_async(engine.plan(
-        _record_invalid, (code.sku, code.batch, supplier_id, code_id), actor,
-        full=lambda: False))
-
-
-def _record_invalid(transaction, sku_id, batch_id, supplier_id, code_id) -> bool:
-    routing.record_invalid_code(transaction, sku_id, batch_id, supplier_id, code_id)
-    return True

@@ -31,7 +31,7 @@ import json
 from .. import limits
 from ..engine import InvalidArgument
 from ..statuses import ConfirmPaymentStatus, DeliveryKind
-from . import events, routing, suppliers
+from . import bookings, events, routing, suppliers
 
 META_TABLE = "order_meta"  # kamicore.domain.orders' (which imports this module)
 ATTEMPTS_TABLE = "topup_attempts"
@@ -208,6 +208,7 @@ def next_attempt(transaction, order_id: bytes, meta: dict, progress: dict,
     progress["state"] = FAILED_REFUND_REQUIRED
     events.emit_order(transaction, events.SUPPLIER_ATTEMPT_FLAGGED, order_id, meta,
                       detail="refund_required")
+    bookings.failed_after_payment(transaction, order_id, meta)
     return []
 
 
@@ -226,6 +227,7 @@ def pay(transaction, order_id: bytes, meta: dict, reference: str):
         return ORDER_STATUS[topup["state"]], []
     meta["payment_reference"] = reference
     meta["paid_ms"] = transaction.now_ms
+    bookings.sale(transaction, order_id, meta)
     drop_hold(transaction, order_id, meta)
     topup["state"] = ORDER_PENDING
     calls = _next_attempt(transaction, order_id, meta)
@@ -264,6 +266,7 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
             order_key = attempt["order_id"].encode()
             meta = json.loads(transaction.get(META_TABLE, order_key))
             meta["topup"]["reconcile"].append(request_id)
+            bookings.supplier_late(transaction, attempt, meta["currency"], attempt["cost_micros"])
             transaction.put(META_TABLE, order_key, json.dumps(meta, sort_keys=True).encode())
             routing.record_outcome(transaction, attempt["supplier_id"], attempt["sku_id"],
                                    SUCCEEDED, latency_ms, attempt["cost_micros"], late=True)
@@ -306,8 +309,10 @@ def settle(transaction, request_id: str, result: str, supplier_reference: str, m
         topup["reconcile"].append(request_id)
         events.emit_attempt(transaction, events.SUPPLIER_ATTEMPT_FLAGGED, attempt,
                             "late_success")
+        bookings.supplier_late(transaction, attempt, meta["currency"], attempt["cost_micros"])
     elif result == SUCCEEDED:
         topup["state"], topup["fulfilled_by"] = FULFILLED, request_id
+        bookings.topup_cost(transaction, order_key, meta, attempt)
         events.emit_order(transaction, events.ORDER_DELIVERED, order_key, meta,
                           supplier_id=attempt["supplier_id"], request_id=request_id)
     else:

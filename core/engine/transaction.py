@@ -8,10 +8,12 @@ a second storage backend implements the same methods.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import limits
 from ..statuses import (
-    CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState, ReleaseStatus,
-    ReserveStatus,
+    CodeOpStatus, CodeState, ConfirmStatus, ImportCodeStatus, ImportStatus, OrderState,
+    ReleaseStatus, ReportInvalidStatus, ReserveStatus,
 )
 
 # The domain layers' tables: name -> what it holds. Each is a sub-database of the data file,
@@ -39,7 +41,26 @@ TABLES = {
                     "(kamicore.domain.stock_alerts)",
     "webhooks": "webhook id -> its endpoint, signing secret sealed (kamicore.domain.webhooks)",
     "webhook_deliveries": "webhook id -> its delivery cursor, last success, run of failures",
+    "ledger": "entry id (u64 big-endian) -> a balanced ledger entry (kamicore.domain.ledger)",
+    "ledger_meta": "the next ledger entry id; balances per currency and account; entries "
+                   "per payment reference",
 }
+
+
+_CODE_STATES = {state.value: state for state in CodeState}  # faster than CodeState(value)
+
+
+class OrderCode(NamedTuple):
+    """One code of an order as the ledger prices it: its state, where it came from and what
+    it cost (its batch's unit cost, in the SKU's currency)."""
+
+    code_id: int
+    state: CodeState
+    sku: str
+    batch: str
+    supplier: str  # "" when its batch was imported without one
+    unit_cost_micros: int
+    replaced_by: int  # the code sold in its place after it was reported invalid, or 0
 
 
 class Tables:
@@ -47,6 +68,9 @@ class Tables:
 
     def __init__(self, env):
         self.handles = {name: env.open_db(name.encode()) for name in TABLES}
+        # a batch record as stored -> its (name, supplier, unit cost): by content, so a record
+        # of an aborted commit, or re-wrapped by a key rotation, is never mistaken for another
+        self.batch_terms: dict[bytes, tuple[str, str, int]] = {}
 
     def __getitem__(self, name: str):
         return self.handles[name]
@@ -206,3 +230,40 @@ class Transaction:
             self._ops.append_audit(self._txn, self._tx.dbs, self._tx.now_ms, reveal,
                                    self._tx.actor, events)
         return len(events)
+
+    def void(self, code_ids: list[int]) -> list[CodeOpStatus]:
+        """SOLD -> VOID for each code (the sale reversed); WRONG_STATE leaves a code as it is."""
+        return [CodeOpStatus(status) for status, _, _ in self._ops.void(self._tx, code_ids)]
+
+    def report_invalid(self, order_id: bytes, code_id: int) -> tuple[ReportInvalidStatus, int]:
+        """The engine's ReportInvalidCode in this transaction -> (status, replacement id or 0)."""
+        [(status, replacement)] = self._ops.report_invalid(self._tx, [(order_id, code_id)])
+        return ReportInvalidStatus(status), replacement
+
+    def order_codes(self, order_id: bytes, code_ids: list[int] | None = None
+                    ) -> list[OrderCode]:
+        """The codes of an order (or those of `code_ids`) as this transaction sees them."""
+        if code_ids is None:
+            value = self._txn.get(order_id, db=self._tx.dbs.orders)
+            if value is None:
+                return []
+            code_ids = self._codec.unpack_order(value)[5]
+        dbs, codec, txn = self._tx.dbs, self._codec, self._txn
+        cached = self._tables.batch_terms
+        found = []
+        for code_id in code_ids:
+            record = self._tx.record(code_id)
+            batch = txn.get(codec.u32_key(record.batch_no), db=dbs.batches)
+            terms = cached.get(batch)
+            if terms is None:
+                if len(cached) >= limits.batch_terms_cached_max:
+                    cached.clear()
+                unpacked = codec.unpack_batch(batch)
+                terms = cached[batch] = (unpacked["name"].decode(),
+                                         unpacked["supplier"].decode(),
+                                         unpacked["unit_cost_micros"])
+            sku = txn.get(self._ops.SKU_NUMBER_PREFIX + codec.u32_key(record.sku_no),
+                          db=dbs.skus).decode()
+            found.append(OrderCode(code_id, _CODE_STATES[record.state], sku, *terms,
+                                   record.link_code_id))
+        return found

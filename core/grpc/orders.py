@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import limits
-from ..domain import code_purchases, order_requests, supplier_stats
+from ..domain import code_purchases, ledger, order_requests, refunds
 from ..engine.validate import integer, text
 from ..statuses import (
     CancelOrderStatus, ConfirmPaymentStatus, CreateOrderStatus, OrderLookupStatus, OrderState,
@@ -77,17 +77,25 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
 
     async def ConfirmPayment(self, request, context):
         order_requests.validate_reference(request.payment_reference)
+        text(request.payment_provider, "payment_provider", limits.payment_provider_bytes_max,
+             required=False)
         order_id = self._order_id(request.order_id)
         if order_id is None:
             return orders_pb2.ConfirmPaymentResponse(status=ConfirmPaymentStatus.ORDER_NOT_FOUND)
         # a top-up order's first supplier call is awaited here (never blocking the worker)
         status, late = await self.s.topups.confirm_payment(
             order_id, request.payment_reference, request.amount.currency,
-            request.amount.amount_micros, actor())
+            request.amount.amount_micros, actor(),
+            request.payment_provider or ledger.DEFAULT_PROVIDER)
         self.s.outcome("ConfirmPayment", status)
         response = orders_pb2.ConfirmPaymentResponse(status=status, late=late)
         if status in (ConfirmPaymentStatus.PAID, *TOPUP_ANSWERS):
-            response.order.CopyFrom(self._order(order_id, reveal=True))
+            # bought codes were delivered unseen: shown only with a PAID answer, as an audited
+            # reveal (then no longer refundable); nothing is shown when it cannot be audited
+            reveal = (not code_purchases.is_purchase(self.s.orders.meta(order_id))
+                      or status == ConfirmPaymentStatus.PAID
+                      and await self.s.orders.audit_reveal(order_id, actor()))
+            response.order.CopyFrom(self._order(order_id, reveal=reveal))
         return response
 
     async def CancelOrder(self, request, context):
@@ -126,16 +134,16 @@ class OrdersService(orders_pb2_grpc.OrdersServicer):
         if order_id is None:
             return orders_pb2.ReportInvalidCodeResponse(
                 status=ReportInvalidStatus.ORDER_NOT_FOUND)
-        [result] = await self.s.api.report_invalid([(order_id, request.code_id)], actor=actor())
-        if result.status in (ReportInvalidStatus.REISSUED, ReportInvalidStatus.NO_REPLACEMENT):
-            # counted against the batch's supplier (GetSupplierStats)
-            await supplier_stats.record_invalid_report(self.s.engine, request.code_id, actor())
-        response = orders_pb2.ReportInvalidCodeResponse(status=result.status)
-        if result.replacement_code_id:  # shown alone, wherever it sits in a large order
+        # one commit: the code INVALID, its replacement sold, its cost charged to its batch's
+        # supplier in the ledger and the supplier's statistics (GetSupplierStats)
+        status, replacement_code_id = await refunds.report_invalid_code(
+            self.s.engine, order_id, request.code_id, actor())
+        response = orders_pb2.ReportInvalidCodeResponse(status=status)
+        if replacement_code_id:  # shown alone, wherever it sits in a large order
             position = self.s.engine.order(order_id, codes_max=0).code_ids.index(
-                result.replacement_code_id)
+                replacement_code_id)
             [replacement] = self._order(order_id, reveal=True, codes_offset=position,
                                         codes_max=1).codes
             response.replacement.CopyFrom(replacement)
-        self.s.outcome("ReportInvalidCode", result.status)
+        self.s.outcome("ReportInvalidCode", status)
         return response

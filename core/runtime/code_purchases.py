@@ -23,6 +23,8 @@ def _checked(engine, attempt: dict, purchase) -> tuple[dict | None, str]:
     cannot be used)."""
     if len(purchase.codes) != attempt["quantity"]:
         return None, f"{len(purchase.codes)} codes answered for {attempt['quantity']}"
+    if purchase.currency != attempt["currency"]:  # a batch's unit cost is in its SKU's
+        return None, f"priced in {purchase.currency}, not {attempt['currency']}"
     try:
         terms = engine.check_import_terms(attempt["sku_id"], purchase.batch_id,
                                           attempt["supplier_id"], purchase.unit_cost_micros, 0,

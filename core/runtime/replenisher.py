@@ -28,7 +28,7 @@ import weakref
 
 from .. import limits
 from ..connectors import Result
-from ..domain import replenishment, suppliers
+from ..domain import catalog, replenishment, suppliers
 from ..engine import InvalidArgument
 from . import dispatcher as dispatcher_module
 
@@ -135,8 +135,11 @@ async def _import(dispatcher, record: dict, purchase) -> dict | None:
     metrics = _replenisher_metrics()
     sku_id, request, supplier_id = record["sku_id"], record["request_id"], record["supplier_id"]
     refusal = ""
+    sku = catalog.read(engine, sku_id)
     if not purchase.codes or len(purchase.codes) > limits.codes_per_replenishment_max:
         refusal = f"{len(purchase.codes)} codes answered"
+    elif sku is None or purchase.currency != sku.currency:  # unit costs are in the SKU's
+        refusal = f"priced in {purchase.currency}, not the SKU's currency"
     else:
         try:
             terms = engine.check_import_terms(sku_id, purchase.batch_id, supplier_id,

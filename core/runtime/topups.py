@@ -19,7 +19,7 @@ import logging
 
 from .. import limits, metrics
 from ..connectors import Result
-from ..domain import code_purchases, orders, suppliers, topups
+from ..domain import code_purchases, ledger, orders, suppliers, topups
 from ..engine import Engine
 from ..statuses import ConfirmPaymentStatus
 from .code_purchases import call as purchase_call
@@ -131,11 +131,14 @@ class Driver:
     # -- ConfirmPayment ------------------------------------------------------------------------
 
     async def confirm_payment(self, order_id: str, reference: str, currency: str,
-                              amount_micros: int, actor: str):
+                              amount_micros: int, actor: str,
+                              provider: str = ledger.DEFAULT_PROVIDER):
         """-> (status, late) of ConfirmPayment for any order; a top-up order's first call is
-        waited for up to its supplier's timeout (and the failovers it causes, within it)."""
+        waited for up to its supplier's timeout (and the failovers it causes, within it).
+        provider: the payment provider (the ledger's receivable account)."""
         status, late, calls = await self.engine.run_async(self.engine.plan(
-            orders.confirm_payment, (order_id.encode(), reference, currency, amount_micros),
+            orders.confirm_payment,
+            (order_id.encode(), reference, currency, amount_micros, provider),
             actor, full=lambda: (ConfirmPaymentStatus.STORAGE_FULL, False, [])))
         if not calls:
             return status, late

@@ -323,7 +323,9 @@ class Orders:
         return self._call.unary('/kamicore.v1.Orders/ConfirmPayment', request, orders_pb2.ConfirmPaymentResponse, timeout)
 
     def cancel_order(self, request: orders_pb2.CancelOrderRequest, *, timeout: float | None = None) -> orders_pb2.CancelOrderResponse:
-        """Give an unpaid order's codes back to stock.
+        """Give an unpaid order's codes back to stock. On a paid order: void the codes its buyer
+        has not seen yet and book their refund; a seen code is refunded only when it was reported
+        invalid and could not be replaced (docs/ledger.md). Retries are safe.
         Roles: storefront, partner.
         """
         return self._call.unary('/kamicore.v1.Orders/CancelOrder', request, orders_pb2.CancelOrderResponse, timeout)
@@ -375,7 +377,9 @@ class AsyncOrders:
         return await self._call.unary('/kamicore.v1.Orders/ConfirmPayment', request, orders_pb2.ConfirmPaymentResponse, timeout)
 
     async def cancel_order(self, request: orders_pb2.CancelOrderRequest, *, timeout: float | None = None) -> orders_pb2.CancelOrderResponse:
-        """Give an unpaid order's codes back to stock.
+        """Give an unpaid order's codes back to stock. On a paid order: void the codes its buyer
+        has not seen yet and book their refund; a seen code is refunded only when it was reported
+        invalid and could not be replaced (docs/ledger.md). Retries are safe.
         Roles: storefront, partner.
         """
         return await self._call.unary('/kamicore.v1.Orders/CancelOrder', request, orders_pb2.CancelOrderResponse, timeout)

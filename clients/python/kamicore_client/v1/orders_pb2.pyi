@@ -305,9 +305,17 @@ class _CancelOrderStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Can
     CANCEL_ORDER_STATUS_ORDER_NOT_FOUND: _CancelOrderStatus.ValueType  # 2
     """No such order for this caller."""
     CANCEL_ORDER_STATUS_ALREADY_PAID: _CancelOrderStatus.ValueType  # 3
-    """The order is paid; it cannot be cancelled (void its codes instead)."""
+    """The order is paid and nothing of it is refundable (its buyer has seen its codes and none
+    was reported invalid without a replacement; a top-up done or still pending); nothing
+    changed.
+    """
     CANCEL_ORDER_STATUS_STORAGE_FULL: _CancelOrderStatus.ValueType  # 4
     """The data file is full; nothing changed."""
+    CANCEL_ORDER_STATUS_REFUNDED: _CancelOrderStatus.ValueType  # 5
+    """The order is paid; what is refundable is refunded (or was, by an earlier call or when it
+    failed at every supplier): codes nobody had seen are VOID, invalid codes without a
+    replacement and those are booked as refunds due: pay the buyer back.
+    """
 
 class CancelOrderStatus(_CancelOrderStatus, metaclass=_CancelOrderStatusEnumTypeWrapper):
     """Outcome of CancelOrder."""
@@ -318,9 +326,17 @@ CANCEL_ORDER_STATUS_CANCELLED: CancelOrderStatus.ValueType  # 1
 CANCEL_ORDER_STATUS_ORDER_NOT_FOUND: CancelOrderStatus.ValueType  # 2
 """No such order for this caller."""
 CANCEL_ORDER_STATUS_ALREADY_PAID: CancelOrderStatus.ValueType  # 3
-"""The order is paid; it cannot be cancelled (void its codes instead)."""
+"""The order is paid and nothing of it is refundable (its buyer has seen its codes and none
+was reported invalid without a replacement; a top-up done or still pending); nothing
+changed.
+"""
 CANCEL_ORDER_STATUS_STORAGE_FULL: CancelOrderStatus.ValueType  # 4
 """The data file is full; nothing changed."""
+CANCEL_ORDER_STATUS_REFUNDED: CancelOrderStatus.ValueType  # 5
+"""The order is paid; what is refundable is refunded (or was, by an earlier call or when it
+failed at every supplier): codes nobody had seen are VOID, invalid codes without a
+replacement and those are booked as refunds due: pay the buyer back.
+"""
 Global___CancelOrderStatus: _TypeAlias = CancelOrderStatus  # noqa: Y015
 
 class _OrderLookupStatus:
@@ -834,10 +850,15 @@ class ConfirmPaymentRequest(_message.Message):
     ORDER_ID_FIELD_NUMBER: _builtins.int
     PAYMENT_REFERENCE_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
+    PAYMENT_PROVIDER_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     """The order."""
     payment_reference: _builtins.str
     """The payment provider's reference, 1-128 bytes; a retry reuses it."""
+    payment_provider: _builtins.str
+    """The payment provider that took the payment, 0-64 bytes (empty: "default"): the ledger's
+    receivable and refunds-due account of the payment (docs/ledger.md).
+    """
     @_builtins.property
     def amount(self) -> _common_pb2.Money:
         """What was paid; must equal the order's total."""
@@ -848,10 +869,11 @@ class ConfirmPaymentRequest(_message.Message):
         order_id: _builtins.str = ...,
         payment_reference: _builtins.str = ...,
         amount: _common_pb2.Money | None = ...,
+        payment_provider: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "order_id", b"order_id", "payment_reference", b"payment_reference"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "order_id", b"order_id", "payment_provider", b"payment_provider", "payment_reference", b"payment_reference"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

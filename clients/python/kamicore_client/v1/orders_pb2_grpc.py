@@ -98,7 +98,9 @@ class OrdersServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelOrder(self, request, context):
-        """Give an unpaid order's codes back to stock.
+        """Give an unpaid order's codes back to stock. On a paid order: void the codes its buyer
+        has not seen yet and book their refund; a seen code is refunded only when it was reported
+        invalid and could not be replaced (docs/ledger.md). Retries are safe.
         Roles: storefront, partner.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

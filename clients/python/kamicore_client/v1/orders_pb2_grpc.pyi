@@ -52,7 +52,9 @@ class OrdersStub:
     Roles: storefront, partner.
     """
     CancelOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.CancelOrderRequest, _orders_pb2.CancelOrderResponse]
-    """Give an unpaid order's codes back to stock.
+    """Give an unpaid order's codes back to stock. On a paid order: void the codes its buyer
+    has not seen yet and book their refund; a seen code is refunded only when it was reported
+    invalid and could not be replaced (docs/ledger.md). Retries are safe.
     Roles: storefront, partner.
     """
     GetOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.GetOrderRequest, _orders_pb2.GetOrderResponse]
@@ -91,7 +93,9 @@ class OrdersAsyncStub(OrdersStub):
     Roles: storefront, partner.
     """
     CancelOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.CancelOrderRequest, _orders_pb2.CancelOrderResponse]  # type: ignore[assignment]
-    """Give an unpaid order's codes back to stock.
+    """Give an unpaid order's codes back to stock. On a paid order: void the codes its buyer
+    has not seen yet and book their refund; a seen code is refunded only when it was reported
+    invalid and could not be replaced (docs/ledger.md). Retries are safe.
     Roles: storefront, partner.
     """
     GetOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.GetOrderRequest, _orders_pb2.GetOrderResponse]  # type: ignore[assignment]
@@ -145,7 +149,9 @@ class OrdersServicer(metaclass=_abc_1.ABCMeta):
         request: _orders_pb2.CancelOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orders_pb2.CancelOrderResponse, _abc.Awaitable[_orders_pb2.CancelOrderResponse]]:
-        """Give an unpaid order's codes back to stock.
+        """Give an unpaid order's codes back to stock. On a paid order: void the codes its buyer
+        has not seen yet and book their refund; a seen code is refunded only when it was reported
+        invalid and could not be replaced (docs/ledger.md). Retries are safe.
         Roles: storefront, partner.
         """
 

@@ -495,10 +495,20 @@ export enum CancelOrderStatus {
   CANCEL_ORDER_STATUS_CANCELLED = 1,
   /** CANCEL_ORDER_STATUS_ORDER_NOT_FOUND - No such order for this caller. */
   CANCEL_ORDER_STATUS_ORDER_NOT_FOUND = 2,
-  /** CANCEL_ORDER_STATUS_ALREADY_PAID - The order is paid; it cannot be cancelled (void its codes instead). */
+  /**
+   * CANCEL_ORDER_STATUS_ALREADY_PAID - The order is paid and nothing of it is refundable (its buyer has seen its codes and none
+   * was reported invalid without a replacement; a top-up done or still pending); nothing
+   * changed.
+   */
   CANCEL_ORDER_STATUS_ALREADY_PAID = 3,
   /** CANCEL_ORDER_STATUS_STORAGE_FULL - The data file is full; nothing changed. */
   CANCEL_ORDER_STATUS_STORAGE_FULL = 4,
+  /**
+   * CANCEL_ORDER_STATUS_REFUNDED - The order is paid; what is refundable is refunded (or was, by an earlier call or when it
+   * failed at every supplier): codes nobody had seen are VOID, invalid codes without a
+   * replacement and those are booked as refunds due: pay the buyer back.
+   */
+  CANCEL_ORDER_STATUS_REFUNDED = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -519,6 +529,9 @@ export function cancelOrderStatusFromJSON(object: any): CancelOrderStatus {
     case 4:
     case "CANCEL_ORDER_STATUS_STORAGE_FULL":
       return CancelOrderStatus.CANCEL_ORDER_STATUS_STORAGE_FULL;
+    case 5:
+    case "CANCEL_ORDER_STATUS_REFUNDED":
+      return CancelOrderStatus.CANCEL_ORDER_STATUS_REFUNDED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -538,6 +551,8 @@ export function cancelOrderStatusToJSON(object: CancelOrderStatus): string {
       return "CANCEL_ORDER_STATUS_ALREADY_PAID";
     case CancelOrderStatus.CANCEL_ORDER_STATUS_STORAGE_FULL:
       return "CANCEL_ORDER_STATUS_STORAGE_FULL";
+    case CancelOrderStatus.CANCEL_ORDER_STATUS_REFUNDED:
+      return "CANCEL_ORDER_STATUS_REFUNDED";
     case CancelOrderStatus.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -874,7 +889,14 @@ export interface ConfirmPaymentRequest {
   /** The payment provider's reference, 1-128 bytes; a retry reuses it. */
   paymentReference: string;
   /** What was paid; must equal the order's total. */
-  amount: Money | undefined;
+  amount:
+    | Money
+    | undefined;
+  /**
+   * The payment provider that took the payment, 0-64 bytes (empty: "default"): the ledger's
+   * receivable and refunds-due account of the payment (docs/ledger.md).
+   */
+  paymentProvider: string;
 }
 
 export interface ConfirmPaymentResponse {
@@ -2488,7 +2510,7 @@ export const CreateOrderResponse: MessageFns<CreateOrderResponse> = {
 };
 
 function createBaseConfirmPaymentRequest(): ConfirmPaymentRequest {
-  return { orderId: "", paymentReference: "", amount: undefined };
+  return { orderId: "", paymentReference: "", amount: undefined, paymentProvider: "" };
 }
 
 export const ConfirmPaymentRequest: MessageFns<ConfirmPaymentRequest> = {
@@ -2501,6 +2523,9 @@ export const ConfirmPaymentRequest: MessageFns<ConfirmPaymentRequest> = {
     }
     if (message.amount !== undefined) {
       Money.encode(message.amount, writer.uint32(26).fork()).join();
+    }
+    if (message.paymentProvider !== "") {
+      writer.uint32(34).string(message.paymentProvider);
     }
     return writer;
   },
@@ -2542,6 +2567,14 @@ export const ConfirmPaymentRequest: MessageFns<ConfirmPaymentRequest> = {
             message.amount = Money.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.paymentProvider = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2567,6 +2600,11 @@ export const ConfirmPaymentRequest: MessageFns<ConfirmPaymentRequest> = {
         ? globalThis.String(object.payment_reference)
         : "",
       amount: isSet(object.amount) ? Money.fromJSON(object.amount) : undefined,
+      paymentProvider: isSet(object.paymentProvider)
+        ? globalThis.String(object.paymentProvider)
+        : isSet(object.payment_provider)
+        ? globalThis.String(object.payment_provider)
+        : "",
     };
   },
 
@@ -2581,6 +2619,9 @@ export const ConfirmPaymentRequest: MessageFns<ConfirmPaymentRequest> = {
     if (message.amount !== undefined) {
       obj.amount = Money.toJSON(message.amount);
     }
+    if (message.paymentProvider !== "") {
+      obj.paymentProvider = message.paymentProvider;
+    }
     return obj;
   },
 
@@ -2594,6 +2635,7 @@ export const ConfirmPaymentRequest: MessageFns<ConfirmPaymentRequest> = {
     message.amount = (object.amount !== undefined && object.amount !== null)
       ? Money.fromPartial(object.amount)
       : undefined;
+    message.paymentProvider = object.paymentProvider ?? "";
     return message;
   },
 };
@@ -3432,7 +3474,9 @@ export const OrdersService = {
     responseDeserialize: (value: Buffer): ConfirmPaymentResponse => ConfirmPaymentResponse.decode(value),
   },
   /**
-   * Give an unpaid order's codes back to stock.
+   * Give an unpaid order's codes back to stock. On a paid order: void the codes its buyer
+   * has not seen yet and book their refund; a seen code is refunded only when it was reported
+   * invalid and could not be replaced (docs/ledger.md). Retries are safe.
    * Roles: storefront, partner.
    */
   cancelOrder: {
@@ -3506,7 +3550,9 @@ export interface OrdersServer extends UntypedServiceImplementation {
    */
   confirmPayment: handleUnaryCall<ConfirmPaymentRequest, ConfirmPaymentResponse>;
   /**
-   * Give an unpaid order's codes back to stock.
+   * Give an unpaid order's codes back to stock. On a paid order: void the codes its buyer
+   * has not seen yet and book their refund; a seen code is refunded only when it was reported
+   * invalid and could not be replaced (docs/ledger.md). Retries are safe.
    * Roles: storefront, partner.
    */
   cancelOrder: handleUnaryCall<CancelOrderRequest, CancelOrderResponse>;
@@ -3574,7 +3620,9 @@ export interface OrdersClient extends Client {
     callback: (error: ServiceError | null, response: ConfirmPaymentResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Give an unpaid order's codes back to stock.
+   * Give an unpaid order's codes back to stock. On a paid order: void the codes its buyer
+   * has not seen yet and book their refund; a seen code is refunded only when it was reported
+   * invalid and could not be replaced (docs/ledger.md). Retries are safe.
    * Roles: storefront, partner.
    */
   cancelOrder(
