@@ -67,6 +67,9 @@ hold_seconds_max = 24 * 3600  # how long an unpaid order may hold its codes
 # -- money (integer micro-units of the currency) ---------------------------------------------------
 price_micros_max = 10**14  # 100 million of a currency's units, so an order's total fits int64
 unit_cost_micros_max = 10**15
+ledger_entries_per_page_max = 10_000  # ledger entries one read returns (kamicore.domain.ledger)
+ledger_entries_per_page_default = 1_000
+payment_provider_bytes_max = 64  # ConfirmPayment's payment_provider (a ledger account's name)
 
 # -- per call --------------------------------------------------------------------------------------
 codes_per_import_max = 100_000  # per engine import call; a client stream sends several calls

@@ -37,6 +37,9 @@ TABLES = {
     "replenishments": "sku id -> its latest purchase request (kamicore.domain.replenishment)",
     "stock_alerts": "sku id -> b'' while its stock is below its threshold and alerted "
                     "(kamicore.domain.stock_alerts)",
+    "ledger": "entry id (u64 big-endian) -> a balanced ledger entry (kamicore.domain.ledger)",
+    "ledger_meta": "the next ledger entry id; balances per currency and account; entries "
+                   "per payment reference",
 }
 
 
