@@ -64,6 +64,10 @@ METHOD_ROLES = {
     "/kamicore.v1.Suppliers/ListSuppliers": ("admin",),
     "/kamicore.v1.Suppliers/GetSupplierStats": ("admin",),
     "/kamicore.v1.Suppliers/SupplierCallback": ("supplier",),
+    **{f"/kamicore.v1.Reports/{method}": ("admin",) for method in (
+        "SalesReport", "SupplierStatement", "StockValuation", "StockExpiring",
+        "RedemptionsByTerminal", "RiskDecisions", "ReconcileSettlement", "ListReconciliations",
+        "GetReconciliation")},
 }
 # Served without a key: health checks and reflection.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

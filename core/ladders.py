@@ -30,6 +30,8 @@ from .statuses import (
     ImportStatus,
     OrderLookupStatus,
     RedeemStatus,
+    ReconcileSettlementStatus,
+    ReconciliationLookupStatus,
     RegisterSupplierStatus,
     ReleaseStatus,
     ReportInvalidStatus,
@@ -181,5 +183,13 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
     ),
     SupplierLookupStatus: (
         SupplierLookupStatus.NOT_FOUND,
+    ),
+    # -- reconciliation (core/domain/reconciliation.py) ----------------------------------------
+    ReconcileSettlementStatus: (
+        ReconcileSettlementStatus.ALREADY_RECONCILED,  # the same file: its stored run
+        ReconcileSettlementStatus.PERIOD_TOO_LARGE,
+    ),
+    ReconciliationLookupStatus: (
+        ReconciliationLookupStatus.NOT_FOUND,
     ),
 }

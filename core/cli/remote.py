@@ -40,7 +40,8 @@ def command_call(args) -> int:
     from google.protobuf import json_format, message_factory
     from google.protobuf.descriptor_pool import Default
     from ..v1 import (  # noqa: F401 - each registers its services for the lookup below
-        catalog_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2, suppliers_pb2,
+        catalog_pb2, inventory_pb2, orders_pb2, redemption_pb2, reports_pb2, risk_pb2,
+        suppliers_pb2,
     )
     service_name, _, method_name = args.method.partition("/")
     try:
