@@ -17,7 +17,7 @@ from ..auth import StorageFull
 from ..engine import InvalidArgument
 from ..keyring import DecryptionError
 from ..runtime.startup import StartupError, open_engine
-from . import catalog, data, remote, suppliers
+from . import catalog, data, remote, reports, suppliers
 
 DATA_DIR_ENV = "KAMICORE_DATA_DIR"
 DEBUG_ENV = "KAMICORE_DEBUG"  # set: an unexpected error shows its traceback
@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--key-file")
     call.set_defaults(run_without_engine=remote.command_call)
     suppliers.add_commands(commands, TARGET_HELP)
+    reports.add_commands(commands, TARGET_HELP)
     return parser
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .. import limits
 from . import remote
 
 ROUTE_HELP = ("a route, repeatable: sku=ID,product=CODE,cost_micros=N,currency=CNY"
@@ -74,23 +73,8 @@ def _route(text: str, index: int):
 
 def _call(args, method: str, request):
     """-> (reply, exit code): 0, or 1 with the refusal on stderr."""
-    import grpc
     from ..v1 import suppliers_pb2_grpc
-    try:
-        key = remote.api_key(args)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return None, 2
-    address = remote.target(args, args.settings)
-    with grpc.insecure_channel(address) as channel:
-        stub = suppliers_pb2_grpc.SuppliersStub(channel)
-        try:
-            return getattr(stub, method)(request, metadata=[("authorization", f"Bearer {key}")],
-                                         timeout=limits.cli_call_timeout_seconds), 0
-        except grpc.RpcError as error:
-            details = " ".join((error.details() or "").split())
-            print(f"error: {address}: {error.code().name}: {details}", file=sys.stderr)
-            return None, 1
+    return remote.unary(args, suppliers_pb2_grpc.SuppliersStub, method, request)
 
 
 def _print(reply) -> None:
