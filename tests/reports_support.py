@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 
-from kamicore.domain import ledger
+from kamicore.domain import ledger, routing
 from kamicore.domain.catalog import Catalog, ChannelPrice, Sku
-from kamicore.statuses import ConfirmStatus, CreateSkuStatus, DeliveryKind, RedeemStatus
+from kamicore.domain.suppliers import Route, Supplier, Suppliers
+from kamicore.statuses import (
+    ConfirmStatus, CreateSkuStatus, DeliveryKind, RedeemStatus, RegisterSupplierStatus,
+)
 
 DAY_MS = 86_400_000
 M = 1_000_000  # micros in one unit
@@ -128,6 +131,20 @@ def _stock(engine, clock, now_ms):
     assert leak.status == RedeemStatus.NOT_SOLD
 
 
+def _supplier_outcomes(transaction):
+    for result in ("SUCCEEDED", "SUCCEEDED", "SUCCEEDED", "FAILED"):
+        routing.record_outcome(transaction, "S-1", "gift-100", result, 120, 80 * M)
+
+
+def _supplier(engine):
+    """S-1 with a route for gift-100 and 3 successes in 4 calls (the success-rate chart)."""
+    supplier = Supplier("S-1", "Supplier one", "grpc", "127.0.0.1:9", 1000, True,
+                        b"reports-secret-0123456789", (Route("gift-100", "S-1", "G100", 80 * M,
+                                                             "CNY", 1, True),))
+    assert Suppliers(engine).register(supplier, "test")[0] == RegisterSupplierStatus.REGISTERED
+    engine.run(engine.plan(_supplier_outcomes, (), "test", full=lambda: None))
+
+
 STOCK = [  # sku, batch, supplier, available, sellable, unit cost, value
     ("gift-100", "b1", "S-1", 2, 2, 80 * M, 160 * M),
     ("gift-100", "b2", "S-2", 1, 1, 70 * M, 70 * M),
@@ -143,6 +160,7 @@ def seed(engine, clock) -> dict:
     t0 = clock.now_ms
     engine.run(engine.plan(_day_one, (), "test", full=lambda: None))
     _stock(engine, clock, t0)
+    _supplier(engine)
     clock.now_ms = start + DAY_MS + 3_600_000
     t1 = clock.now_ms
     engine.run(engine.plan(_day_two, (), "test", full=lambda: None))

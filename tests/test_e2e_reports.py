@@ -107,7 +107,8 @@ def test_supplier_statement_stock_redemptions_and_risk_as_csv(seeded):
         str(base / "suppliers.csv"), "--chart", str(base / "suppliers.png"), *_where(server))
     assert [tuple(int(value) if value.isdigit() else value for value in row.values())
             for row in _csv(base / "suppliers.csv")] == book.STATEMENT
-    assert (base / "suppliers.png").read_bytes().startswith(PNG_MAGIC)
+    data = (base / "suppliers.png").read_bytes()  # S-1/gift-100: 3 of 4 calls succeeded
+    assert data.startswith(PNG_MAGIC) and len(data) > chart_bytes_min
     printed = cli(server.data_dir, "report", "suppliers", *_period(days),
                   *_where(server)).stdout.splitlines()
     flagged = [json.loads(line)["flagged"] for line in printed if "flagged" in line]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import limits
 from ..domain.reports import merge
-from . import charts, remote
+from . import charts, remote, suppliers
 from .data import parse_time_ms
 
 # report -> (method, reply's rows field, the rows' message, the rows' key, chart or None)
@@ -142,26 +142,21 @@ def command_report(args) -> int:
 
 def _supplier_chart(args) -> int:
     """Each supplier's success rate per SKU (Suppliers.GetSupplierStats)."""
-    from ..v1 import suppliers_pb2, suppliers_pb2_grpc
-    rates, token = [], ""
-    while True:
-        listing, code = remote.unary(args, suppliers_pb2_grpc.SuppliersStub, "ListSuppliers",
-                                     suppliers_pb2.ListSuppliersRequest(page_token=token))
-        if listing is None:
+    from ..v1 import suppliers_pb2
+    found, code = suppliers.every_supplier(args)
+    if found is None:
+        return code
+    rates = []
+    for supplier in found:
+        if args.supplier and supplier.supplier_id != args.supplier:
+            continue
+        stats, code = suppliers.call(args, "GetSupplierStats",
+                                      suppliers_pb2.GetSupplierStatsRequest(
+                                          supplier_id=supplier.supplier_id))
+        if stats is None:
             return code
-        for supplier in listing.suppliers:
-            if args.supplier and supplier.supplier_id != args.supplier:
-                continue
-            stats, code = remote.unary(args, suppliers_pb2_grpc.SuppliersStub,
-                                       "GetSupplierStats", suppliers_pb2.GetSupplierStatsRequest(
-                                           supplier_id=supplier.supplier_id))
-            if stats is None:
-                return code
-            rates += [(f"{supplier.supplier_id}/{sku.sku_id}", sku.success_rate, sku.attempts)
-                      for sku in stats.skus]
-        token = listing.next_page_token
-        if not token:
-            break
+        rates += [(f"{supplier.supplier_id}/{sku.sku_id}", sku.success_rate, sku.attempts)
+                  for sku in stats.skus]
     charts.supplier_success(rates, args.chart)
     return 0
 
