@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from kamicore.domain import ledger, routing
+from kamicore.domain import ledger, routing, topups
 from kamicore.domain.catalog import Catalog, ChannelPrice, Sku
 from kamicore.domain.suppliers import Route, Supplier, Suppliers
 from kamicore.statuses import (
@@ -47,7 +47,7 @@ STATEMENT = [  # supplier, currency, units, cost, voided, late, owed, claims
     ("S-1", "USD", 1, 8 * M, 0, 0, 8 * M, 0),
     ("S-2", "CNY", 1, 70 * M, 0, 0, 70 * M, 70 * M),
 ]
-FLAGGED = [("S-1", "tu-late", "late"), ("S-2", "tu-pending", "unsettled")]
+FLAGGED = [("S-2", "tu-pending", "unsettled"), ("S-1", "tu-late", "late")]
 RISK = [("", "ALLOW", 1), ("", "CHALLENGE", 1), ("", "REVIEW", 1),
         ("big_amount", "REVIEW", 1), ("new_account", "CHALLENGE", 1),
         ("new_account", "REVIEW", 1)]
@@ -82,7 +82,8 @@ def _attempt(transaction, request_id, supplier, state, late):
     attempt = {"request_id": request_id, "order_id": "o-T", "sku_id": "topup-50",
                "supplier_id": supplier, "currency": "CNY", "cost_micros": 50 * M,
                "created_ms": transaction.now_ms, "state": state, "late": late}
-    transaction.put("topup_attempts", request_id.encode(), json.dumps(attempt).encode())
+    due_ms = transaction.now_ms + 60_000 if state in topups.UNSETTLED else None
+    topups.put_attempt(transaction, attempt, due_ms)
 
 
 def _day_one(transaction):
@@ -108,7 +109,7 @@ def _day_two(transaction):
                 order_id="o-C", supplier="S-2", batch="b2", quantity=1)
     ledger.post(transaction, "supplier_late", "CNY", [("late_costs:S-1", 50 * M),
                                                       ("payable:S-1", -50 * M)],
-                order_id="o-T", supplier="S-1", request_id="tu-late")
+                order_id="o-T", sku="topup-50", supplier="S-1", request_id="tu-late")
 
 
 def _stock(engine, clock, now_ms):

@@ -65,16 +65,16 @@ def merge(pages: list[list[dict]], key: tuple[str, ...]) -> list[dict]:
     return [merged[name] for name in sorted(merged)]
 
 
-def _each_entry(view, from_ms: int, to_ms: int, cursor: str, rows: dict, add) -> str:
+def _each_entry(view, from_ms: int, to_ms: int, cursor: str, rows, add) -> str:
     """`add(entry)` for each ledger entry of the period from the cursor, up to
-    report_records_scanned_max entries, or fewer once `rows` could not take one more
-    entry's rows (an order's lines, twice) -> the cursor to continue from ("" when done)."""
+    report_records_scanned_max entries, or fewer once `rows()` rows could not take one more
+    entry's (an order's lines, twice) -> the cursor to continue from ("" when done)."""
     after = _number_cursor(cursor)
     found = ledger.entries(view, from_ms, to_ms, after, limits.report_records_scanned_max)
     room = limits.report_rows_per_reply_max - 2 * limits.lines_per_order_max
     for entry in found:
         add(entry)
-        if len(rows) > room:
+        if rows() > room:
             return str(entry["id"])
     return "" if len(found) < limits.report_records_scanned_max else str(found[-1]["id"])
 
@@ -99,7 +99,7 @@ def sales(view, from_ms: int, to_ms: int, cursor: str = "") -> tuple[list[dict],
                  orders=1, quantity=line["quantity"], price_micros=line["price_micros"],
                  cost_micros=line["cost_micros"], margin_micros=line["margin_micros"])
 
-    next_cursor = _each_entry(view, from_ms, to_ms, cursor, rows, add)
+    next_cursor = _each_entry(view, from_ms, to_ms, cursor, rows.__len__, add)
     return [dict(zip(("day", "sku_id", "channel", "currency"), key, strict=True), **row)
             for key, row in sorted(rows.items())], next_cursor
 
@@ -141,38 +141,41 @@ def _suppliers_of(entry: dict) -> set[str]:
 def supplier_statement(view, from_ms: int, to_ms: int, supplier_id: str = "",
                        cursor: str = "") -> tuple[list[dict], list[dict], str]:
     """-> (rows {supplier_id, currency, units, cost_micros, voided_micros, late_micros,
-    owed_micros, claims_micros}, flagged attempts, cursor). The flagged attempts (late
-    successes and attempts whose outcome is unknown, created in the period) come with the
-    first page only."""
+    owed_micros, claims_micros}, flagged attempts, cursor). Flagged: the late successes booked
+    in the period (supplier_late entries) and, on the first page, the attempts created in the
+    period whose outcome is not known yet."""
     rows: dict[tuple, dict] = {}
+    flagged = [] if cursor else unsettled_attempts(view, from_ms, to_ms, supplier_id)
 
     def add(entry: dict) -> None:
         for supplier in sorted(_suppliers_of(entry)):
             if not supplier_id or supplier == supplier_id:
                 _add(rows, (supplier, entry["currency"]), **_statement_amounts(entry, supplier))
+        if entry["kind"] == "supplier_late" and supplier_id in ("", entry["supplier"]):
+            flagged.append({"supplier_id": entry["supplier"], "request_id": entry["request_id"],
+                            "order_id": entry["order_id"], "sku_id": entry["sku"],
+                            "currency": entry["currency"], "reason": "late",
+                            "cost_micros": _statement_amounts(entry, entry["supplier"])[
+                                "late_micros"], "created_ms": entry["at_ms"]})
 
-    next_cursor = _each_entry(view, from_ms, to_ms, cursor, rows, add)
-    flagged = [] if cursor else flagged_attempts(view, from_ms, to_ms, supplier_id)
+    next_cursor = _each_entry(view, from_ms, to_ms, cursor, lambda: len(rows) + len(flagged),
+                              add)
     return ([dict(supplier_id=key[0], currency=key[1], **row)
              for key, row in sorted(rows.items())], flagged, next_cursor)
 
 
-def flagged_attempts(view, from_ms: int, to_ms: int, supplier_id: str = "") -> list[dict]:
-    """Supplier attempts created in the period that succeeded late or whose outcome is not
-    known yet (at most report_rows_per_reply_max of the first report_records_scanned_max
-    attempts in request id order)."""
+def unsettled_attempts(view, from_ms: int, to_ms: int, supplier_id: str = "") -> list[dict]:
+    """Supplier attempts created in the period whose outcome is not known yet, from the index
+    of unsettled attempts (at most report_records_scanned_max of them are read)."""
     found = []
-    for _, value in view.scan(topups.ATTEMPTS_TABLE, b"", limits.report_records_scanned_max):
-        attempt = json.loads(value)
-        if not from_ms <= attempt["created_ms"] < to_ms or \
+    for key, _ in view.scan(topups.UNSETTLED_TABLE, b"", limits.report_records_scanned_max):
+        attempt = topups.get(view, bytes(key[8:]).decode())
+        if attempt is None or not from_ms <= attempt["created_ms"] < to_ms or \
                 supplier_id and attempt["supplier_id"] != supplier_id:
             continue
-        reason = ("late" if attempt.get("late") else
-                  "unsettled" if attempt["state"] in topups.UNSETTLED else "")
-        if reason and len(found) < limits.report_rows_per_reply_max:
-            found.append({key: attempt[key] for key in (
-                "supplier_id", "request_id", "order_id", "sku_id", "currency", "cost_micros",
-                "created_ms")} | {"reason": reason})
+        found.append({name: attempt[name] for name in (
+            "supplier_id", "request_id", "order_id", "sku_id", "currency", "cost_micros",
+            "created_ms")} | {"reason": "unsettled"})
     return found
 
 
@@ -275,5 +278,5 @@ def risk_decisions(engine, from_ms: int, to_ms: int, cursor: str = "") -> tuple[
             "" if done else bytes(found[-1][0]).hex())
 
 
-__all__ = ["day", "flagged_attempts", "merge", "period", "redemptions", "risk_decisions",
-           "sales", "stock_expiring", "stock_valuation", "supplier_statement"]
+__all__ = ["day", "merge", "period", "redemptions", "risk_decisions",
+           "sales", "stock_expiring", "stock_valuation", "supplier_statement", "unsettled_attempts"]

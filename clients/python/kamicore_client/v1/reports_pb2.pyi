@@ -359,7 +359,7 @@ class FlaggedAttempt(_message.Message):
     cost_micros: _builtins.int
     """The attempt's cost, in micros."""
     created_ms: _builtins.int
-    """When the attempt was created, unix ms."""
+    """When the attempt was created (late: when its success was booked), unix ms."""
     def __init__(
         self,
         *,
@@ -397,7 +397,9 @@ class SupplierStatementResponse(_message.Message):
 
     @_builtins.property
     def flagged(self) -> _containers.RepeatedCompositeFieldContainer[Global___FlaggedAttempt]:
-        """Late and unsettled attempts (read on the first page only)."""
+        """Late successes booked among the entries this call read, and (on the first page) the
+        attempts created in the period whose outcome is still unknown.
+        """
 
     def __init__(
         self,

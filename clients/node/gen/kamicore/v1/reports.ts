@@ -280,7 +280,7 @@ export interface FlaggedAttempt {
   currency: string;
   /** The attempt's cost, in micros. */
   costMicros: bigint;
-  /** When the attempt was created, unix ms. */
+  /** When the attempt was created (late: when its success was booked), unix ms. */
   createdMs: bigint;
 }
 
@@ -288,7 +288,10 @@ export interface FlaggedAttempt {
 export interface SupplierStatementResponse {
   /** Per supplier and currency. */
   rows: SupplierStatementRow[];
-  /** Late and unsettled attempts (read on the first page only). */
+  /**
+   * Late successes booked among the entries this call read, and (on the first page) the
+   * attempts created in the period whose outcome is still unknown.
+   */
   flagged: FlaggedAttempt[];
   /** Continue with this cursor; empty: the scan is done. */
   nextCursor: string;
