@@ -428,7 +428,7 @@ class ReconcileSettlementStatus(enum.IntEnum):
     RECONCILED = 1
     # This file (same SHA-256) was reconciled before: its stored run; nothing changed.
     ALREADY_RECONCILED = 2
-    # The file's period holds more than 1,000,000 ledger entries: split it; nothing stored.
+    # The file's period holds more than 200,000 ledger entries: split it; nothing stored.
     PERIOD_TOO_LARGE = 3
     # The data file is full; nothing stored.
     STORAGE_FULL = 4

@@ -137,3 +137,16 @@ def test_a_header_may_reorder_the_columns_and_a_bad_row_is_named_by_line():
         reconciliation.parse(b"ref-1,1,CNY\n")
     with pytest.raises(InvalidArgument, match="no rows"):
         reconciliation.parse(b"payment_reference,amount,currency,time\n")
+
+
+def test_another_currency_is_a_mismatch_and_a_period_too_large_stores_nothing(seeded,
+                                                                             monkeypatch):
+    engine, days = seeded
+    lines, _, _ = reconciliation.match(engine, [
+        reconciliation.Row(1, "pay-A", 190 * book.M, "USD", days["t0"])])
+    assert [(line["status"], line["currency"], line["booked_currency"]) for line in lines][0] \
+        == ("AMOUNT_MISMATCH", "USD", "CNY")
+    monkeypatch.setattr(limits, "settlement_entries_scanned_max", 3)
+    status, run = asyncio.run(reconciliation.reconcile(engine, days["csv"], "", "test"))
+    assert (status, run) == (ReconcileSettlementStatus.PERIOD_TOO_LARGE, None)
+    assert reconciliation.runs(engine, 0, 10) == []

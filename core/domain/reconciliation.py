@@ -42,6 +42,7 @@ RUNS_TABLE = "reconciliations"
 LINES_TABLE = "reconciliation_lines"
 COLUMNS = ("payment_reference", "amount", "currency", "time")
 MICROS = decimal.Decimal(1_000_000)
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 MATCHED = "MATCHED"
 AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
@@ -85,7 +86,7 @@ def time_ms(text: str, field: str) -> int:
             raise InvalidArgument(field, f"{text[:40]!r} is neither ISO 8601 nor unix ms") from None
         if moment.tzinfo is None:
             raise InvalidArgument(field, f"{text[:40]!r} names no time zone (add Z or +08:00)")
-        value = int(moment.timestamp() * 1000)
+        value = (moment - EPOCH) // datetime.timedelta(milliseconds=1)  # exact, no float
     if not 0 < value < limits.time_ms_max:
         raise InvalidArgument(field, "is out of range")
     return value

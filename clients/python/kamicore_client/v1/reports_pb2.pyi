@@ -36,7 +36,7 @@ class _ReconcileSettlementStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrap
     RECONCILE_SETTLEMENT_STATUS_ALREADY_RECONCILED: _ReconcileSettlementStatus.ValueType  # 2
     """This file (same SHA-256) was reconciled before: its stored run; nothing changed."""
     RECONCILE_SETTLEMENT_STATUS_PERIOD_TOO_LARGE: _ReconcileSettlementStatus.ValueType  # 3
-    """The file's period holds more than 1,000,000 ledger entries: split it; nothing stored."""
+    """The file's period holds more than 200,000 ledger entries: split it; nothing stored."""
     RECONCILE_SETTLEMENT_STATUS_STORAGE_FULL: _ReconcileSettlementStatus.ValueType  # 4
     """The data file is full; nothing stored."""
 
@@ -49,7 +49,7 @@ RECONCILE_SETTLEMENT_STATUS_RECONCILED: ReconcileSettlementStatus.ValueType  # 1
 RECONCILE_SETTLEMENT_STATUS_ALREADY_RECONCILED: ReconcileSettlementStatus.ValueType  # 2
 """This file (same SHA-256) was reconciled before: its stored run; nothing changed."""
 RECONCILE_SETTLEMENT_STATUS_PERIOD_TOO_LARGE: ReconcileSettlementStatus.ValueType  # 3
-"""The file's period holds more than 1,000,000 ledger entries: split it; nothing stored."""
+"""The file's period holds more than 200,000 ledger entries: split it; nothing stored."""
 RECONCILE_SETTLEMENT_STATUS_STORAGE_FULL: ReconcileSettlementStatus.ValueType  # 4
 """The data file is full; nothing stored."""
 Global___ReconcileSettlementStatus: _TypeAlias = ReconcileSettlementStatus  # noqa: Y015

@@ -27,7 +27,7 @@ export enum ReconcileSettlementStatus {
   RECONCILE_SETTLEMENT_STATUS_RECONCILED = 1,
   /** RECONCILE_SETTLEMENT_STATUS_ALREADY_RECONCILED - This file (same SHA-256) was reconciled before: its stored run; nothing changed. */
   RECONCILE_SETTLEMENT_STATUS_ALREADY_RECONCILED = 2,
-  /** RECONCILE_SETTLEMENT_STATUS_PERIOD_TOO_LARGE - The file's period holds more than 1,000,000 ledger entries: split it; nothing stored. */
+  /** RECONCILE_SETTLEMENT_STATUS_PERIOD_TOO_LARGE - The file's period holds more than 200,000 ledger entries: split it; nothing stored. */
   RECONCILE_SETTLEMENT_STATUS_PERIOD_TOO_LARGE = 3,
   /** RECONCILE_SETTLEMENT_STATUS_STORAGE_FULL - The data file is full; nothing stored. */
   RECONCILE_SETTLEMENT_STATUS_STORAGE_FULL = 4,
