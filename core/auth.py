@@ -69,6 +69,10 @@ METHOD_ROLES = {
     "/kamicore.v1.Webhooks/UpdateWebhook": ("admin",),
     "/kamicore.v1.Webhooks/ListWebhooks": ("admin",),
     "/kamicore.v1.Webhooks/DeleteWebhook": ("admin",),
+    **{f"/kamicore.v1.Reports/{method}": ("admin",) for method in (
+        "SalesReport", "SupplierStatement", "StockValuation", "StockExpiring",
+        "RedemptionsByTerminal", "RiskDecisions", "ReconcileSettlement", "ListReconciliations",
+        "GetReconciliation")},
 }
 # Served without a key: health checks and reflection.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

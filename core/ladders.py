@@ -31,6 +31,8 @@ from .statuses import (
     ImportStatus,
     OrderLookupStatus,
     RedeemStatus,
+    ReconcileSettlementStatus,
+    ReconciliationLookupStatus,
     RegisterSupplierStatus,
     RegisterWebhookStatus,
     ReleaseStatus,
@@ -199,5 +201,13 @@ LADDERS: dict[type[enum.IntEnum], tuple[enum.IntEnum, ...]] = {
     ),
     DeleteWebhookStatus: (
         DeleteWebhookStatus.NOT_FOUND,
+    ),
+    # -- reconciliation (core/domain/reconciliation.py) ----------------------------------------
+    ReconcileSettlementStatus: (
+        ReconcileSettlementStatus.ALREADY_RECONCILED,  # the same file: its stored run
+        ReconcileSettlementStatus.PERIOD_TOO_LARGE,
+    ),
+    ReconciliationLookupStatus: (
+        ReconciliationLookupStatus.NOT_FOUND,
     ),
 }

@@ -378,3 +378,44 @@ reply_bytes_worst["Events/WatchEvents"] = watch_buffered_events_max * _text(  # 
     + _text(supplier_request_id_bytes_max) + _number + _text(event_detail_bytes_max))
 assert reply_bytes_worst["Events/WatchEvents"] <= reply_bytes_max - reply_margin_bytes, \
     "a page of events fits a reply"
+
+# -- reports and reconciliation (kamicore.domain.reports, kamicore.domain.reconciliation) ----
+report_records_scanned_max = 2_000  # ledger entries, orders or outbox entries one report call reads
+report_rows_per_reply_max = 4_000  # rows of one report reply; a cursor continues the scan
+report_expiring_days_max = 3_650  # StockExpiring's within_days
+settlement_file_bytes_max = 3 * 2**20  # one settlement CSV (it travels in one request)
+settlement_rows_max = 50_000  # rows of one settlement file
+settlement_entries_scanned_max = 200_000  # ledger entries read for one file's period
+reconciliation_lines_per_page_max = 2_000  # lines of one GetReconciliation reply
+reconciliations_per_page_max = 100  # runs of one ListReconciliations reply
+currency_bytes_max = 3  # an ISO 4217 code
+report_cursor_bytes_max = 2 * order_id_bytes_max  # the longest: an order id in hex
+report_words_bytes_max = 16  # a report's fixed words: a day, a decision, a reason
+sha256_hex_bytes = 64
+assert report_rows_per_reply_max > 2 * lines_per_order_max, "one order's rows always fit a reply"
+_report_cursor = _text(report_cursor_bytes_max)
+_currency = _text(currency_bytes_max)
+_word = _text(report_words_bytes_max)
+_batch_value = _text(3 * _name + _currency + 5 * _number)
+_reconciliation = _text(_number + _text(sha256_hex_bytes) + _text(payment_provider_bytes_max)
+                        + 9 * _number)
+reply_bytes_worst.update({
+    "Reports/SalesReport": report_rows_per_reply_max * _text(
+        _word + _name + _text(binding_bytes_max) + _currency + 5 * _number) + _report_cursor,
+    "Reports/SupplierStatement": report_rows_per_reply_max * (
+        _text(_name + _currency + 6 * _number)
+        + _text(2 * _name + _text(supplier_request_id_bytes_max) + _text(order_id_bytes_max)
+                + _word + _currency + 2 * _number)) + _report_cursor,
+    "Reports/StockValuation": report_rows_per_reply_max * _batch_value + _report_cursor,
+    "Reports/RedemptionsByTerminal": report_rows_per_reply_max * _text(
+        _text(terminal_bytes_max) + _name + 2 * _number) + _report_cursor,
+    "Reports/RiskDecisions": report_rows_per_reply_max * _text(_name + _word + _number)
+        + _report_cursor,
+    "Reports/ReconcileSettlement": _enum + _reconciliation,
+    "Reports/ListReconciliations": reconciliations_per_page_max * _reconciliation,
+    "Reports/GetReconciliation": _enum + _reconciliation + reconciliation_lines_per_page_max
+        * _text(3 * _number + _enum + _text(payment_reference_bytes_max)
+                + _text(order_id_bytes_max) + 2 * _text(_money)),
+})
+assert all(size <= reply_bytes_max - reply_margin_bytes for size in reply_bytes_worst.values()), \
+    "every report's reply fits what a client accepts, with a margin"

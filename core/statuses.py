@@ -6,6 +6,7 @@
 #   proto/kamicore/v1/inventory.proto
 #   proto/kamicore/v1/orders.proto
 #   proto/kamicore/v1/redemption.proto
+#   proto/kamicore/v1/reports.proto
 #   proto/kamicore/v1/risk.proto
 #   proto/kamicore/v1/suppliers.proto
 #   proto/kamicore/v1/webhooks.proto
@@ -462,6 +463,43 @@ class UnlockTerminalStatus(enum.IntEnum):
     STORAGE_FULL = 3
 
 
+class ReconcileSettlementStatus(enum.IntEnum):
+    """Outcome of ReconcileSettlement."""
+
+    # Reconciled and stored now.
+    RECONCILED = 1
+    # This file (same SHA-256) was reconciled before: its stored run; nothing changed.
+    ALREADY_RECONCILED = 2
+    # The file's period holds more than 200,000 ledger entries: split it; nothing stored.
+    PERIOD_TOO_LARGE = 3
+    # The data file is full; nothing stored.
+    STORAGE_FULL = 4
+
+
+class ReconciliationOutcome(enum.IntEnum):
+    """How a line of a reconciliation came out."""
+
+    # The payment booked under the reference has the file's amount and currency.
+    MATCHED = 1
+    # A payment is booked under the reference, with another amount or currency.
+    AMOUNT_MISMATCH = 2
+    # No payment is booked under the reference.
+    MISSING_IN_KAMICORE = 3
+    # A sale booked in the file's period whose reference the file lacks.
+    MISSING_IN_FILE = 4
+    # A second row of the file for a payment (or its order) already in it.
+    DUPLICATE_PAYMENT = 5
+
+
+class ReconciliationLookupStatus(enum.IntEnum):
+    """Outcome of GetReconciliation."""
+
+    # Found.
+    FOUND = 1
+    # No run with that id.
+    NOT_FOUND = 2
+
+
 class SetRiskRulesStatus(enum.IntEnum):
     """Outcome of SetRiskRules, in precedence order."""
 
@@ -686,6 +724,9 @@ _PREFIXES = {
     RedeemStatus: "REDEEM_STATUS_",
     VerifyStatus: "VERIFY_STATUS_",
     UnlockTerminalStatus: "UNLOCK_TERMINAL_STATUS_",
+    ReconcileSettlementStatus: "RECONCILE_SETTLEMENT_STATUS_",
+    ReconciliationOutcome: "RECONCILIATION_OUTCOME_",
+    ReconciliationLookupStatus: "RECONCILIATION_LOOKUP_STATUS_",
     SetRiskRulesStatus: "SET_RISK_RULES_STATUS_",
     ReviewState: "REVIEW_STATE_",
     DecideReviewStatus: "DECIDE_REVIEW_STATUS_",
@@ -707,7 +748,8 @@ __all__ = [
     "ImportCodeStatus", "StockStatus", "CodeOpStatus", "RotateKeysStatus", "CreateOrderStatus",
     "RiskDecision", "OrderState", "TopUpState", "TopUpAttemptState", "ConfirmPaymentStatus",
     "CancelOrderStatus", "OrderLookupStatus", "ReportInvalidStatus", "RedeemStatus", "VerifyStatus",
-    "UnlockTerminalStatus", "SetRiskRulesStatus", "ReviewState", "DecideReviewStatus",
+    "UnlockTerminalStatus", "ReconcileSettlementStatus", "ReconciliationOutcome",
+    "ReconciliationLookupStatus", "SetRiskRulesStatus", "ReviewState", "DecideReviewStatus",
     "SupplierProtocol", "RegisterSupplierStatus", "UpdateSupplierStatus", "SupplierLookupStatus",
     "CircuitState", "SupplierCallbackStatus", "WebhookScope", "WebhookDeliveryState",
     "RegisterWebhookStatus", "UpdateWebhookStatus", "DeleteWebhookStatus", "wire_name",

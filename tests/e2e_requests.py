@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import grpc
 from kamicore.v1 import (
-    catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2, risk_pb2, suppliers_pb2,
-    webhooks_pb2,
+    catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2, reports_pb2, risk_pb2,
+    suppliers_pb2, webhooks_pb2,
 )
 
 from .e2e_support import NOT_FOUND, R, uid
@@ -103,7 +103,19 @@ def _minimal_requests() -> dict[str, tuple[str, object, object]]:
             page_size=1), webhooks_pb2.ListWebhooksResponse),
         "/kamicore.v1.Webhooks/DeleteWebhook": ("unary", webhooks_pb2.DeleteWebhookRequest(
             webhook_id="auth-matrix-none"), webhooks_pb2.DeleteWebhookResponse),
+        **_report_requests(),
     }
+
+
+def _report_requests() -> dict[str, tuple[str, object, object]]:
+    """The Reports service's methods, each with an empty request but for what it needs."""
+    requests = {"StockExpiring": reports_pb2.StockExpiringRequest(within_days=1),
+                "ReconcileSettlement": reports_pb2.ReconcileSettlementRequest(
+                    csv=b"auth-matrix-none,1.00,CNY,1\n")}
+    service = reports_pb2.DESCRIPTOR.services_by_name["Reports"]
+    return {f"/kamicore.v1.Reports/{method.name}": (
+        "unary", requests.get(method.name) or getattr(reports_pb2, method.input_type.name)(),
+        getattr(reports_pb2, method.output_type.name)) for method in service.methods}
 
 
 def _matrix_supplier(supplier_id: str) -> suppliers_pb2.Supplier:

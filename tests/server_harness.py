@@ -24,7 +24,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kamicore.v1 import (
     catalog_pb2, catalog_pb2_grpc, common_pb2, inventory_pb2, inventory_pb2_grpc, orders_pb2,
-    orders_pb2_grpc, redemption_pb2, redemption_pb2_grpc, suppliers_pb2_grpc, webhooks_pb2_grpc,
+    orders_pb2_grpc, redemption_pb2, redemption_pb2_grpc, reports_pb2_grpc, suppliers_pb2_grpc,
+    webhooks_pb2_grpc,
 )
 
 HOST = "127.0.0.1"
@@ -102,6 +103,7 @@ class Client:
         self.redemption = _Bound(redemption_pb2_grpc.RedemptionStub(channel), self.metadata)
         self.suppliers = _Bound(suppliers_pb2_grpc.SuppliersStub(channel), self.metadata)
         self.webhooks = _Bound(webhooks_pb2_grpc.WebhooksStub(channel), self.metadata)
+        self.reports = _Bound(reports_pb2_grpc.ReportsStub(channel), self.metadata)
 
     def stock(self, sku_id: str) -> inventory_pb2.GetStockResponse:
         return self.inventory.GetStock(inventory_pb2.GetStockRequest(sku_id=sku_id))

@@ -383,8 +383,8 @@ def test_soak_every_rpc_answers_hostile_input_with_a_documented_status(fuzzed, m
 
 def test_the_fuzzer_reaches_every_rpc_of_every_service():
     assert {method.name for method in METHODS} == set(auth.METHOD_ROLES)
-    assert len(METHODS) == 35  # 25 before the Suppliers service (with SupplierCallback), 30
-    # before Events/WatchEvents and Webhooks
+    assert len(METHODS) == 44  # 25 before Suppliers (with SupplierCallback), 30 before
+    # Events/WatchEvents (1), Webhooks (4) and Reports (9)
 
 
 def test_after_fuzzing_the_log_is_clean_and_small(fuzzed):

@@ -25,6 +25,7 @@ from kamicore.v1 import (
     orders_pb2_grpc,
     redemption_pb2,
     redemption_pb2_grpc,
+    reports_pb2,
     risk_pb2,
     suppliers_pb2,
     webhooks_pb2,
@@ -72,7 +73,7 @@ def test_health_answers_without_a_key_for_every_service(server):
 def test_every_rpc_of_every_service_has_roles():
     served = {f"/kamicore.v1.{service.name}/{method.name}"
               for module in (catalog_pb2, events_pb2, inventory_pb2, orders_pb2, redemption_pb2,
-                             risk_pb2, suppliers_pb2, webhooks_pb2)
+                             reports_pb2, risk_pb2, suppliers_pb2, webhooks_pb2)
               for service in module.DESCRIPTOR.services_by_name.values()
               for method in service.methods}
     assert served == set(auth.METHOD_ROLES) == set(MINIMAL_REQUESTS)

@@ -15,8 +15,8 @@ from kamicore.engine import load_implementation
 from kamicore.grpc.worker import SERVICE_NAMES, _message_classes
 from kamicore.statuses import CodeState
 from kamicore.v1 import (
-    catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2,
-    suppliers_pb2, webhooks_pb2,
+    catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2, redemption_pb2, reports_pb2,
+    risk_pb2, suppliers_pb2, webhooks_pb2,
 )
 
 L = limits
@@ -67,6 +67,27 @@ TEXT_BYTES = {  # every string field of a reply -> its most bytes
     "Webhook.scope_id": L.binding_bytes_max, "Webhook.event_types": L.event_type_bytes_max,
     "WebhookDelivery.last_error": L.webhook_error_bytes_max,
     "ListWebhooksResponse.next_page_token": L.name_bytes_max,
+    **{f"{message}.{field}": bytes_max for message, fields in {
+        "SalesRow": {"day": L.report_words_bytes_max, "sku_id": L.name_bytes_max,
+                     "channel": L.binding_bytes_max, "currency": L.currency_bytes_max},
+        "SupplierStatementRow": {"supplier_id": L.name_bytes_max,
+                                 "currency": L.currency_bytes_max},
+        "FlaggedAttempt": {"supplier_id": L.name_bytes_max,
+                           "request_id": L.supplier_request_id_bytes_max,
+                           "order_id": L.order_id_bytes_max, "sku_id": L.name_bytes_max,
+                           "reason": L.report_words_bytes_max, "currency": L.currency_bytes_max},
+        "BatchValue": {"sku_id": L.name_bytes_max, "batch_id": L.name_bytes_max,
+                       "supplier_id": L.name_bytes_max, "currency": L.currency_bytes_max},
+        "TerminalRedemptions": {"terminal": L.terminal_bytes_max, "sku_id": L.name_bytes_max},
+        "RiskDecisionRow": {"rule": L.name_bytes_max, "decision": L.report_words_bytes_max},
+        "Reconciliation": {"sha256": L.sha256_hex_bytes,
+                           "provider": L.payment_provider_bytes_max},
+        "ReconciliationLine": {"payment_reference": L.payment_reference_bytes_max,
+                               "order_id": L.order_id_bytes_max},
+        **{f"{report}Response": {"next_cursor": L.report_cursor_bytes_max} for report in (
+            "SalesReport", "SupplierStatement", "StockValuation", "StockExpiring",
+            "RedemptionsByTerminal", "RiskDecisions")},
+    }.items() for field, bytes_max in fields.items()},
 }
 ITEMS = {  # every repeated field of a reply -> its most items
     "Sku.prices": L.prices_per_sku_max, "Sku.regions": L.regions_per_sku_max,
@@ -91,6 +112,13 @@ ITEMS = {  # every repeated field of a reply -> its most items
     "WatchEventsResponse.events": L.watch_buffered_events_max,
     "Webhook.event_types": L.webhook_event_types_max,
     "ListWebhooksResponse.webhooks": L.webhooks_per_page_max,
+    **{f"{reply}.{field}": L.report_rows_per_reply_max for reply, field in (
+        ("SalesReportResponse", "rows"), ("SupplierStatementResponse", "rows"),
+        ("SupplierStatementResponse", "flagged"), ("StockValuationResponse", "batches"),
+        ("StockExpiringResponse", "batches"), ("RedemptionsByTerminalResponse", "rows"),
+        ("RiskDecisionsResponse", "rows"))},
+    "ListReconciliationsResponse.reconciliations": L.reconciliations_per_page_max,
+    "GetReconciliationResponse.lines": L.reconciliation_lines_per_page_max,
 }
 PAGE_BYTES = {"ListSkusResponse.skus": L.skus_page_bytes_max,  # the pages' bounds
               "ListSuppliersResponse.suppliers": L.suppliers_page_bytes_max}
@@ -115,6 +143,10 @@ MODEL = {  # method -> the reply of kamicore.limits.reply_bytes_worst that bound
     "WatchEvents": "Events/WatchEvents",
     "RegisterWebhook": "Webhooks/RegisterWebhook", "UpdateWebhook": "Webhooks/RegisterWebhook",
     "ListWebhooks": "Webhooks/ListWebhooks", "DeleteWebhook": "Webhooks/DeleteWebhook",
+    **{method: f"Reports/{method}" for method in (
+        "SalesReport", "SupplierStatement", "StockValuation", "RedemptionsByTerminal",
+        "RiskDecisions", "ReconcileSettlement", "ListReconciliations", "GetReconciliation")},
+    "StockExpiring": "Reports/StockValuation",
 }
 LONGEST_VARINT = {  # the value of each scalar type whose encoding is longest
     FieldDescriptor.TYPE_INT64: -1, FieldDescriptor.TYPE_UINT64: 2**64 - 1,
@@ -160,8 +192,8 @@ def _largest(message_class):
     return message
 
 
-MODULES = (catalog_pb2, events_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2,
-           suppliers_pb2, webhooks_pb2)
+MODULES = (catalog_pb2, events_pb2, inventory_pb2, orders_pb2, redemption_pb2, reports_pb2,
+           risk_pb2, suppliers_pb2, webhooks_pb2)
 METHODS = [(service.name, method) for module in MODULES
            for service in module.DESCRIPTOR.services_by_name.values()
            for method in service.methods]

@@ -17,7 +17,7 @@ from ..auth import StorageFull
 from ..engine import InvalidArgument
 from ..keyring import DecryptionError
 from ..runtime.startup import StartupError, open_engine
-from . import catalog, data, ledger, remote, suppliers, webhooks
+from . import catalog, data, ledger, remote, reports, suppliers, webhooks
 
 DATA_DIR_ENV = "KAMICORE_DATA_DIR"
 DEBUG_ENV = "KAMICORE_DEBUG"  # set: an unexpected error shows its traceback
@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     suppliers.add_commands(commands, TARGET_HELP)
     webhooks.add_commands(commands, TARGET_HELP)
     ledger.add_commands(commands)
+    reports.add_commands(commands, TARGET_HELP)
     return parser
 
 

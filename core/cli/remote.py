@@ -34,14 +34,35 @@ def api_key(args) -> str:
     return key
 
 
+def unary(args, stub_class, method: str, request):
+    """Call one method of a kamicore.v1 stub with the caller's key -> (reply, exit code): 0,
+    or (None, 1 or 2) with the refusal on stderr."""
+    import grpc
+    try:
+        key = api_key(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None, 2
+    address = target(args, args.settings)
+    with grpc.insecure_channel(address) as channel:
+        try:
+            return getattr(stub_class(channel), method)(
+                request, metadata=[("authorization", f"Bearer {key}")],
+                timeout=limits.cli_call_timeout_seconds), 0
+        except grpc.RpcError as error:
+            details = " ".join((error.details() or "").split())
+            print(f"error: {address}: {error.code().name}: {details}", file=sys.stderr)
+            return None, 1
+
+
 def command_call(args) -> int:
     """Call a unary kamicore.v1 method with a JSON request; prints the JSON reply."""
     import grpc
     from google.protobuf import json_format, message_factory
     from google.protobuf.descriptor_pool import Default
     from ..v1 import (  # noqa: F401 - each registers its services for the lookup below
-        catalog_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2, suppliers_pb2,
-        webhooks_pb2,
+        catalog_pb2, inventory_pb2, orders_pb2, redemption_pb2, reports_pb2, risk_pb2,
+        suppliers_pb2, webhooks_pb2,
     )
     service_name, _, method_name = args.method.partition("/")
     try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .. import limits
 from . import remote
 
 ROUTE_HELP = ("a route, repeatable: sku=ID,product=CODE,cost_micros=N,currency=CNY"
@@ -72,30 +71,10 @@ def _route(text: str, index: int):
         enabled=fields.get("enabled", "true") == "true")
 
 
-def _call(args, method: str, request):
+def call(args, method: str, request):
+    """-> (reply, exit code): 0, or 1 with the refusal on stderr."""
     from ..v1 import suppliers_pb2_grpc
-    return call(args, suppliers_pb2_grpc.SuppliersStub, method, request)
-
-
-def call(args, stub_class, method: str, request):
-    """`method` of the service of `stub_class` with the admin key of `args` -> (reply, exit
-    code): 0, or 1 with the refusal on stderr (2: a bad key)."""
-    import grpc
-    try:
-        key = remote.api_key(args)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return None, 2
-    address = remote.target(args, args.settings)
-    with grpc.insecure_channel(address) as channel:
-        stub = stub_class(channel)
-        try:
-            return getattr(stub, method)(request, metadata=[("authorization", f"Bearer {key}")],
-                                         timeout=limits.cli_call_timeout_seconds), 0
-        except grpc.RpcError as error:
-            details = " ".join((error.details() or "").split())
-            print(f"error: {address}: {error.code().name}: {details}", file=sys.stderr)
-            return None, 1
+    return remote.unary(args, suppliers_pb2_grpc.SuppliersStub, method, request)
 
 
 def print_reply(reply) -> None:
@@ -122,11 +101,11 @@ def command_write(args) -> int:
         timeout_ms=args.timeout_ms, signing_secret=secret, enabled=not args.disabled,
         routes=routes)
     if args.method == "register":
-        reply, code = _call(args, "RegisterSupplier",
+        reply, code = call(args, "RegisterSupplier",
                             suppliers_pb2.RegisterSupplierRequest(supplier=supplier))
         done = suppliers_pb2.REGISTER_SUPPLIER_STATUS_REGISTERED
     else:
-        reply, code = _call(args, "UpdateSupplier",
+        reply, code = call(args, "UpdateSupplier",
                             suppliers_pb2.UpdateSupplierRequest(supplier=supplier))
         done = suppliers_pb2.UPDATE_SUPPLIER_STATUS_UPDATED
     if reply is None:
@@ -135,24 +114,31 @@ def command_write(args) -> int:
     return 0 if reply.status == done else 1
 
 
-def command_list(args) -> int:
+def every_supplier(args) -> tuple[list | None, int]:
+    """Every supplier, following the pages -> (suppliers, 0), or (None, exit code)."""
     from ..v1 import suppliers_pb2
-    token = ""
+    found, token = [], ""
     while True:
-        reply, code = _call(args, "ListSuppliers",
+        reply, code = call(args, "ListSuppliers",
                             suppliers_pb2.ListSuppliersRequest(page_token=token))
         if reply is None:
-            return code
-        for supplier in reply.suppliers:
-            print_reply(supplier)
+            return None, code
+        found += reply.suppliers
         token = reply.next_page_token
         if not token:
-            return 0
+            return found, 0
+
+
+def command_list(args) -> int:
+    found, code = every_supplier(args)
+    for supplier in found or ():
+        print_reply(supplier)
+    return code
 
 
 def command_stats(args) -> int:
     from ..v1 import suppliers_pb2
-    reply, code = _call(args, "GetSupplierStats", suppliers_pb2.GetSupplierStatsRequest(
+    reply, code = call(args, "GetSupplierStats", suppliers_pb2.GetSupplierStatsRequest(
         supplier_id=args.supplier_id, sku_id=args.sku))
     if reply is None:
         return code
@@ -160,4 +146,4 @@ def command_stats(args) -> int:
     return 0 if reply.status == suppliers_pb2.SUPPLIER_LOOKUP_STATUS_FOUND else 1
 
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "every_supplier"]

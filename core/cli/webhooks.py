@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import suppliers
+from . import remote, suppliers
 
 SCOPES = ("all", "channel", "partner")
 
@@ -52,7 +52,7 @@ def add_commands(commands, target_help: str) -> None:
 
 def _call(args, method: str, request):
     from ..v1 import webhooks_pb2_grpc
-    return suppliers.call(args, webhooks_pb2_grpc.WebhooksStub, method, request)
+    return remote.unary(args, webhooks_pb2_grpc.WebhooksStub, method, request)
 
 
 def command_write(args) -> int:

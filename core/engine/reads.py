@@ -187,7 +187,7 @@ class Reads:
                     result.append(BatchStock(
                         info["name"].decode(), info["supplier"].decode(), valid_until_ms,
                         counts, valid_from_ms, available if started and not expired else 0,
-                        available if expired else 0))
+                        available if expired else 0, info["unit_cost_micros"]))
             return result
 
     def skus(self) -> list[str]:

@@ -128,6 +128,7 @@ class BatchStock:
     valid_from_ms: int = 0
     sellable: int = 0  # AVAILABLE and inside the batch's validity window now
     expired_available: int = 0  # AVAILABLE but past valid_until: never sold
+    unit_cost_micros: int = 0  # what one code of the batch cost, in its SKU's currency
 
 
 @dataclass(frozen=True)

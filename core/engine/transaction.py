@@ -44,6 +44,9 @@ TABLES = {
     "ledger": "entry id (u64 big-endian) -> a balanced ledger entry (kamicore.domain.ledger)",
     "ledger_meta": "the next ledger entry id; balances per currency and account; entries "
                    "per payment reference",
+    "reconciliations": "run id -> a settlement reconciliation run; file sha256 -> its run "
+                       "(kamicore.domain.reconciliation)",
+    "reconciliation_lines": "run id + line number -> one line of a reconciliation run",
 }
 
 

@@ -15,8 +15,8 @@ from .. import limits, metrics
 from ..config import Config
 from ..engine import Engine
 from ..v1 import (
-    catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2, redemption_pb2, risk_pb2,
-    suppliers_pb2, webhooks_pb2,
+    catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2, redemption_pb2, reports_pb2,
+    risk_pb2, suppliers_pb2, webhooks_pb2,
 )
 from . import reflection
 from .catalog import CatalogService
@@ -25,18 +25,20 @@ from .gate import Gate
 from .inventory import InventoryService
 from .orders import OrdersService
 from .redemption import RedemptionService
+from .reports import ReportsService
 from .risk import RiskService
 from .services import Services
 from .suppliers import SuppliersService
 from .webhooks import WebhooksService
 
 WIRE_MODULES = (catalog_pb2, common_pb2, events_pb2, inventory_pb2, orders_pb2,
-                redemption_pb2, risk_pb2, suppliers_pb2, webhooks_pb2)
+                redemption_pb2, reports_pb2, risk_pb2, suppliers_pb2, webhooks_pb2)
 # each kamicore.v1 service: the module that declares it, and the servicer that serves it
 SERVICERS = {"Catalog": (catalog_pb2, CatalogService),
              "Inventory": (inventory_pb2, InventoryService),
              "Orders": (orders_pb2, OrdersService),
              "Redemption": (redemption_pb2, RedemptionService),
+             "Reports": (reports_pb2, ReportsService),
              "Risk": (risk_pb2, RiskService),
              "Suppliers": (suppliers_pb2, SuppliersService),
              "Events": (events_pb2, EventsService),

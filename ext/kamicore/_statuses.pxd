@@ -6,6 +6,7 @@
 #   proto/kamicore/v1/inventory.proto
 #   proto/kamicore/v1/orders.proto
 #   proto/kamicore/v1/redemption.proto
+#   proto/kamicore/v1/reports.proto
 #   proto/kamicore/v1/risk.proto
 #   proto/kamicore/v1/suppliers.proto
 #   proto/kamicore/v1/webhooks.proto
@@ -205,6 +206,23 @@ cdef enum UnlockTerminalStatus:
     UNLOCK_TERMINAL_STATUS_UNLOCKED = 1
     UNLOCK_TERMINAL_STATUS_NOT_LOCKED = 2
     UNLOCK_TERMINAL_STATUS_STORAGE_FULL = 3
+
+cdef enum ReconcileSettlementStatus:
+    RECONCILE_SETTLEMENT_STATUS_RECONCILED = 1
+    RECONCILE_SETTLEMENT_STATUS_ALREADY_RECONCILED = 2
+    RECONCILE_SETTLEMENT_STATUS_PERIOD_TOO_LARGE = 3
+    RECONCILE_SETTLEMENT_STATUS_STORAGE_FULL = 4
+
+cdef enum ReconciliationOutcome:
+    RECONCILIATION_OUTCOME_MATCHED = 1
+    RECONCILIATION_OUTCOME_AMOUNT_MISMATCH = 2
+    RECONCILIATION_OUTCOME_MISSING_IN_KAMICORE = 3
+    RECONCILIATION_OUTCOME_MISSING_IN_FILE = 4
+    RECONCILIATION_OUTCOME_DUPLICATE_PAYMENT = 5
+
+cdef enum ReconciliationLookupStatus:
+    RECONCILIATION_LOOKUP_STATUS_FOUND = 1
+    RECONCILIATION_LOOKUP_STATUS_NOT_FOUND = 2
 
 cdef enum SetRiskRulesStatus:
     SET_RISK_RULES_STATUS_SET = 1

@@ -14,6 +14,7 @@ from kamicore_client.v1 import events_pb2
 from kamicore_client.v1 import inventory_pb2
 from kamicore_client.v1 import orders_pb2
 from kamicore_client.v1 import redemption_pb2
+from kamicore_client.v1 import reports_pb2
 from kamicore_client.v1 import risk_pb2
 from kamicore_client.v1 import suppliers_pb2
 from kamicore_client.v1 import webhooks_pb2
@@ -499,6 +500,156 @@ class AsyncRedemption:
         return await self._call.unary('/kamicore.v1.Redemption/UnlockTerminal', request, redemption_pb2.UnlockTerminalResponse, timeout)
 
 
+class Reports:
+    """Operators' reports and settlement reconciliation. Each RPC's comment names the roles it
+    admits (kamicore.auth.METHOD_ROLES; a test holds the two equal).
+
+    A report call reads a bounded number of records (ledger entries, orders, outbox entries,
+    batches) from where its cursor points; its rows are partial sums over what it read, and
+    next_cursor continues the scan (empty: done). Rows with the same key from successive
+    pages add up (`kamicore report` does that). Money is integer micros with its currency;
+    different currencies are never added: every row names one.
+    """
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def sales_report(self, request: reports_pb2.SalesReportRequest, *, timeout: float | None = None) -> reports_pb2.SalesReportResponse:
+        """Sales by UTC day x SKU x channel: orders, units, price, cost and margin, from the sales
+        in the ledger (their orders' prices at order time and costs once delivered).
+        Roles: admin.
+        """
+        return self._call.unary('/kamicore.v1.Reports/SalesReport', request, reports_pb2.SalesReportResponse, timeout)
+
+    def supplier_statement(self, request: reports_pb2.SupplierStatementRequest, *, timeout: float | None = None) -> reports_pb2.SupplierStatementResponse:
+        """What each supplier is owed for the codes and top-ups booked in the period (costs, less
+        codes voided back, with invalid codes charged back apart), and apart: late supplier
+        successes and attempts whose outcome is still unknown.
+        Roles: admin.
+        """
+        return self._call.unary('/kamicore.v1.Reports/SupplierStatement', request, reports_pb2.SupplierStatementResponse, timeout)
+
+    def stock_valuation(self, request: reports_pb2.StockValuationRequest, *, timeout: float | None = None) -> reports_pb2.StockValuationResponse:
+        """Available codes x their batch's unit cost, per SKU and batch.
+        Roles: admin.
+        """
+        return self._call.unary('/kamicore.v1.Reports/StockValuation', request, reports_pb2.StockValuationResponse, timeout)
+
+    def stock_expiring(self, request: reports_pb2.StockExpiringRequest, *, timeout: float | None = None) -> reports_pb2.StockExpiringResponse:
+        """Batches with available codes that expire within the next `within_days` days.
+        Roles: admin.
+        """
+        return self._call.unary('/kamicore.v1.Reports/StockExpiring', request, reports_pb2.StockExpiringResponse, timeout)
+
+    def redemptions_by_terminal(self, request: reports_pb2.RedemptionsByTerminalRequest, *, timeout: float | None = None) -> reports_pb2.RedemptionsByTerminalResponse:
+        """Codes redeemed (and codes frozen as leaked) per POS terminal and SKU, from the events kept
+        in the outbox (pruned events are no longer counted).
+        Roles: admin.
+        """
+        return self._call.unary('/kamicore.v1.Reports/RedemptionsByTerminal', request, reports_pb2.RedemptionsByTerminalResponse, timeout)
+
+    def risk_decisions(self, request: reports_pb2.RiskDecisionsRequest, *, timeout: float | None = None) -> reports_pb2.RiskDecisionsResponse:
+        """Orders scored by risk per decision, and per rule that fired.
+        Roles: admin.
+        """
+        return self._call.unary('/kamicore.v1.Reports/RiskDecisions', request, reports_pb2.RiskDecisionsResponse, timeout)
+
+    def reconcile_settlement(self, request: reports_pb2.ReconcileSettlementRequest, *, timeout: float | None = None) -> reports_pb2.ReconcileSettlementResponse:
+        """Reconcile a settlement file (CSV: payment_reference, amount, currency, time; see README
+        "Reconciliation") against the payments booked in the ledger. The run and its lines are
+        stored; the same file again changes nothing and answers the stored run.
+        Roles: admin.
+        """
+        return self._call.unary('/kamicore.v1.Reports/ReconcileSettlement', request, reports_pb2.ReconcileSettlementResponse, timeout)
+
+    def list_reconciliations(self, request: reports_pb2.ListReconciliationsRequest, *, timeout: float | None = None) -> reports_pb2.ListReconciliationsResponse:
+        """Stored reconciliation runs in id order.
+        Roles: admin.
+        """
+        return self._call.unary('/kamicore.v1.Reports/ListReconciliations', request, reports_pb2.ListReconciliationsResponse, timeout)
+
+    def get_reconciliation(self, request: reports_pb2.GetReconciliationRequest, *, timeout: float | None = None) -> reports_pb2.GetReconciliationResponse:
+        """One run with a page of its lines.
+        Roles: admin.
+        """
+        return self._call.unary('/kamicore.v1.Reports/GetReconciliation', request, reports_pb2.GetReconciliationResponse, timeout)
+
+
+class AsyncReports:
+    """Operators' reports and settlement reconciliation. Each RPC's comment names the roles it
+    admits (kamicore.auth.METHOD_ROLES; a test holds the two equal).
+
+    A report call reads a bounded number of records (ledger entries, orders, outbox entries,
+    batches) from where its cursor points; its rows are partial sums over what it read, and
+    next_cursor continues the scan (empty: done). Rows with the same key from successive
+    pages add up (`kamicore report` does that). Money is integer micros with its currency;
+    different currencies are never added: every row names one.
+    """
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    async def sales_report(self, request: reports_pb2.SalesReportRequest, *, timeout: float | None = None) -> reports_pb2.SalesReportResponse:
+        """Sales by UTC day x SKU x channel: orders, units, price, cost and margin, from the sales
+        in the ledger (their orders' prices at order time and costs once delivered).
+        Roles: admin.
+        """
+        return await self._call.unary('/kamicore.v1.Reports/SalesReport', request, reports_pb2.SalesReportResponse, timeout)
+
+    async def supplier_statement(self, request: reports_pb2.SupplierStatementRequest, *, timeout: float | None = None) -> reports_pb2.SupplierStatementResponse:
+        """What each supplier is owed for the codes and top-ups booked in the period (costs, less
+        codes voided back, with invalid codes charged back apart), and apart: late supplier
+        successes and attempts whose outcome is still unknown.
+        Roles: admin.
+        """
+        return await self._call.unary('/kamicore.v1.Reports/SupplierStatement', request, reports_pb2.SupplierStatementResponse, timeout)
+
+    async def stock_valuation(self, request: reports_pb2.StockValuationRequest, *, timeout: float | None = None) -> reports_pb2.StockValuationResponse:
+        """Available codes x their batch's unit cost, per SKU and batch.
+        Roles: admin.
+        """
+        return await self._call.unary('/kamicore.v1.Reports/StockValuation', request, reports_pb2.StockValuationResponse, timeout)
+
+    async def stock_expiring(self, request: reports_pb2.StockExpiringRequest, *, timeout: float | None = None) -> reports_pb2.StockExpiringResponse:
+        """Batches with available codes that expire within the next `within_days` days.
+        Roles: admin.
+        """
+        return await self._call.unary('/kamicore.v1.Reports/StockExpiring', request, reports_pb2.StockExpiringResponse, timeout)
+
+    async def redemptions_by_terminal(self, request: reports_pb2.RedemptionsByTerminalRequest, *, timeout: float | None = None) -> reports_pb2.RedemptionsByTerminalResponse:
+        """Codes redeemed (and codes frozen as leaked) per POS terminal and SKU, from the events kept
+        in the outbox (pruned events are no longer counted).
+        Roles: admin.
+        """
+        return await self._call.unary('/kamicore.v1.Reports/RedemptionsByTerminal', request, reports_pb2.RedemptionsByTerminalResponse, timeout)
+
+    async def risk_decisions(self, request: reports_pb2.RiskDecisionsRequest, *, timeout: float | None = None) -> reports_pb2.RiskDecisionsResponse:
+        """Orders scored by risk per decision, and per rule that fired.
+        Roles: admin.
+        """
+        return await self._call.unary('/kamicore.v1.Reports/RiskDecisions', request, reports_pb2.RiskDecisionsResponse, timeout)
+
+    async def reconcile_settlement(self, request: reports_pb2.ReconcileSettlementRequest, *, timeout: float | None = None) -> reports_pb2.ReconcileSettlementResponse:
+        """Reconcile a settlement file (CSV: payment_reference, amount, currency, time; see README
+        "Reconciliation") against the payments booked in the ledger. The run and its lines are
+        stored; the same file again changes nothing and answers the stored run.
+        Roles: admin.
+        """
+        return await self._call.unary('/kamicore.v1.Reports/ReconcileSettlement', request, reports_pb2.ReconcileSettlementResponse, timeout)
+
+    async def list_reconciliations(self, request: reports_pb2.ListReconciliationsRequest, *, timeout: float | None = None) -> reports_pb2.ListReconciliationsResponse:
+        """Stored reconciliation runs in id order.
+        Roles: admin.
+        """
+        return await self._call.unary('/kamicore.v1.Reports/ListReconciliations', request, reports_pb2.ListReconciliationsResponse, timeout)
+
+    async def get_reconciliation(self, request: reports_pb2.GetReconciliationRequest, *, timeout: float | None = None) -> reports_pb2.GetReconciliationResponse:
+        """One run with a page of its lines.
+        Roles: admin.
+        """
+        return await self._call.unary('/kamicore.v1.Reports/GetReconciliation', request, reports_pb2.GetReconciliationResponse, timeout)
+
+
 class Risk:
     """Admins read and change the rules at runtime; a change applies to the next order in every
     worker. Each RPC's comment names the roles it admits (kamicore.auth.METHOD_ROLES; a test
@@ -774,7 +925,7 @@ class AsyncWebhooks:
 
 
 class Services:
-    """Every service as an attribute: catalog, events, inventory, orders, redemption, risk, suppliers, webhooks."""
+    """Every service as an attribute: catalog, events, inventory, orders, redemption, reports, risk, suppliers, webhooks."""
 
     def __init__(self, call: Any) -> None:
         self.catalog = Catalog(call)
@@ -782,13 +933,14 @@ class Services:
         self.inventory = Inventory(call)
         self.orders = Orders(call)
         self.redemption = Redemption(call)
+        self.reports = Reports(call)
         self.risk = Risk(call)
         self.suppliers = Suppliers(call)
         self.webhooks = Webhooks(call)
 
 
 class AsyncServices:
-    """Every service as an attribute: catalog, events, inventory, orders, redemption, risk, suppliers, webhooks."""
+    """Every service as an attribute: catalog, events, inventory, orders, redemption, reports, risk, suppliers, webhooks."""
 
     def __init__(self, call: Any) -> None:
         self.catalog = AsyncCatalog(call)
@@ -796,6 +948,7 @@ class AsyncServices:
         self.inventory = AsyncInventory(call)
         self.orders = AsyncOrders(call)
         self.redemption = AsyncRedemption(call)
+        self.reports = AsyncReports(call)
         self.risk = AsyncRisk(call)
         self.suppliers = AsyncSuppliers(call)
         self.webhooks = AsyncWebhooks(call)
@@ -825,6 +978,15 @@ METHODS = (
     '/kamicore.v1.Redemption/RedeemStream',
     '/kamicore.v1.Redemption/VerifyCode',
     '/kamicore.v1.Redemption/UnlockTerminal',
+    '/kamicore.v1.Reports/SalesReport',
+    '/kamicore.v1.Reports/SupplierStatement',
+    '/kamicore.v1.Reports/StockValuation',
+    '/kamicore.v1.Reports/StockExpiring',
+    '/kamicore.v1.Reports/RedemptionsByTerminal',
+    '/kamicore.v1.Reports/RiskDecisions',
+    '/kamicore.v1.Reports/ReconcileSettlement',
+    '/kamicore.v1.Reports/ListReconciliations',
+    '/kamicore.v1.Reports/GetReconciliation',
     '/kamicore.v1.Risk/GetRiskRules',
     '/kamicore.v1.Risk/SetRiskRules',
     '/kamicore.v1.Risk/ListReviews',
