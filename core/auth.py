@@ -152,7 +152,7 @@ def create_key(engine: Engine, role: str, *, binding: str = "", name: str = "") 
         text(binding, needs_binding[role], limits.binding_bytes_max)
         if ORDER_ID_SEPARATOR in binding:
             # an owner namespace must not contain the separator, or "web" could name
-            # "web/eu"'s orders (see kamicore.domain.orders.order_id_for)
+            # "web/eu"'s orders (see kamicore.domain.order_requests.order_id_for)
             raise InvalidArgument(needs_binding[role], f"must not contain {ORDER_ID_SEPARATOR!r}")
     elif binding:
         raise InvalidArgument("binding", f"a {role} key is not bound to anything")

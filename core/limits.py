@@ -257,11 +257,9 @@ assert cli_rejected_lines_listed_max <= rejected_rows_listed_max, \
 def varint_bytes(value: int) -> int:
     return max(1, (value.bit_length() + 6) // 7)
 
-
 def length_delimited_bytes(content_bytes: int) -> int:
     """A string or message field of `content_bytes` bytes (or an item of a repeated one)."""
     return 1 + varint_bytes(content_bytes) + content_bytes
-
 
 _number = 1 + 10  # an int64 or uint64 field: the longest varint
 _small_number = 1 + 5  # a uint32 field

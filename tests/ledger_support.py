@@ -5,7 +5,7 @@ entries summed, every currency sums to zero)."""
 from __future__ import annotations
 
 from kamicore import limits
-from kamicore.domain import ledger, orders, refunds
+from kamicore.domain import ledger, order_requests, orders, refunds
 from kamicore.domain.catalog import Catalog, ChannelPrice, Sku
 from kamicore.engine import Engine
 from kamicore.statuses import CodeState, DeliveryKind
@@ -70,7 +70,7 @@ class Shop:
                                                 full=full or (lambda: None)))
 
     def create(self, key: str, quantity: int):
-        request = orders.validate_create(orders.OrderRequest(
+        request = order_requests.validate_create(order_requests.OrderRequest(
             key, "alice", "", "", [("gift", quantity)], HOLD_SECONDS), HOLD_SECONDS)
         return self.run(orders.create_order, f"shop/{key}".encode(), "storefront:web", "web",
                         request, self.orders.risk)[0]

@@ -29,7 +29,7 @@ PRICE, UNIT_COST = 9_000_000, 3_000_000
 
 CHILD = r"""
 import json, os, random, secrets, sys
-from kamicore.domain import ledger, orders, refunds
+from kamicore.domain import ledger, order_requests, orders, refunds
 from kamicore.domain.catalog import Catalog, ChannelPrice, Sku
 from kamicore.engine import Engine
 from kamicore.statuses import ConfirmPaymentStatus, CreateOrderStatus, DeliveryKind
@@ -59,7 +59,7 @@ while True:
                         [f"C-{tag}-{k}-{secrets.token_hex(5)}" for k in range(3)],
                         supplier="acme", unit_cost_micros=unit_cost)
     quantity = rng.randint(1, 3)
-    request = orders.validate_create(orders.OrderRequest(tag, "alice", "", "",
+    request = order_requests.validate_create(order_requests.OrderRequest(tag, "alice", "", "",
                                                          [("gift", quantity)], 60), 60)
     order_id = f"shop/{tag}".encode()
     if run(orders.create_order, order_id, "storefront:web", "web", request,
