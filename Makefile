@@ -11,7 +11,7 @@ CLIENT_SOURCES := $(wildcard clients/python/pyproject.toml clients/python/kamico
 	clients/python/kamicore_client/v1/*)
 PYTEST_ARGS ?=
 
-.PHONY: install sdk serve test docs soak bench-engine bench-server bench-floor bench-topup bench-events bench-watch bench-ledger bench clean
+.PHONY: install sdk serve test docs soak bench-engine bench-server bench-floor bench-topup bench-events bench-watch bench-ledger bench-webhooks bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,10 @@ bench-events: $(STAMP)
 # reads nothing, in one run; and how soon a delivery's event reaches the watcher
 bench-watch: $(STAMP)
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/watch_bench.py $(BENCH_ARGS)
+# orders/s with no webhook endpoint, 4 receiving and 4 down, over gRPC, same run
+bench-webhooks: $(STAMP)
+	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/webhooks_bench.py $(BENCH_ARGS)
+
 # orders/s with the ledger against its bookings replaced by a no-op, in process, same run
 bench-ledger: $(STAMP)
 	KAMICORE_EXT_DIR=$(CURDIR)/ext $(BIN)/python bench/ledger_bench.py $(BENCH_ARGS)
